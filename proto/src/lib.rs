@@ -1,0 +1,419 @@
+//! The contract between `otpgated`, `pam_otpgate.so` and the `otpgate` CLI.
+//!
+//! Everything a caller and the daemon must agree on lives here: the bus name
+//! and object, the interface names, the result words of the `Auth` interface,
+//! the keys of the `a{sv}` dictionaries, the error names and the client-side
+//! proxies. Nothing here decides anything; the daemon does.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use zbus::message::{Header, Message};
+use zbus::names::ErrorName;
+use zbus::{OwnedVariant, Variant};
+
+pub const BUS_NAME: &str = "org.otpgate.Otpgate1";
+pub const OBJECT_PATH: &str = "/org/otpgate/Otpgate1";
+pub const AUTH_INTERFACE: &str = "org.otpgate.Otpgate1.Auth";
+pub const MANAGER_INTERFACE: &str = "org.otpgate.Otpgate1.Manager";
+pub const ADMIN_INTERFACE: &str = "org.otpgate.Otpgate1.Admin";
+
+/// The system bus, as a D-Bus address. The PAM module uses only this or its
+/// `bus=` option, never the environment.
+pub const SYSTEM_BUS_ADDRESS: &str = "unix:path=/run/dbus/system_bus_socket";
+
+/// Longest code the daemon looks at. Anything longer is judged `invalid`
+/// without being parsed (a 10 MB "code" costs nothing).
+pub const MAX_CODE_LEN: usize = 64;
+
+/// Longest user name accepted anywhere (Linux's LOGIN_NAME_MAX is 256).
+pub const MAX_USER_LEN: usize = 256;
+
+/// Keys of the `context` dictionary passed to `Challenge` and `Verify`.
+pub mod context {
+    pub const SERVICE: &str = "service";
+    pub const RHOST: &str = "rhost";
+    pub const RUSER: &str = "ruser";
+    pub const TTY: &str = "tty";
+}
+
+/// Keys of the `info` dictionaries returned by the daemon.
+pub mod info {
+    pub const METHOD: &str = "method";
+    pub const METHOD_USED: &str = "method_used";
+    pub const ATTEMPTS_LEFT: &str = "attempts_left";
+    pub const LOCKED_UNTIL: &str = "locked_until";
+    pub const BACKUP_CODES_LEFT: &str = "backup_codes_left";
+    pub const MESSAGE: &str = "message";
+}
+
+/// Keys of the `Manager.Status` and `Admin.ListUsers` dictionaries.
+pub mod status {
+    pub const USER: &str = "user";
+    pub const ENROLLED: &str = "enrolled";
+    pub const PENDING: &str = "pending";
+    pub const METHOD: &str = "method";
+    pub const BACKUP_CODES_LEFT: &str = "backup_codes_left";
+    pub const LOCKED: &str = "locked";
+    pub const LOCKED_UNTIL: &str = "locked_until";
+    pub const FAILURES: &str = "failures";
+    pub const ERROR: &str = "error";
+}
+
+/// Keys of the `Manager.Enroll` options and reply.
+pub mod enroll {
+    pub const METHOD: &str = "method";
+    pub const EMAIL: &str = "email";
+    pub const URI: &str = "uri";
+    pub const SECRET: &str = "secret";
+    pub const EXPIRES: &str = "expires";
+}
+
+/// Keys of the `Admin.Stats` reply.
+pub mod stats {
+    pub const USERS_ENROLLED: &str = "users_enrolled";
+    pub const USERS_LOCKED: &str = "users_locked";
+    pub const SUCCESSES: &str = "successes";
+    pub const FAILURES: &str = "failures";
+    pub const LOCKOUTS: &str = "lockouts";
+    pub const BACKUP_CODES_USED: &str = "backup_codes_used";
+    pub const DAYS: &str = "days";
+}
+
+macro_rules! wire_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $word:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $word),+ }
+            }
+
+            /// Parses the wire word; an unknown word is `None`, which
+            /// callers must treat as a refusal.
+            pub fn parse(word: &str) -> Option<Self> {
+                match word { $($word => Some($name::$variant),)+ _ => None }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+wire_enum!(
+    /// `Auth.Challenge` state.
+    ChallengeState {
+        CodeRequired => "code-required",
+        NotEnrolled => "not-enrolled",
+        Locked => "locked",
+    }
+);
+
+wire_enum!(
+    /// `Auth.Verify` result.
+    VerifyResult {
+        Ok => "ok",
+        Invalid => "invalid",
+        Replayed => "replayed",
+        Locked => "locked",
+        NotEnrolled => "not-enrolled",
+        Expired => "expired",
+    }
+);
+
+wire_enum!(
+    /// A factor a user can enrol.
+    Method {
+        Totp => "totp",
+        Email => "email",
+    }
+);
+
+wire_enum!(
+    /// What a successful `Verify` matched.
+    MethodUsed {
+        Totp => "totp",
+        Backup => "backup",
+        Email => "email",
+    }
+);
+
+/// Whether `name` is acceptable as a user name on the bus. The daemon also
+/// uses it to name per-user records, so it must never allow a path
+/// separator, a leading dot, NUL or control characters.
+pub fn valid_user_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= MAX_USER_LEN
+        && bytes[0] != b'.'
+        && bytes[0] != b'-'
+        && bytes
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'@' | b'$'))
+}
+
+/// The errors the daemon answers with. Each maps to one D-Bus error name;
+/// `AccessDenied` uses the standard freedesktop name as SPEC requires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServiceError {
+    AccessDenied(String),
+    InvalidUser(String),
+    InvalidArgument(String),
+    NotEnrolled(String),
+    AlreadyEnrolled(String),
+    NoPendingEnrollment(String),
+    PendingExpired(String),
+    InvalidCode(String),
+    Locked(String),
+    CorruptRecord(String),
+    Storage(String),
+    Unavailable(String),
+    Failed(String),
+}
+
+pub const ERROR_PREFIX: &str = "org.otpgate.Otpgate1.Error.";
+pub const ACCESS_DENIED: &str = "org.freedesktop.DBus.Error.AccessDenied";
+
+impl ServiceError {
+    pub fn error_name(&self) -> &'static str {
+        match self {
+            ServiceError::AccessDenied(_) => ACCESS_DENIED,
+            ServiceError::InvalidUser(_) => "org.otpgate.Otpgate1.Error.InvalidUser",
+            ServiceError::InvalidArgument(_) => "org.otpgate.Otpgate1.Error.InvalidArgument",
+            ServiceError::NotEnrolled(_) => "org.otpgate.Otpgate1.Error.NotEnrolled",
+            ServiceError::AlreadyEnrolled(_) => "org.otpgate.Otpgate1.Error.AlreadyEnrolled",
+            ServiceError::NoPendingEnrollment(_) => {
+                "org.otpgate.Otpgate1.Error.NoPendingEnrollment"
+            }
+            ServiceError::PendingExpired(_) => "org.otpgate.Otpgate1.Error.PendingExpired",
+            ServiceError::InvalidCode(_) => "org.otpgate.Otpgate1.Error.InvalidCode",
+            ServiceError::Locked(_) => "org.otpgate.Otpgate1.Error.Locked",
+            ServiceError::CorruptRecord(_) => "org.otpgate.Otpgate1.Error.CorruptRecord",
+            ServiceError::Storage(_) => "org.otpgate.Otpgate1.Error.Storage",
+            ServiceError::Unavailable(_) => "org.otpgate.Otpgate1.Error.Unavailable",
+            ServiceError::Failed(_) => "org.otpgate.Otpgate1.Error.Failed",
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        match self {
+            ServiceError::AccessDenied(m)
+            | ServiceError::InvalidUser(m)
+            | ServiceError::InvalidArgument(m)
+            | ServiceError::NotEnrolled(m)
+            | ServiceError::AlreadyEnrolled(m)
+            | ServiceError::NoPendingEnrollment(m)
+            | ServiceError::PendingExpired(m)
+            | ServiceError::InvalidCode(m)
+            | ServiceError::Locked(m)
+            | ServiceError::CorruptRecord(m)
+            | ServiceError::Storage(m)
+            | ServiceError::Unavailable(m)
+            | ServiceError::Failed(m) => m,
+        }
+    }
+
+    /// Rebuilds the error from a D-Bus error name and message, for clients.
+    /// Unknown names become `Failed` with the name kept in the message.
+    pub fn from_name(name: &str, message: &str) -> ServiceError {
+        let m = message.to_string();
+        match name {
+            ACCESS_DENIED => ServiceError::AccessDenied(m),
+            "org.otpgate.Otpgate1.Error.InvalidUser" => ServiceError::InvalidUser(m),
+            "org.otpgate.Otpgate1.Error.InvalidArgument" => ServiceError::InvalidArgument(m),
+            "org.otpgate.Otpgate1.Error.NotEnrolled" => ServiceError::NotEnrolled(m),
+            "org.otpgate.Otpgate1.Error.AlreadyEnrolled" => ServiceError::AlreadyEnrolled(m),
+            "org.otpgate.Otpgate1.Error.NoPendingEnrollment" => {
+                ServiceError::NoPendingEnrollment(m)
+            }
+            "org.otpgate.Otpgate1.Error.PendingExpired" => ServiceError::PendingExpired(m),
+            "org.otpgate.Otpgate1.Error.InvalidCode" => ServiceError::InvalidCode(m),
+            "org.otpgate.Otpgate1.Error.Locked" => ServiceError::Locked(m),
+            "org.otpgate.Otpgate1.Error.CorruptRecord" => ServiceError::CorruptRecord(m),
+            "org.otpgate.Otpgate1.Error.Storage" => ServiceError::Storage(m),
+            "org.otpgate.Otpgate1.Error.Unavailable" => ServiceError::Unavailable(m),
+            "org.otpgate.Otpgate1.Error.Failed" => ServiceError::Failed(m),
+            other => ServiceError::Failed(format!("{other}: {message}")),
+        }
+    }
+
+    /// Extracts a service error from a zbus client error, if it is one.
+    pub fn from_zbus(err: &zbus::Error) -> Option<ServiceError> {
+        match err {
+            zbus::Error::MethodError(name, desc, _) => Some(ServiceError::from_name(
+                name.as_str(),
+                desc.as_deref().unwrap_or(""),
+            )),
+            zbus::Error::FDO(fdo) => match fdo.as_ref() {
+                zbus::fdo::Error::AccessDenied(m) => Some(ServiceError::AccessDenied(m.clone())),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ServiceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+impl std::error::Error for ServiceError {}
+
+impl zbus::DBusError for ServiceError {
+    fn create_reply(&self, msg: &Header<'_>) -> zbus::Result<Message> {
+        Message::error(msg, self.error_name()).build(&(self.message(),))
+    }
+
+    fn name(&self) -> ErrorName<'_> {
+        ErrorName::from_static_str_unchecked(self.error_name())
+    }
+
+    fn description(&self) -> Option<&str> {
+        Some(self.message())
+    }
+}
+
+/// An `a{sv}` dictionary as sent.
+pub type Dict<'a> = HashMap<&'a str, Variant<'a>>;
+/// An `a{sv}` dictionary as received.
+pub type OwnedDict = HashMap<String, OwnedVariant>;
+
+/// Reads a string out of a received dictionary.
+pub fn dict_str(d: &OwnedDict, key: &str) -> Option<String> {
+    d.get(key)
+        .and_then(|v| <&str>::try_from(v).ok())
+        .map(str::to_owned)
+}
+
+/// Reads a `u` out of a received dictionary.
+pub fn dict_u32(d: &OwnedDict, key: &str) -> Option<u32> {
+    d.get(key).and_then(|v| u32::try_from(v).ok())
+}
+
+/// Reads a `t` out of a received dictionary.
+pub fn dict_u64(d: &OwnedDict, key: &str) -> Option<u64> {
+    d.get(key).and_then(|v| u64::try_from(v).ok())
+}
+
+/// Reads a `b` out of a received dictionary.
+pub fn dict_bool(d: &OwnedDict, key: &str) -> Option<bool> {
+    d.get(key).and_then(|v| bool::try_from(v).ok())
+}
+
+/// `org.otpgate.Otpgate1.Auth`: what the PAM module calls.
+#[zbus::proxy(
+    interface = "org.otpgate.Otpgate1.Auth",
+    default_service = "org.otpgate.Otpgate1",
+    default_path = "/org/otpgate/Otpgate1"
+)]
+pub trait Auth {
+    fn challenge(&self, user: &str, context: Dict<'_>) -> zbus::Result<(String, OwnedDict)>;
+    fn verify(
+        &self,
+        user: &str,
+        code: &str,
+        context: Dict<'_>,
+    ) -> zbus::Result<(String, OwnedDict)>;
+}
+
+/// `org.otpgate.Otpgate1.Manager`: enrolment and self-service.
+#[zbus::proxy(
+    interface = "org.otpgate.Otpgate1.Manager",
+    default_service = "org.otpgate.Otpgate1",
+    default_path = "/org/otpgate/Otpgate1"
+)]
+pub trait Manager {
+    /// options: `method` (s), `email` (s). Reply: `uri`, `secret`, `expires`.
+    fn enroll(&self, user: &str, options: Dict<'_>) -> zbus::Result<OwnedDict>;
+    /// Returns the backup codes, once.
+    fn confirm(&self, user: &str, code: &str) -> zbus::Result<Vec<String>>;
+    fn status(&self, user: &str) -> zbus::Result<OwnedDict>;
+    /// `code` may be empty for administrators.
+    fn disable(&self, user: &str, code: &str) -> zbus::Result<()>;
+    /// `code` may be empty for administrators. Returns the new codes, once.
+    fn regenerate_backup_codes(&self, user: &str, code: &str) -> zbus::Result<Vec<String>>;
+}
+
+/// `org.otpgate.Otpgate1.Admin`: administrators only.
+#[zbus::proxy(
+    interface = "org.otpgate.Otpgate1.Admin",
+    default_service = "org.otpgate.Otpgate1",
+    default_path = "/org/otpgate/Otpgate1"
+)]
+pub trait Admin {
+    fn list_users(&self) -> zbus::Result<Vec<OwnedDict>>;
+    fn unlock(&self, user: &str) -> zbus::Result<()>;
+    fn reset(&self, user: &str) -> zbus::Result<()>;
+    fn stats(&self) -> zbus::Result<OwnedDict>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_round_trip() {
+        for v in VerifyResult::ALL {
+            assert_eq!(VerifyResult::parse(v.as_str()), Some(*v));
+        }
+        for s in ChallengeState::ALL {
+            assert_eq!(ChallengeState::parse(s.as_str()), Some(*s));
+        }
+        assert_eq!(VerifyResult::parse("OK"), None);
+        assert_eq!(VerifyResult::parse(""), None);
+    }
+
+    #[test]
+    fn user_names() {
+        for good in ["alice", "bob.smith", "svc_backup", "a-b", "user@REALM", "host$"] {
+            assert!(valid_user_name(good), "{good}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../etc",
+            "a/b",
+            ".hidden",
+            "-rf",
+            "a\0b",
+            "a b",
+            "é",
+            &"x".repeat(MAX_USER_LEN + 1),
+        ] {
+            assert!(!valid_user_name(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn error_names_round_trip() {
+        let all = [
+            ServiceError::AccessDenied("m".into()),
+            ServiceError::InvalidUser("m".into()),
+            ServiceError::InvalidArgument("m".into()),
+            ServiceError::NotEnrolled("m".into()),
+            ServiceError::AlreadyEnrolled("m".into()),
+            ServiceError::NoPendingEnrollment("m".into()),
+            ServiceError::PendingExpired("m".into()),
+            ServiceError::InvalidCode("m".into()),
+            ServiceError::Locked("m".into()),
+            ServiceError::CorruptRecord("m".into()),
+            ServiceError::Storage("m".into()),
+            ServiceError::Unavailable("m".into()),
+            ServiceError::Failed("m".into()),
+        ];
+        for e in all {
+            assert_eq!(ServiceError::from_name(e.error_name(), e.message()), e);
+        }
+    }
+}
