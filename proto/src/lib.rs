@@ -80,6 +80,11 @@ pub mod stats {
     pub const DAYS: &str = "days";
 }
 
+/// Keys of the `Admin.Import` reply.
+pub mod import {
+    pub const BACKUP_CODES_IMPORTED: &str = "backup_codes_imported";
+}
+
 macro_rules! wire_enum {
     ($(#[$meta:meta])* $name:ident { $($variant:ident => $word:literal),+ $(,)? }) => {
         $(#[$meta])*
@@ -355,6 +360,9 @@ pub trait Admin {
     fn unlock(&self, user: &str) -> zbus::Result<()>;
     fn reset(&self, user: &str) -> zbus::Result<()>;
     fn stats(&self) -> zbus::Result<OwnedDict>;
+    /// Takes over a `~/.google_authenticator` file: `contents` is the file's
+    /// text, parsed by the daemon. Reply: `backup_codes_imported` (u).
+    fn import(&self, user: &str, contents: &str) -> zbus::Result<OwnedDict>;
 }
 
 #[cfg(test)]
