@@ -1,1 +1,195 @@
+//! `pam_otpgate.so`: the PAM side of otpgate.
+//!
+//! ```text
+//! auth required pam_otpgate.so [nullok] [failmode=secure|open] [timeout=SECS] [bus=ADDRESS] [debug] [prompt=TEXT]
+//! ```
+//!
+//! This file is the thin shim between libpam and the module's logic: the
+//! entry points (pamsm), the PAM items and the conversation. What the module
+//! decides is in `flow`, how it talks to otpgated in `client`.
+//!
+//! Being a guest in sshd, sudo, su and screen lockers, it leaves nothing
+//! behind: no thread (each bus exchange runs and closes inside one
+//! `zruntime::block_on` on the calling thread), no descriptor, no signal
+//! handler, no syslog state; and a panic is caught here and answered with
+//! `PAM_SERVICE_ERR` instead of aborting the host. That needs the profile's
+//! `panic = "unwind"` (the default): never build this crate with `abort`.
 
+pub mod client;
+pub mod conv;
+pub mod error;
+pub mod flow;
+pub mod log;
+pub mod options;
+
+use std::ffi::c_void;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use pamsm::{pam_module, Pam, PamError, PamFlags, PamLibExt, PamServiceModule};
+use zeroize::Zeroizing;
+
+use crate::client::{BusDaemon, Context};
+use crate::error::Error;
+use crate::flow::{PamCode, PamIo};
+use crate::log::{Level, Syslog};
+use crate::options::Options;
+
+pub struct PamOtpgate;
+
+impl PamServiceModule for PamOtpgate {
+    fn authenticate(pamh: Pam, flags: PamFlags, args: Vec<String>) -> PamError {
+        guarded(|| authenticate(&pamh, flags, &args))
+    }
+
+    /// There is no credential to set: the second factor only says yes or no.
+    fn setcred(_: Pam, _: PamFlags, _: Vec<String>) -> PamError {
+        PamError::SUCCESS
+    }
+
+    /// Nothing to check at account time; `PAM_IGNORE` lets a stray
+    /// `account ... pam_otpgate.so` line do no harm.
+    fn acct_mgmt(_: Pam, _: PamFlags, _: Vec<String>) -> PamError {
+        PamError::IGNORE
+    }
+
+    fn open_session(_: Pam, _: PamFlags, _: Vec<String>) -> PamError {
+        PamError::IGNORE
+    }
+
+    fn close_session(_: Pam, _: PamFlags, _: Vec<String>) -> PamError {
+        PamError::IGNORE
+    }
+
+    fn chauthtok(_: Pam, _: PamFlags, _: Vec<String>) -> PamError {
+        PamError::IGNORE
+    }
+}
+
+pam_module!(PamOtpgate);
+
+/// Runs `f`, turning a panic into `PAM_SERVICE_ERR`: unwinding into C is
+/// undefined behaviour and aborting would kill sudo or the sshd child.
+pub fn guarded(f: impl FnOnce() -> PamError) -> PamError {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or(PamError::SERVICE_ERR)
+}
+
+fn authenticate(pamh: &Pam, flags: PamFlags, args: &[String]) -> PamError {
+    let (opts, warnings) = Options::parse(args);
+    let mut io = LibPam::new(pamh, opts.debug);
+    for w in &warnings {
+        io.log(Level::Warning, w);
+    }
+    let daemon = BusDaemon::new(&opts.bus, opts.timeout);
+    let silent = flags.contains(PamFlags::SILENT);
+    to_pam(flow::authenticate(&mut io, &daemon, &opts, silent))
+}
+
+fn to_pam(code: PamCode) -> PamError {
+    match code {
+        PamCode::Success => PamError::SUCCESS,
+        PamCode::AuthErr => PamError::AUTH_ERR,
+        PamCode::MaxTries => PamError::MAXTRIES,
+        PamCode::Ignore => PamError::IGNORE,
+        PamCode::AuthinfoUnavail => PamError::AUTHINFO_UNAVAIL,
+        PamCode::ConvErr => PamError::CONV_ERR,
+        PamCode::UserUnknown => PamError::USER_UNKNOWN,
+    }
+}
+
+/// The real host: libpam's items and the application's conversation.
+struct LibPam<'a> {
+    pamh: &'a Pam,
+    raw: *const c_void,
+    log: Syslog,
+}
+
+impl<'a> LibPam<'a> {
+    fn new(pamh: &'a Pam, debug: bool) -> LibPam<'a> {
+        // SAFETY: `Pam` is `#[repr(transparent)]` over libpam's handle
+        // pointer, so reading it as that pointer reads the handle itself.
+        let raw = unsafe { *(pamh as *const Pam as *const *const c_void) };
+        let service = item(pamh.get_service());
+        LibPam {
+            pamh,
+            raw,
+            log: Syslog::new(service.as_deref(), debug),
+        }
+    }
+
+    fn say(&mut self, style: std::ffi::c_int, text: &str) {
+        // SAFETY: `raw` is the handle of the running pam_sm_authenticate call.
+        if let Err(e) = unsafe { conv::converse(self.raw, style, text) } {
+            self.log
+                .log(Level::Debug, &format!("could not show a message: {e}"));
+        }
+    }
+}
+
+fn item(r: pamsm::PamResult<Option<&std::ffi::CStr>>) -> Option<String> {
+    r.ok()
+        .flatten()
+        .and_then(|c| c.to_str().ok())
+        .map(str::to_owned)
+}
+
+impl PamIo for LibPam<'_> {
+    fn user(&mut self) -> Result<String, Error> {
+        match self.pamh.get_user(None) {
+            Ok(Some(u)) => u
+                .to_str()
+                .map(str::to_owned)
+                .map_err(|_| Error::NoUser("the user name is not UTF-8".into())),
+            Ok(None) => Err(Error::NoUser("PAM has no user name".into())),
+            Err(e) => Err(Error::NoUser(format!("pam_get_user failed: {e}"))),
+        }
+    }
+
+    fn context(&mut self) -> Context {
+        Context {
+            service: item(self.pamh.get_service()),
+            rhost: item(self.pamh.get_rhost()),
+            ruser: item(self.pamh.get_ruser()),
+            // SAFETY: `raw` is the handle of the running call.
+            tty: unsafe { conv::string_item(self.raw, conv::PAM_TTY) },
+        }
+    }
+
+    fn prompt_hidden(&mut self, prompt: &str) -> Result<Option<Zeroizing<String>>, Error> {
+        // SAFETY: `raw` is the handle of the running call.
+        unsafe { conv::converse(self.raw, conv::PAM_PROMPT_ECHO_OFF, prompt) }
+    }
+
+    fn error_msg(&mut self, text: &str) {
+        self.say(conv::PAM_ERROR_MSG, text);
+    }
+
+    fn text_info(&mut self, text: &str) {
+        self.say(conv::PAM_TEXT_INFO, text);
+    }
+
+    fn log(&mut self, level: Level, text: &str) {
+        self.log.log(level, text);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_becomes_service_err() {
+        assert_eq!(guarded(|| panic!("boom")), PamError::SERVICE_ERR);
+        assert_eq!(guarded(|| PamError::SUCCESS), PamError::SUCCESS);
+    }
+
+    #[test]
+    fn every_code_maps() {
+        assert_eq!(to_pam(PamCode::Success), PamError::SUCCESS);
+        assert_eq!(to_pam(PamCode::AuthErr), PamError::AUTH_ERR);
+        assert_eq!(to_pam(PamCode::MaxTries), PamError::MAXTRIES);
+        assert_eq!(to_pam(PamCode::Ignore), PamError::IGNORE);
+        assert_eq!(to_pam(PamCode::AuthinfoUnavail), PamError::AUTHINFO_UNAVAIL);
+        assert_eq!(to_pam(PamCode::ConvErr), PamError::CONV_ERR);
+        assert_eq!(to_pam(PamCode::UserUnknown), PamError::USER_UNKNOWN);
+    }
+}

@@ -1,0 +1,422 @@
+//! The two calls to otpgated, each one a complete, bounded exchange on a
+//! connection of its own.
+//!
+//! Every exchange connects to the configured address (never the
+//! environment's), asks the bus who owns `org.otpgate.Otpgate1` and that
+//! owner's uid, refuses anyone but root, calls the method on the owner's
+//! unique name (a unique name is never reused, so the owner cannot be
+//! swapped between the check and the call), and closes the connection.
+//! All of it runs inside one `zruntime::block_on` under one deadline: zbus's
+//! tasks run on the calling thread and end with the connection, so the host
+//! is left with no thread and no descriptor of ours.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use otpgate_proto::{
+    context, info, ChallengeState, Method, MethodUsed, OwnedDict, VerifyResult, AUTH_INTERFACE,
+    BUS_NAME, OBJECT_PATH,
+};
+use zbus::connection::Builder;
+use zbus::{Connection, Message, Variant};
+
+use crate::error::Error;
+
+/// Who is logging in from where, from the PAM items. Sent as `a{sv}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Context {
+    pub service: Option<String>,
+    pub rhost: Option<String>,
+    pub ruser: Option<String>,
+    pub tty: Option<String>,
+}
+
+impl Context {
+    fn to_dict(&self) -> HashMap<&'static str, Variant<'_>> {
+        let mut d = HashMap::new();
+        for (key, value) in [
+            (context::SERVICE, &self.service),
+            (context::RHOST, &self.rhost),
+            (context::RUSER, &self.ruser),
+            (context::TTY, &self.tty),
+        ] {
+            if let Some(v) = value {
+                d.insert(key, Variant::from(v.as_str()));
+            }
+        }
+        d
+    }
+}
+
+/// The `info` dictionary of either answer, checked: a known key with a value
+/// of the wrong type makes the whole answer unparseable. Unknown keys are
+/// ignored so the daemon may add some.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Info {
+    pub method: Option<Method>,
+    pub method_used: Option<MethodUsed>,
+    pub attempts_left: Option<u32>,
+    pub locked_until: Option<u64>,
+    pub backup_codes_left: Option<u32>,
+    pub message: Option<String>,
+}
+
+impl Info {
+    pub fn parse(d: &OwnedDict) -> Result<Info, Error> {
+        fn get<'a, T>(d: &'a OwnedDict, key: &str) -> Result<Option<T>, Error>
+        where
+            T: TryFrom<&'a zbus::OwnedVariant>,
+        {
+            match d.get(key) {
+                None => Ok(None),
+                Some(v) => T::try_from(v)
+                    .map(Some)
+                    .map_err(|_| Error::BadReply(format!("info key {key:?} has the wrong type"))),
+            }
+        }
+        fn word<T>(
+            d: &OwnedDict,
+            key: &str,
+            parse: fn(&str) -> Option<T>,
+        ) -> Result<Option<T>, Error> {
+            match get::<&str>(d, key)? {
+                None => Ok(None),
+                Some(w) => parse(w)
+                    .map(Some)
+                    .ok_or_else(|| Error::BadReply(format!("unknown {key} {w:?}"))),
+            }
+        }
+        Ok(Info {
+            method: word(d, info::METHOD, Method::parse)?,
+            method_used: word(d, info::METHOD_USED, MethodUsed::parse)?,
+            attempts_left: get(d, info::ATTEMPTS_LEFT)?,
+            locked_until: get(d, info::LOCKED_UNTIL)?,
+            backup_codes_left: get(d, info::BACKUP_CODES_LEFT)?,
+            message: get::<&str>(d, info::MESSAGE)?.map(str::to_owned),
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChallengeReply {
+    pub state: ChallengeState,
+    pub info: Info,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyReply {
+    pub result: VerifyResult,
+    pub info: Info,
+}
+
+/// What the flow needs from the daemon; the real one is [`BusDaemon`],
+/// tests use a scripted one.
+pub trait Daemon {
+    fn challenge(&self, user: &str, ctx: &Context) -> Result<ChallengeReply, Error>;
+    fn verify(&self, user: &str, code: &str, ctx: &Context) -> Result<VerifyReply, Error>;
+}
+
+/// otpgated on a D-Bus bus at a fixed address.
+pub struct BusDaemon {
+    address: String,
+    timeout: Duration,
+}
+
+impl BusDaemon {
+    pub fn new(address: &str, timeout: Duration) -> BusDaemon {
+        BusDaemon {
+            address: address.to_string(),
+            timeout,
+        }
+    }
+
+    /// Runs one exchange: connect, check the owner, call `method`, close.
+    fn exchange<B>(&self, method: &str, body: &B) -> Result<(String, OwnedDict), Error>
+    where
+        B: serde::Serialize + zbus::zvariant::DynamicType,
+    {
+        let deadline = Instant::now() + self.timeout;
+        zruntime::block_on(async {
+            // The thread's runtime, held only for the deadline's timer; it is
+            // gone again when this future is.
+            let runtime =
+                zruntime::SharedRuntime::current().map_err(|e| Error::Bus(e.to_string()))?;
+            let bounded = runtime.timeout_at(deadline, async {
+                let conn = Builder::address(self.address.as_str())
+                    .method_timeout(self.timeout)
+                    .build()
+                    .await
+                    .map_err(|e| Error::Unreachable {
+                        address: self.address.clone(),
+                        reason: e.to_string(),
+                    })?;
+                let result = call_owner(&conn, method, body).await;
+                // Closing here, inside block_on, rather than leaving it to a
+                // drop is what lets the reader task finish on this thread.
+                let _ = conn.close().await;
+                result
+            });
+            match bounded.await {
+                Ok(result) => result,
+                Err(_) => Err(Error::TimedOut(self.timeout)),
+            }
+        })
+    }
+}
+
+impl Daemon for BusDaemon {
+    fn challenge(&self, user: &str, ctx: &Context) -> Result<ChallengeReply, Error> {
+        let (word, dict) = self.exchange("Challenge", &(user, ctx.to_dict()))?;
+        let state = ChallengeState::parse(&word)
+            .ok_or_else(|| Error::BadReply(format!("unknown Challenge state {word:?}")))?;
+        Ok(ChallengeReply {
+            state,
+            info: Info::parse(&dict)?,
+        })
+    }
+
+    fn verify(&self, user: &str, code: &str, ctx: &Context) -> Result<VerifyReply, Error> {
+        let (word, dict) = self.exchange("Verify", &(user, code, ctx.to_dict()))?;
+        let result = VerifyResult::parse(&word)
+            .ok_or_else(|| Error::BadReply(format!("unknown Verify result {word:?}")))?;
+        Ok(VerifyReply {
+            result,
+            info: Info::parse(&dict)?,
+        })
+    }
+}
+
+const DBUS_NAME: &str = "org.freedesktop.DBus";
+const DBUS_PATH: &str = "/org/freedesktop/DBus";
+
+async fn call_owner<B>(
+    conn: &Connection,
+    method: &str,
+    body: &B,
+) -> Result<(String, OwnedDict), Error>
+where
+    B: serde::Serialize + zbus::zvariant::DynamicType,
+{
+    let reply = conn
+        .call_method(
+            Some(DBUS_NAME),
+            DBUS_PATH,
+            Some(DBUS_NAME),
+            "GetNameOwner",
+            &(BUS_NAME,),
+        )
+        .await
+        .map_err(classify)?;
+    let owner: String = reply
+        .body()
+        .deserialize()
+        .map_err(|e| Error::Bus(format!("GetNameOwner: {e}")))?;
+
+    let reply = conn
+        .call_method(
+            Some(DBUS_NAME),
+            DBUS_PATH,
+            Some(DBUS_NAME),
+            "GetConnectionUnixUser",
+            &(owner.as_str(),),
+        )
+        .await
+        .map_err(classify)?;
+    let uid: u32 = reply
+        .body()
+        .deserialize()
+        .map_err(|e| Error::Bus(format!("GetConnectionUnixUser: {e}")))?;
+    if uid != 0 {
+        return Err(Error::NotRoot(uid));
+    }
+
+    let reply = conn
+        .call_method(
+            Some(owner.as_str()),
+            OBJECT_PATH,
+            Some(AUTH_INTERFACE),
+            method,
+            body,
+        )
+        .await
+        .map_err(classify)?;
+    check_sender(&reply, &owner)?;
+    reply
+        .body()
+        .deserialize::<(String, OwnedDict)>()
+        .map_err(|e| Error::BadReply(format!("{method}: {e}")))
+}
+
+/// The bus routes a reply only from the connection that got the call, but
+/// the answer is trusted only if it says so too.
+fn check_sender(reply: &Message, owner: &str) -> Result<(), Error> {
+    let header = reply.header();
+    match header.sender() {
+        Some(sender) if sender.as_str() == owner => Ok(()),
+        other => Err(Error::BadReply(format!(
+            "answer from {:?}, expected {owner}",
+            other.map(|s| s.as_str())
+        ))),
+    }
+}
+
+/// Sorts a failed call into "not there" (the fail mode decides), "too slow",
+/// and "answered with an error" (always a refusal).
+fn classify(err: zbus::Error) -> Error {
+    match &err {
+        zbus::Error::MethodError(name, desc, _) => {
+            error_from_name(name.as_str(), desc.as_deref().unwrap_or(""))
+        }
+        zbus::Error::FDO(fdo) => {
+            let name = zbus::DBusError::name(fdo.as_ref()).to_string();
+            let desc = zbus::DBusError::description(fdo.as_ref())
+                .unwrap_or("")
+                .to_string();
+            error_from_name(&name, &desc)
+        }
+        zbus::Error::InputOutput(io) if io.kind() == std::io::ErrorKind::TimedOut => {
+            Error::TimedOut(Duration::ZERO)
+        }
+        zbus::Error::InputOutput(io) => Error::NotRunning(io.to_string()),
+        _ => Error::Bus(err.to_string()),
+    }
+}
+
+fn error_from_name(name: &str, message: &str) -> Error {
+    match name {
+        "org.freedesktop.DBus.Error.NameHasNoOwner"
+        | "org.freedesktop.DBus.Error.ServiceUnknown"
+        | "org.freedesktop.DBus.Error.Disconnected"
+        | "org.freedesktop.DBus.Error.NoReply" => Error::NotRunning(message.to_string()),
+        "org.freedesktop.DBus.Error.Timeout" | "org.freedesktop.DBus.Error.TimedOut" => {
+            Error::TimedOut(Duration::ZERO)
+        }
+        _ => Error::Service {
+            name: name.to_string(),
+            message: message.to_string(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zbus::OwnedVariant;
+
+    fn dict(entries: Vec<(&str, Variant<'static>)>) -> OwnedDict {
+        entries
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), OwnedVariant::try_from(v).unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn info_reads_every_known_key() {
+        let d = dict(vec![
+            ("method", Variant::from("email")),
+            ("method_used", Variant::from("backup")),
+            ("attempts_left", Variant::from(3u32)),
+            ("locked_until", Variant::from(1_800_000_000u64)),
+            ("backup_codes_left", Variant::from(7u32)),
+            ("message", Variant::from("hello")),
+            ("something_new", Variant::from(1i32)),
+        ]);
+        let i = Info::parse(&d).unwrap();
+        assert_eq!(i.method, Some(Method::Email));
+        assert_eq!(i.method_used, Some(MethodUsed::Backup));
+        assert_eq!(i.attempts_left, Some(3));
+        assert_eq!(i.locked_until, Some(1_800_000_000));
+        assert_eq!(i.backup_codes_left, Some(7));
+        assert_eq!(i.message.as_deref(), Some("hello"));
+        assert_eq!(Info::parse(&OwnedDict::new()).unwrap(), Info::default());
+    }
+
+    #[test]
+    fn info_of_the_wrong_type_is_unparseable() {
+        for (k, v) in [
+            ("attempts_left", Variant::from(3i32)),
+            ("attempts_left", Variant::from("3")),
+            ("locked_until", Variant::from(5u32)),
+            ("message", Variant::from(5u32)),
+            ("method", Variant::from("carrier-pigeon")),
+            ("method_used", Variant::from("TOTP")),
+        ] {
+            let err = Info::parse(&dict(vec![(k, v)])).unwrap_err();
+            assert!(matches!(err, Error::BadReply(_)), "{k}: {err}");
+        }
+    }
+
+    #[test]
+    fn context_sends_only_what_is_known() {
+        let c = Context {
+            service: Some("sshd".into()),
+            rhost: None,
+            ruser: Some("bob".into()),
+            tty: None,
+        };
+        let d = c.to_dict();
+        assert_eq!(d.len(), 2);
+        assert_eq!(<&str>::try_from(&d["service"]).unwrap(), "sshd");
+        assert_eq!(<&str>::try_from(&d["ruser"]).unwrap(), "bob");
+    }
+
+    #[test]
+    fn bus_errors_are_sorted() {
+        assert!(matches!(
+            error_from_name("org.freedesktop.DBus.Error.ServiceUnknown", "x"),
+            Error::NotRunning(_)
+        ));
+        assert!(matches!(
+            error_from_name("org.freedesktop.DBus.Error.NameHasNoOwner", "x"),
+            Error::NotRunning(_)
+        ));
+        assert!(matches!(
+            error_from_name("org.freedesktop.DBus.Error.NoReply", "x"),
+            Error::NotRunning(_)
+        ));
+        assert!(matches!(
+            error_from_name("org.freedesktop.DBus.Error.AccessDenied", "x"),
+            Error::Service { .. }
+        ));
+        assert!(matches!(
+            error_from_name("org.otpgate.Otpgate1.Error.Storage", "disk"),
+            Error::Service { .. }
+        ));
+    }
+
+    #[test]
+    fn missing_socket_is_unreachable_and_fast() {
+        let dir = std::env::temp_dir().join(format!("otpgate-pam-unit-{}", std::process::id()));
+        let address = format!("unix:path={}/no-such-socket", dir.display());
+        let d = BusDaemon::new(&address, Duration::from_secs(5));
+        let started = Instant::now();
+        let err = d.challenge("alice", &Context::default()).unwrap_err();
+        assert!(matches!(err, Error::Unreachable { .. }), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    #[test]
+    fn silent_socket_times_out_on_the_deadline() {
+        // A listening socket nobody accepts on: the handshake never completes.
+        let dir = std::env::temp_dir().join(format!("otpgate-pam-silent-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bus");
+        let _ = std::fs::remove_file(&path);
+        let _listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let d = BusDaemon::new(
+            &format!("unix:path={}", path.display()),
+            Duration::from_secs(1),
+        );
+        let started = Instant::now();
+        let err = d
+            .verify("alice", "123456", &Context::default())
+            .unwrap_err();
+        let took = started.elapsed();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(matches!(err, Error::TimedOut(_)), "{err}");
+        assert!(
+            took >= Duration::from_millis(900) && took < Duration::from_secs(2),
+            "{took:?}"
+        );
+    }
+}

@@ -1,0 +1,36 @@
+//! The one error type of the module. Which PAM code each error becomes is
+//! decided in `flow`, in one place.
+
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The bus socket is missing, refuses us or fails the handshake.
+    #[error("cannot reach the bus at {address}: {reason}")]
+    Unreachable { address: String, reason: String },
+    /// The bus is up but nobody owns the daemon's name (or the owner left).
+    #[error("otpgated is not running: {0}")]
+    NotRunning(String),
+    /// Nothing came back before the deadline.
+    #[error("no answer from otpgated within {} s", .0.as_secs())]
+    TimedOut(Duration),
+    /// The daemon's name is owned by a connection that is not root's: an
+    /// impostor, or a bus whose policy lets anyone own the name.
+    #[error("org.otpgate.Otpgate1 is owned by uid {0}, not root: not trusted")]
+    NotRoot(u32),
+    /// The daemon answered with a D-Bus error.
+    #[error("otpgated refused the request: {name}: {message}")]
+    Service { name: String, message: String },
+    /// An answer of the wrong shape, an unknown word or a value of the wrong type.
+    #[error("unparseable answer from otpgated: {0}")]
+    BadReply(String),
+    /// Any other failure of the bus library.
+    #[error("D-Bus failure: {0}")]
+    Bus(String),
+    /// The application's conversation function failed or gave no answer.
+    #[error("conversation failed: {0}")]
+    Conversation(String),
+    /// PAM could not tell us who is logging in.
+    #[error("no user name: {0}")]
+    NoUser(String),
+}

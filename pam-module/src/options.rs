@@ -1,0 +1,185 @@
+//! The module's arguments from the PAM configuration line.
+//!
+//! A bad argument never stops a login on its own: it is reported (the caller
+//! logs the warnings) and the default stays in force. Every default is the
+//! safe one, so a typo can only make the module stricter, never weaker.
+
+use std::time::Duration;
+
+use otpgate_proto::SYSTEM_BUS_ADDRESS;
+
+pub const DEFAULT_PROMPT: &str = "Verification code: ";
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+/// A longer wait would keep sshd's login grace timer, not ours, in charge.
+pub const MAX_TIMEOUT_SECS: u64 = 120;
+/// Longest prompt accepted; PAM's own limit for a message is 512 bytes.
+pub const MAX_PROMPT_LEN: usize = 200;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailMode {
+    /// Daemon unreachable: refuse (`PAM_AUTHINFO_UNAVAIL`).
+    Secure,
+    /// Daemon unreachable: step aside (`PAM_IGNORE`).
+    Open,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    pub nullok: bool,
+    pub failmode: FailMode,
+    pub timeout: Duration,
+    pub bus: String,
+    pub debug: bool,
+    pub prompt: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            nullok: false,
+            failmode: FailMode::Secure,
+            timeout: DEFAULT_TIMEOUT,
+            bus: SYSTEM_BUS_ADDRESS.to_string(),
+            debug: false,
+            prompt: DEFAULT_PROMPT.to_string(),
+        }
+    }
+}
+
+impl Options {
+    /// Parses the module arguments. Returns the options and one warning per
+    /// argument that was ignored, for the log.
+    pub fn parse<S: AsRef<str>>(args: &[S]) -> (Options, Vec<String>) {
+        let mut opts = Options::default();
+        let mut warnings = Vec::new();
+        for arg in args {
+            let arg = arg.as_ref();
+            let (key, value) = match arg.split_once('=') {
+                Some((k, v)) => (k, Some(v)),
+                None => (arg, None),
+            };
+            match (key, value) {
+                ("nullok", None) => opts.nullok = true,
+                ("debug", None) => opts.debug = true,
+                ("failmode", Some("secure")) => opts.failmode = FailMode::Secure,
+                ("failmode", Some("open")) => opts.failmode = FailMode::Open,
+                ("failmode", _) => {
+                    warnings.push(format!("ignoring {arg:?}: failmode must be secure or open"))
+                }
+                ("timeout", Some(v)) => match v.parse::<u64>() {
+                    Ok(secs) if (1..=MAX_TIMEOUT_SECS).contains(&secs) => {
+                        opts.timeout = Duration::from_secs(secs)
+                    }
+                    _ => warnings.push(format!(
+                        "ignoring {arg:?}: timeout must be 1 to {MAX_TIMEOUT_SECS} seconds"
+                    )),
+                },
+                ("bus", Some(v)) => {
+                    if valid_bus_address(v) {
+                        opts.bus = v.to_string();
+                    } else {
+                        warnings.push(format!(
+                            "ignoring {arg:?}: bus must be a local unix:path= or unix:abstract= address"
+                        ));
+                    }
+                }
+                ("prompt", Some(v)) => {
+                    if v.is_empty() || v.len() > MAX_PROMPT_LEN || v.chars().any(char::is_control) {
+                        warnings.push(format!(
+                            "ignoring {arg:?}: prompt must be 1 to {MAX_PROMPT_LEN} printable bytes"
+                        ));
+                    } else {
+                        opts.prompt = v.to_string();
+                    }
+                }
+                _ => warnings.push(format!("ignoring unknown option {arg:?}")),
+            }
+        }
+        (opts, warnings)
+    }
+}
+
+/// Only a local socket can tell who owns a bus name (the owner check asks
+/// the bus for the owner's uid, which a TCP bus cannot know), and only a
+/// plain socket address keeps zbus from starting a program or a thread.
+fn valid_bus_address(address: &str) -> bool {
+    let rest = match address
+        .strip_prefix("unix:path=")
+        .or_else(|| address.strip_prefix("unix:abstract="))
+    {
+        Some(rest) => rest,
+        None => return false,
+    };
+    !rest.is_empty() && !rest.contains([',', ';']) && !rest.chars().any(char::is_control)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_safe_ones() {
+        let (o, w) = Options::parse::<&str>(&[]);
+        assert!(w.is_empty());
+        assert_eq!(o, Options::default());
+        assert!(!o.nullok);
+        assert_eq!(o.failmode, FailMode::Secure);
+        assert_eq!(o.timeout, Duration::from_secs(5));
+        assert_eq!(o.bus, "unix:path=/run/dbus/system_bus_socket");
+        assert_eq!(o.prompt, "Verification code: ");
+    }
+
+    #[test]
+    fn every_option() {
+        let (o, w) = Options::parse(&[
+            "nullok",
+            "failmode=open",
+            "timeout=2",
+            "bus=unix:path=/tmp/x/bus",
+            "debug",
+            "prompt=OTP for sudo: ",
+        ]);
+        assert!(w.is_empty(), "{w:?}");
+        assert!(o.nullok && o.debug);
+        assert_eq!(o.failmode, FailMode::Open);
+        assert_eq!(o.timeout, Duration::from_secs(2));
+        assert_eq!(o.bus, "unix:path=/tmp/x/bus");
+        assert_eq!(o.prompt, "OTP for sudo: ");
+    }
+
+    #[test]
+    fn later_options_win() {
+        let (o, _) = Options::parse(&["failmode=open", "failmode=secure"]);
+        assert_eq!(o.failmode, FailMode::Secure);
+    }
+
+    #[test]
+    fn bad_values_keep_the_default_and_warn() {
+        let (o, w) = Options::parse(&[
+            "failmode=maybe",
+            "timeout=0",
+            "timeout=abc",
+            "timeout=100000",
+            "timeout=-1",
+            "bus=tcp:host=evil,port=1",
+            "bus=unixexec:path=/bin/sh",
+            "bus=unix:path=",
+            "bus=unix:path=/a,guid=1",
+            "prompt=",
+            "prompt=a\nb",
+            "nullok=yes",
+            "frobnicate",
+            "",
+        ]);
+        assert_eq!(o, Options::default());
+        assert_eq!(w.len(), 14, "{w:?}");
+        assert!(w.iter().any(|m| m.contains("frobnicate")));
+    }
+
+    #[test]
+    fn abstract_socket_is_allowed() {
+        let (o, w) = Options::parse(&["bus=unix:abstract=otpgate-test"]);
+        assert!(w.is_empty());
+        assert_eq!(o.bus, "unix:abstract=otpgate-test");
+    }
+}
