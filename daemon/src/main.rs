@@ -1,1 +1,146 @@
-fn main() {}
+//! `otpgated [--config FILE] [--bus ADDRESS] [--check-config]`
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use otpgated::audit::{Audit, Level};
+use otpgated::clock::SystemClock;
+use otpgated::config::{Backend, Config, DEFAULT_CONFIG_PATH};
+use otpgated::crypto::MasterKey;
+use otpgated::engine::Engine;
+use otpgated::error::Error;
+use otpgated::store::LocalStore;
+
+/// How long a stop waits for requests already being answered.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+
+#[derive(Parser)]
+#[command(
+    name = "otpgated",
+    version,
+    about = "otpgate's daemon: holds the second-factor secrets and answers PAM and the CLI over D-Bus"
+)]
+struct Args {
+    /// Configuration file; a missing file means all defaults.
+    #[arg(long, value_name = "FILE", default_value = DEFAULT_CONFIG_PATH)]
+    config: PathBuf,
+    /// Bus address (default: $DBUS_SYSTEM_BUS_ADDRESS, else the system bus).
+    #[arg(long, value_name = "ADDRESS")]
+    bus: Option<String>,
+    /// Validate the configuration and exit: 0 valid, 1 not.
+    #[arg(long)]
+    check_config: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if args.check_config {
+        return match Config::load(&args.config) {
+            Ok(_) => {
+                println!("{}: valid", args.config.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("otpgated: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let audit = Audit::new(true);
+    match run(&args, audit) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // Also to syslog: under systemd the unit's status shows stderr,
+            // but auditors read authpriv.
+            Audit::new(false).log(Level::Error, &format!("event=start-failed error=\"{e}\""));
+            eprintln!("otpgated: not started: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// No core dumps: a core of this process would hold decrypted secrets.
+fn harden() {
+    let _ = nix::sys::prctl::set_dumpable(false);
+    let _ = nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CORE, 0, 0);
+}
+
+fn bus_address(args: &Args) -> String {
+    args.bus
+        .clone()
+        .or_else(|| {
+            std::env::var("DBUS_SYSTEM_BUS_ADDRESS")
+                .ok()
+                .filter(|a| !a.is_empty())
+        })
+        .unwrap_or_else(|| otpgate_proto::SYSTEM_BUS_ADDRESS.to_string())
+}
+
+fn run(args: &Args, audit: Audit) -> Result<(), Error> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(Error::NotRoot);
+    }
+    harden();
+    let config = Config::load(&args.config)?;
+    if config.storage.backend != Backend::Local {
+        return Err(Error::StateDir {
+            path: config.storage.path.clone(),
+            reason: "only the local backend is available in this build".into(),
+        });
+    }
+    let store = LocalStore::open(&config.storage.path)?;
+    let key = MasterKey::load_or_create(&config.storage.key_file)?;
+    let address = bus_address(args);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(64)
+        .enable_all()
+        .thread_name("otpgated")
+        .build()
+        .map_err(|e| Error::Bus(format!("cannot start the runtime: {e}")))?;
+    let engine = Arc::new(Engine::new(
+        config,
+        Box::new(store),
+        key,
+        Arc::new(SystemClock),
+        audit,
+        runtime.handle().clone(),
+    ));
+    runtime.block_on(async {
+        let conn = otpgated::serve(&address, Arc::clone(&engine)).await?;
+        engine.audit().log(
+            Level::Info,
+            &format!(
+                "event=started bus={address} version={}",
+                env!("CARGO_PKG_VERSION")
+            ),
+        );
+        wait_for_stop().await;
+        // Stop taking new calls, then let the ones under way finish and
+        // reach the disk before exiting.
+        let _ = conn.release_name(otpgate_proto::BUS_NAME).await;
+        let deadline = Instant::now() + DRAIN_DEADLINE;
+        while engine.inflight() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        engine.audit().log(
+            Level::Info,
+            &format!("event=stopped unfinished={}", engine.inflight()),
+        );
+        Ok(())
+    })
+}
+
+async fn wait_for_stop() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("installing a SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

@@ -383,7 +383,14 @@ mod tests {
 
     #[test]
     fn user_names() {
-        for good in ["alice", "bob.smith", "svc_backup", "a-b", "user@REALM", "host$"] {
+        for good in [
+            "alice",
+            "bob.smith",
+            "svc_backup",
+            "a-b",
+            "user@REALM",
+            "host$",
+        ] {
             assert!(valid_user_name(good), "{good}");
         }
         for bad in [

@@ -1,0 +1,323 @@
+//! The D-Bus face of the engine: three interfaces on one object. Each call
+//! first asks the bus driver who sent it (uid of the sender's unique name),
+//! then hands the engine a `Caller`; arguments never say who the caller is.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use otpgate_proto::{context, enroll, import, info, stats, status, ServiceError};
+use zbus::fdo::DBusProxy;
+use zbus::message::Header;
+use zbus::{Connection, OwnedVariant};
+use zeroize::Zeroizing;
+
+use crate::authz::Caller;
+use crate::engine::{Context, Engine, Status};
+
+type Dict = HashMap<String, OwnedVariant>;
+
+/// Context values longer than this are refused, not truncated silently.
+const MAX_CONTEXT_VALUE: usize = 1024;
+
+/// Shared by the three interfaces.
+#[derive(Clone)]
+pub struct Shared {
+    engine: Arc<Engine>,
+    driver: DBusProxy<'static>,
+}
+
+impl Shared {
+    pub async fn new(conn: &Connection, engine: Arc<Engine>) -> zbus::Result<Shared> {
+        Ok(Shared {
+            engine,
+            driver: DBusProxy::new(conn).await?,
+        })
+    }
+
+    async fn caller(&self, hdr: &Header<'_>) -> Result<Caller, ServiceError> {
+        let sender = hdr
+            .sender()
+            .ok_or_else(|| ServiceError::AccessDenied("the call has no sender".into()))?;
+        let uid = self
+            .driver
+            .get_connection_unix_user(sender.clone().into())
+            .await
+            .map_err(|e| {
+                ServiceError::AccessDenied(format!("the bus could not vouch for the caller: {e}"))
+            })?;
+        let group = self.engine.config().access.admin_group.clone();
+        // NSS may be remote (LDAP, sssd): resolve off the bus's executor.
+        self.engine
+            .blocking(move || Caller::resolve(uid, &group))
+            .await
+    }
+}
+
+fn v<T: Into<OwnedVariant>>(x: T) -> OwnedVariant {
+    x.into()
+}
+
+fn vs(s: &str) -> OwnedVariant {
+    OwnedVariant::try_from(zbus::Variant::from(s)).expect("a string is always a valid variant")
+}
+
+fn parse_context(ctx: &Dict) -> Result<Context, ServiceError> {
+    let mut out = Context::default();
+    for (key, value) in ctx {
+        let slot = match key.as_str() {
+            context::SERVICE => &mut out.service,
+            context::RHOST => &mut out.rhost,
+            context::RUSER => &mut out.ruser,
+            context::TTY => &mut out.tty,
+            // Unknown keys are for future callers; ignore them.
+            _ => continue,
+        };
+        let s = <&str>::try_from(value).map_err(|_| {
+            ServiceError::InvalidArgument(format!("context key {key:?} must be a string (s)"))
+        })?;
+        if s.len() > MAX_CONTEXT_VALUE {
+            return Err(ServiceError::InvalidArgument(format!(
+                "context key {key:?} is longer than {MAX_CONTEXT_VALUE} bytes"
+            )));
+        }
+        *slot = s.to_string();
+    }
+    Ok(out)
+}
+
+fn status_dict(s: &Status) -> Dict {
+    HashMap::from([
+        (status::USER.into(), vs(&s.user)),
+        (status::ENROLLED.into(), v(s.enrolled)),
+        (status::PENDING.into(), v(s.pending)),
+        (status::METHOD.into(), vs(&s.method)),
+        (status::BACKUP_CODES_LEFT.into(), v(s.backup_codes_left)),
+        (status::LOCKED.into(), v(s.locked)),
+        (status::LOCKED_UNTIL.into(), v(s.locked_until)),
+        (status::FAILURES.into(), v(s.failures)),
+    ])
+}
+
+fn codes_out(codes: Vec<Zeroizing<String>>) -> Vec<String> {
+    // zbus serialises from these Strings; they leave our memory with the
+    // reply. The Zeroizing originals are wiped as they drop here.
+    codes.iter().map(|c| c.to_string()).collect()
+}
+
+pub struct Auth(pub Shared);
+pub struct Manager(pub Shared);
+pub struct Admin(pub Shared);
+
+#[zbus::interface(name = "org.otpgate.Otpgate1.Auth")]
+impl Auth {
+    async fn challenge(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        user: String,
+        context: Dict,
+    ) -> Result<(String, Dict), ServiceError> {
+        let caller = self.0.caller(&hdr).await?;
+        let ctx = parse_context(&context)?;
+        let o = self.0.engine.challenge(&caller, &user, ctx).await?;
+        let mut d = Dict::new();
+        if let Some(m) = o.method {
+            d.insert(info::METHOD.into(), vs(m.as_str()));
+        }
+        if o.locked_until != 0 {
+            d.insert(info::LOCKED_UNTIL.into(), v(o.locked_until));
+        }
+        if !o.message.is_empty() {
+            d.insert(info::MESSAGE.into(), vs(&o.message));
+        }
+        Ok((o.state.as_str().into(), d))
+    }
+
+    async fn verify(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        user: String,
+        code: String,
+        context: Dict,
+    ) -> Result<(String, Dict), ServiceError> {
+        let code = Zeroizing::new(code);
+        let caller = self.0.caller(&hdr).await?;
+        let ctx = parse_context(&context)?;
+        let o = self.0.engine.verify(&caller, &user, code, ctx).await?;
+        let mut d = Dict::new();
+        if let Some(m) = o.method_used {
+            d.insert(info::METHOD_USED.into(), vs(m.as_str()));
+        }
+        if let Some(a) = o.attempts_left {
+            d.insert(info::ATTEMPTS_LEFT.into(), v(a));
+        }
+        if o.locked_until != 0 {
+            d.insert(info::LOCKED_UNTIL.into(), v(o.locked_until));
+        }
+        if let Some(b) = o.backup_codes_left {
+            d.insert(info::BACKUP_CODES_LEFT.into(), v(b));
+        }
+        if !o.message.is_empty() {
+            d.insert(info::MESSAGE.into(), vs(&o.message));
+        }
+        Ok((o.result.as_str().into(), d))
+    }
+}
+
+#[zbus::interface(name = "org.otpgate.Otpgate1.Manager")]
+impl Manager {
+    async fn enroll(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        user: String,
+        options: Dict,
+    ) -> Result<Dict, ServiceError> {
+        let caller = self.0.caller(&hdr).await?;
+        let mut method = None;
+        for (key, value) in &options {
+            match key.as_str() {
+                enroll::METHOD => {
+                    method = Some(
+                        <&str>::try_from(value)
+                            .map_err(|_| {
+                                ServiceError::InvalidArgument(
+                                    "option \"method\" must be a string".into(),
+                                )
+                            })?
+                            .to_string(),
+                    )
+                }
+                enroll::EMAIL => {
+                    return Err(ServiceError::InvalidArgument(
+                        "the e-mail method is not available in this build".into(),
+                    ))
+                }
+                other => {
+                    return Err(ServiceError::InvalidArgument(format!(
+                        "unknown enrolment option {:?}",
+                        crate::audit::clean(other)
+                    )))
+                }
+            }
+        }
+        let e = self.0.engine.enroll(&caller, &user, method).await?;
+        Ok(HashMap::from([
+            (enroll::URI.into(), vs(&e.uri)),
+            (enroll::SECRET.into(), vs(&e.secret)),
+            (enroll::EXPIRES.into(), v(e.expires)),
+        ]))
+    }
+
+    async fn confirm(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        user: String,
+        code: String,
+    ) -> Result<Vec<String>, ServiceError> {
+        let code = Zeroizing::new(code);
+        let caller = self.0.caller(&hdr).await?;
+        Ok(codes_out(
+            self.0.engine.confirm(&caller, &user, code).await?,
+        ))
+    }
+
+    async fn status(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        user: String,
+    ) -> Result<Dict, ServiceError> {
+        let caller = self.0.caller(&hdr).await?;
+        Ok(status_dict(&self.0.engine.status(&caller, &user).await?))
+    }
+
+    async fn disable(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        user: String,
+        code: String,
+    ) -> Result<(), ServiceError> {
+        let code = Zeroizing::new(code);
+        let caller = self.0.caller(&hdr).await?;
+        self.0.engine.disable(&caller, &user, code).await
+    }
+
+    async fn regenerate_backup_codes(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        user: String,
+        code: String,
+    ) -> Result<Vec<String>, ServiceError> {
+        let code = Zeroizing::new(code);
+        let caller = self.0.caller(&hdr).await?;
+        Ok(codes_out(
+            self.0
+                .engine
+                .regenerate_backup_codes(&caller, &user, code)
+                .await?,
+        ))
+    }
+}
+
+#[zbus::interface(name = "org.otpgate.Otpgate1.Admin")]
+impl Admin {
+    async fn list_users(&self, #[zbus(header)] hdr: Header<'_>) -> Result<Vec<Dict>, ServiceError> {
+        let caller = self.0.caller(&hdr).await?;
+        let list = self.0.engine.list_users(&caller).await?;
+        Ok(list
+            .into_iter()
+            .map(|r| match r {
+                Ok(s) => status_dict(&s),
+                Err((user, err)) => HashMap::from([
+                    (status::USER.into(), vs(&user)),
+                    (status::ERROR.into(), vs(&err)),
+                ]),
+            })
+            .collect())
+    }
+
+    async fn unlock(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        user: String,
+    ) -> Result<(), ServiceError> {
+        let caller = self.0.caller(&hdr).await?;
+        self.0.engine.unlock(&caller, &user).await
+    }
+
+    async fn reset(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        user: String,
+    ) -> Result<(), ServiceError> {
+        let caller = self.0.caller(&hdr).await?;
+        self.0.engine.reset(&caller, &user).await
+    }
+
+    async fn stats(&self, #[zbus(header)] hdr: Header<'_>) -> Result<Dict, ServiceError> {
+        let caller = self.0.caller(&hdr).await?;
+        let s = self.0.engine.stats(&caller).await?;
+        Ok(HashMap::from([
+            (stats::USERS_ENROLLED.into(), v(s.users_enrolled)),
+            (stats::USERS_LOCKED.into(), v(s.users_locked)),
+            (stats::SUCCESSES.into(), v(s.successes)),
+            (stats::FAILURES.into(), v(s.failures)),
+            (stats::LOCKOUTS.into(), v(s.lockouts)),
+            (stats::BACKUP_CODES_USED.into(), v(s.backup_codes_used)),
+            (stats::DAYS.into(), v(crate::engine::STATS_DAYS as u32)),
+        ]))
+    }
+
+    async fn import(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        user: String,
+        contents: String,
+    ) -> Result<Dict, ServiceError> {
+        let contents = Zeroizing::new(contents);
+        let caller = self.0.caller(&hdr).await?;
+        let n = self.0.engine.import(&caller, &user, contents).await?;
+        Ok(HashMap::from([(
+            import::BACKUP_CODES_IMPORTED.into(),
+            v(n),
+        )]))
+    }
+}

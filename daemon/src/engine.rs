@@ -1,0 +1,993 @@
+//! The decisions: enrolment, verification, lockout, replay, backup codes,
+//! administration. Bus-agnostic; `bus` translates D-Bus calls into these.
+//!
+//! Exactness: every operation that reads and changes a user's record holds
+//! that user's lock from load to durable save, and the answer is computed
+//! from the saved record. So N concurrent guesses are judged one after the
+//! other, and a code or backup code that was answered `ok` has its mark on
+//! disk before the caller hears `ok`. Blocking work (file I/O, fsync,
+//! argon2) runs on Tokio's blocking pool; waiting for a user's lock does not
+//! hold a thread.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+use otpgate_proto::{ChallengeState, MethodUsed, ServiceError, VerifyResult};
+use zeroize::Zeroizing;
+
+use crate::audit::{Audit, Level};
+use crate::authz::{self, Caller, Interface};
+use crate::backup;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::crypto::{self, MasterKey};
+use crate::error::Error;
+use crate::record::{Factor, Pending, TotpFactor, UserRecord, SECS_PER_DAY};
+use crate::store::Store;
+use crate::totp::{self, Params};
+
+/// How long an enrolment waits for its confirming code.
+pub const PENDING_TTL_SECS: u64 = 600;
+/// Wrong confirmation codes before a pending enrolment is dropped.
+pub const PENDING_MAX_ATTEMPTS: u32 = 5;
+/// Stats covers this many days.
+pub const STATS_DAYS: u64 = 30;
+
+/// Where a login comes from, as the PAM module reports it. Used for the
+/// audit trail only, never for a decision.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    pub service: String,
+    pub rhost: String,
+    pub ruser: String,
+    pub tty: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChallengeOutcome {
+    pub state: ChallengeState,
+    pub method: Option<otpgate_proto::Method>,
+    pub locked_until: u64,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyOutcome {
+    pub result: VerifyResult,
+    pub method_used: Option<MethodUsed>,
+    pub attempts_left: Option<u32>,
+    pub locked_until: u64,
+    pub backup_codes_left: Option<u32>,
+    pub message: String,
+}
+
+impl VerifyOutcome {
+    fn plain(result: VerifyResult, message: impl Into<String>) -> VerifyOutcome {
+        VerifyOutcome {
+            result,
+            method_used: None,
+            attempts_left: None,
+            locked_until: 0,
+            backup_codes_left: None,
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    pub user: String,
+    pub enrolled: bool,
+    pub pending: bool,
+    pub method: String,
+    pub backup_codes_left: u32,
+    pub locked: bool,
+    pub locked_until: u64,
+    pub failures: u32,
+}
+
+pub struct Enrollment {
+    pub uri: Zeroizing<String>,
+    pub secret: Zeroizing<String>,
+    pub expires: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub users_enrolled: u32,
+    pub users_locked: u32,
+    pub successes: u32,
+    pub failures: u32,
+    pub lockouts: u32,
+    pub backup_codes_used: u32,
+}
+
+/// One async mutex per user with a live operation. Entries are weak so
+/// idle users cost nothing; dead ones are swept as the map grows.
+#[derive(Default)]
+struct UserLocks(Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>);
+
+impl UserLocks {
+    fn get(&self, user: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(lock) = map.get(user).and_then(Weak::upgrade) {
+            return lock;
+        }
+        if map.len() >= 1024 {
+            map.retain(|_, w| w.strong_count() > 0);
+        }
+        let lock = Arc::new(tokio::sync::Mutex::new(()));
+        map.insert(user.to_string(), Arc::downgrade(&lock));
+        lock
+    }
+}
+
+pub struct Engine {
+    config: Config,
+    store: Box<dyn Store>,
+    key: MasterKey,
+    clock: Arc<dyn Clock>,
+    audit: Audit,
+    hostname: String,
+    locks: UserLocks,
+    blocking: tokio::runtime::Handle,
+    inflight: AtomicUsize,
+}
+
+fn internal(e: impl std::fmt::Display) -> ServiceError {
+    ServiceError::Failed(format!("otpgated internal error: {e}"))
+}
+
+fn check_user_name(user: &str) -> Result<(), ServiceError> {
+    if otpgate_proto::valid_user_name(user) {
+        Ok(())
+    } else {
+        Err(ServiceError::InvalidUser(format!(
+            "{:?} is not a valid user name",
+            crate::audit::clean(user)
+        )))
+    }
+}
+
+fn system_user_exists(user: &str) -> bool {
+    nix::unistd::User::from_name(user).ok().flatten().is_some()
+}
+
+impl Engine {
+    /// `blocking` is the Tokio runtime whose blocking pool does file I/O
+    /// and hashing (the bus may run on another executor).
+    pub fn new(
+        config: Config,
+        store: Box<dyn Store>,
+        key: MasterKey,
+        clock: Arc<dyn Clock>,
+        audit: Audit,
+        blocking: tokio::runtime::Handle,
+    ) -> Engine {
+        let hostname = nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_else(|| "localhost".into());
+        Engine {
+            config,
+            store,
+            key,
+            clock,
+            audit,
+            hostname,
+            locks: UserLocks::default(),
+            blocking,
+            inflight: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn audit(&self) -> &Audit {
+        &self.audit
+    }
+
+    /// Operations started and not yet answered.
+    pub fn inflight(&self) -> usize {
+        self.inflight.load(Ordering::SeqCst)
+    }
+
+    /// Runs `f` on the blocking pool (no lock, no engine access).
+    pub async fn blocking<T, F>(&self, f: F) -> Result<T, ServiceError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        self.blocking.spawn_blocking(f).await.map_err(internal)
+    }
+
+    /// Runs `f` on the blocking pool, holding `user`'s lock if given.
+    async fn run<T, F>(self: &Arc<Self>, user: Option<&str>, f: F) -> Result<T, ServiceError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Engine) -> Result<T, ServiceError> + Send + 'static,
+    {
+        struct Inflight<'a>(&'a AtomicUsize);
+        impl Drop for Inflight<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        self.inflight.fetch_add(1, Ordering::SeqCst);
+        let _inflight = Inflight(&self.inflight);
+        let lock = user.map(|u| self.locks.get(u));
+        let _guard = match &lock {
+            Some(l) => Some(l.lock().await),
+            None => None,
+        };
+        let this = Arc::clone(self);
+        self.blocking
+            .spawn_blocking(move || f(&this))
+            .await
+            .map_err(internal)?
+    }
+
+    fn load(&self, user: &str) -> Result<Option<UserRecord>, ServiceError> {
+        self.store
+            .load(user)
+            .map_err(|e| self.storage_error(user, e))
+    }
+
+    fn save(&self, rec: &mut UserRecord) -> Result<(), ServiceError> {
+        rec.updated_at = self.clock.now();
+        self.store
+            .save(rec)
+            .map_err(|e| self.storage_error(&rec.user, e))
+    }
+
+    /// Logs a storage failure once, clearly, and turns it into the bus error.
+    fn storage_error(&self, user: &str, e: Error) -> ServiceError {
+        let level = Level::Error;
+        self.audit.log(
+            level,
+            &format!(
+                "event=storage-error user={} error=\"{}\"",
+                crate::audit::clean(user),
+                e
+            ),
+        );
+        e.into()
+    }
+
+    fn corrupt(&self, user: &str, reason: impl std::fmt::Display) -> ServiceError {
+        self.storage_error(
+            user,
+            Error::Corrupt {
+                user: user.to_string(),
+                reason: reason.to_string(),
+            },
+        )
+    }
+
+    fn open_totp(&self, user: &str, f: &TotpFactor) -> Result<Zeroizing<Vec<u8>>, ServiceError> {
+        crypto::open(&self.key, user, &f.id, &f.secret).map_err(|e| self.corrupt(user, e))
+    }
+
+    fn params_of(&self, user: &str, f: &TotpFactor) -> Result<Params, ServiceError> {
+        let algorithm = totp::algorithm(&f.algorithm)
+            .ok_or_else(|| self.corrupt(user, format!("unknown algorithm {:?}", f.algorithm)))?;
+        Ok(Params {
+            algorithm,
+            digits: f.digits,
+            period: f.period,
+        })
+    }
+
+    fn new_params(&self) -> Params {
+        Params {
+            algorithm: self.config.totp.algorithm.to_totp(),
+            digits: self.config.totp.digits,
+            period: self.config.totp.period_secs,
+        }
+    }
+
+    fn authorize(
+        &self,
+        caller: &Caller,
+        iface: Interface,
+        user: Option<&str>,
+    ) -> Result<(), ServiceError> {
+        if let Some(u) = user {
+            check_user_name(u)?;
+        }
+        authz::check(caller, iface, user).inspect_err(|e| {
+            self.audit.log(
+                Level::Warning,
+                &format!(
+                    "event=access-denied caller_uid={} user={} reason=\"{}\"",
+                    caller.uid,
+                    user.map(crate::audit::clean).unwrap_or_default(),
+                    e
+                ),
+            )
+        })
+    }
+
+    // ---- Auth ---------------------------------------------------------
+
+    pub async fn challenge(
+        self: &Arc<Self>,
+        caller: &Caller,
+        user: &str,
+        ctx: Context,
+    ) -> Result<ChallengeOutcome, ServiceError> {
+        self.authorize(caller, Interface::Auth, Some(user))?;
+        let user = user.to_string();
+        self.run(None, move |e| e.challenge_now(&user, &ctx)).await
+    }
+
+    fn challenge_now(&self, user: &str, _ctx: &Context) -> Result<ChallengeOutcome, ServiceError> {
+        let now = self.clock.now();
+        let rec = match self.load(user)? {
+            Some(r) if r.enrolled() => r,
+            _ => {
+                return Ok(ChallengeOutcome {
+                    state: ChallengeState::NotEnrolled,
+                    method: None,
+                    locked_until: 0,
+                    message: format!("{user} has no second factor enrolled"),
+                })
+            }
+        };
+        if rec.locked_until > now {
+            return Ok(ChallengeOutcome {
+                state: ChallengeState::Locked,
+                method: Some(otpgate_proto::Method::Totp),
+                locked_until: rec.locked_until,
+                message: "Too many wrong codes: the second factor is locked.".into(),
+            });
+        }
+        Ok(ChallengeOutcome {
+            state: ChallengeState::CodeRequired,
+            method: Some(otpgate_proto::Method::Totp),
+            locked_until: 0,
+            message: String::new(),
+        })
+    }
+
+    pub async fn verify(
+        self: &Arc<Self>,
+        caller: &Caller,
+        user: &str,
+        code: Zeroizing<String>,
+        ctx: Context,
+    ) -> Result<VerifyOutcome, ServiceError> {
+        self.authorize(caller, Interface::Auth, Some(user))?;
+        let (user, uid) = (user.to_string(), caller.uid);
+        let u = user.clone();
+        self.run(Some(&u), move |e| {
+            let mut rec = match e.load(&user)? {
+                Some(r) if r.enrolled() => r,
+                _ => {
+                    return Ok(VerifyOutcome::plain(
+                        VerifyResult::NotEnrolled,
+                        format!("{user} has no second factor enrolled"),
+                    ))
+                }
+            };
+            e.verify_locked(&mut rec, &code, &ctx, uid)
+        })
+        .await
+    }
+
+    /// The verification core, for a loaded record under the user's lock.
+    /// Saves before returning whenever anything changed.
+    fn verify_locked(
+        &self,
+        rec: &mut UserRecord,
+        code: &str,
+        ctx: &Context,
+        caller_uid: u32,
+    ) -> Result<VerifyOutcome, ServiceError> {
+        let now = self.clock.now();
+        let user = rec.user.clone();
+        let mut dirty = false;
+        if rec.locked_until != 0 && rec.locked_until <= now {
+            // The lock ran out: a fresh set of tries (the streak stays).
+            rec.locked_until = 0;
+            rec.failures = 0;
+            dirty = true;
+        }
+        if rec.locked_until > now {
+            if dirty {
+                self.save(rec)?;
+            }
+            self.audit
+                .event(Level::Notice, "verify-locked", &user, ctx, caller_uid, "");
+            let mut o = VerifyOutcome::plain(
+                VerifyResult::Locked,
+                "Too many wrong codes: the second factor is locked.",
+            );
+            o.locked_until = rec.locked_until;
+            o.attempts_left = Some(0);
+            return Ok(o);
+        }
+
+        let factor = rec
+            .totp()
+            .cloned()
+            .ok_or_else(|| self.corrupt(&user, "no factor"))?;
+        let params = self.params_of(&user, &factor)?;
+        let candidate = totp::normalise(code, params.digits);
+        let mut result = VerifyResult::Invalid;
+        let mut method = None;
+
+        if let Some(t) = &candidate.totp {
+            let secret = self.open_totp(&user, &factor)?;
+            if let Some(step) = totp::matched_step(&secret, params, self.config.totp.window, t, now)
+            {
+                if factor.last_step.is_some_and(|last| step <= last) {
+                    result = VerifyResult::Replayed;
+                } else {
+                    result = VerifyResult::Ok;
+                    method = Some(MethodUsed::Totp);
+                    rec.totp_mut().expect("checked above").last_step = Some(step);
+                }
+            }
+        }
+        if result == VerifyResult::Invalid {
+            if let (Some(b), Some(set)) = (&candidate.backup, &rec.backup) {
+                if let Some(i) = backup::find(&self.key, &user, set, b).map_err(internal)? {
+                    rec.backup.as_mut().expect("checked above").hashes.remove(i);
+                    result = VerifyResult::Ok;
+                    method = Some(MethodUsed::Backup);
+                }
+            }
+        }
+
+        let max = self.config.lockout.max_failures;
+        let mut outcome = VerifyOutcome::plain(result, "");
+        outcome.method_used = method;
+        if result == VerifyResult::Ok {
+            rec.failures = 0;
+            rec.lock_streak = 0;
+            let day = rec.today(now);
+            day.successes += 1;
+            if method == Some(MethodUsed::Backup) {
+                day.backup_used += 1;
+            }
+            self.save(rec)?;
+            let left = rec.backup_codes_left() as u32;
+            outcome.backup_codes_left = Some(left);
+            outcome.attempts_left = Some(max);
+            let m = method.map(|m| m.as_str()).unwrap_or("");
+            self.audit.event(
+                Level::Info,
+                "verify-ok",
+                &user,
+                ctx,
+                caller_uid,
+                &format!("method={m}"),
+            );
+            if method == Some(MethodUsed::Backup) {
+                self.audit.event(
+                    Level::Notice,
+                    "backup-code-used",
+                    &user,
+                    ctx,
+                    caller_uid,
+                    &format!("backup_codes_left={left}"),
+                );
+                outcome.message = format!("Backup code accepted; {left} left.");
+            }
+            return Ok(outcome);
+        }
+
+        rec.failures = rec.failures.saturating_add(1);
+        rec.today(now).failures += 1;
+        let locking = rec.failures >= max;
+        if locking {
+            rec.locked_until = now + self.config.lockout.duration_secs;
+            rec.lock_streak = rec.lock_streak.saturating_add(1);
+            rec.today(now).lockouts += 1;
+        }
+        self.save(rec)?;
+        let event = if result == VerifyResult::Replayed {
+            "verify-replayed"
+        } else {
+            "verify-failed"
+        };
+        self.audit.event(
+            Level::Notice,
+            event,
+            &user,
+            ctx,
+            caller_uid,
+            &format!("failures={}", rec.failures),
+        );
+        outcome.attempts_left = Some(max.saturating_sub(rec.failures));
+        outcome.message = if result == VerifyResult::Replayed {
+            "That code was already used; wait for the next one.".into()
+        } else {
+            "Wrong code.".into()
+        };
+        if locking {
+            outcome.locked_until = rec.locked_until;
+            self.audit.event(
+                Level::Warning,
+                "locked",
+                &user,
+                ctx,
+                caller_uid,
+                &format!("until={} streak={}", rec.locked_until, rec.lock_streak),
+            );
+        }
+        Ok(outcome)
+    }
+
+    // ---- Manager ------------------------------------------------------
+
+    pub async fn enroll(
+        self: &Arc<Self>,
+        caller: &Caller,
+        user: &str,
+        method: Option<String>,
+    ) -> Result<Enrollment, ServiceError> {
+        self.authorize(caller, Interface::Manager, Some(user))?;
+        match method.as_deref() {
+            None | Some("totp") => {}
+            Some("email") => {
+                return Err(ServiceError::InvalidArgument(
+                    "the e-mail method is not available in this build; use totp".into(),
+                ))
+            }
+            Some(other) => {
+                return Err(ServiceError::InvalidArgument(format!(
+                    "unknown method {:?}: use totp",
+                    crate::audit::clean(other)
+                )))
+            }
+        }
+        let (user, uid) = (user.to_string(), caller.uid);
+        let u = user.clone();
+        self.run(Some(&u), move |e| e.enroll_locked(&user, uid))
+            .await
+    }
+
+    fn enroll_locked(&self, user: &str, caller_uid: u32) -> Result<Enrollment, ServiceError> {
+        if !system_user_exists(user) {
+            return Err(ServiceError::InvalidUser(format!(
+                "there is no user {user} on this system"
+            )));
+        }
+        let now = self.clock.now();
+        let mut rec = self
+            .load(user)?
+            .unwrap_or_else(|| UserRecord::new(user, now));
+        if rec.enrolled() {
+            return Err(ServiceError::AlreadyEnrolled(format!(
+                "{user} is already enrolled: disable it first (`otpgate disable`, or an administrator's `otpgate reset {user}`)"
+            )));
+        }
+        let secret =
+            Zeroizing::new(crypto::random_bytes::<{ totp::SECRET_LEN }>().map_err(internal)?);
+        let id = crypto::hex(&crypto::random_bytes::<8>().map_err(internal)?);
+        let sealed = crypto::seal(&self.key, user, &id, secret.as_ref()).map_err(internal)?;
+        let params = self.new_params();
+        rec.pending = Some(Pending {
+            factor: Factor::Totp(TotpFactor {
+                id,
+                secret: sealed,
+                algorithm: self.config.totp.algorithm.as_str().to_string(),
+                digits: params.digits,
+                period: params.period,
+                last_step: None,
+                created_at: now,
+                origin: "enrolled".into(),
+            }),
+            started_by: caller_uid,
+            expires_at: now + PENDING_TTL_SECS,
+            attempts: 0,
+        });
+        self.save(&mut rec)?;
+        self.audit.event(
+            Level::Notice,
+            "enroll-started",
+            user,
+            &Context::default(),
+            caller_uid,
+            "method=totp",
+        );
+        let b32 = totp::base32(secret.as_ref());
+        let account = format!("{user}@{}", self.hostname);
+        let uri = totp::otpauth_uri(
+            &self.config.totp.issuer,
+            &account,
+            &b32,
+            self.config.totp.algorithm.as_str(),
+            params.digits,
+            params.period,
+        );
+        Ok(Enrollment {
+            uri,
+            secret: b32,
+            expires: now + PENDING_TTL_SECS,
+        })
+    }
+
+    pub async fn confirm(
+        self: &Arc<Self>,
+        caller: &Caller,
+        user: &str,
+        code: Zeroizing<String>,
+    ) -> Result<Vec<Zeroizing<String>>, ServiceError> {
+        self.authorize(caller, Interface::Manager, Some(user))?;
+        let (user, uid) = (user.to_string(), caller.uid);
+        let u = user.clone();
+        self.run(Some(&u), move |e| e.confirm_locked(&user, uid, &code))
+            .await
+    }
+
+    fn confirm_locked(
+        &self,
+        user: &str,
+        caller_uid: u32,
+        code: &str,
+    ) -> Result<Vec<Zeroizing<String>>, ServiceError> {
+        let now = self.clock.now();
+        let Some(mut rec) = self.load(user)? else {
+            return Err(ServiceError::NoPendingEnrollment(format!(
+                "{user} has no enrolment waiting: start one with `otpgate enroll`"
+            )));
+        };
+        let Some(pending) = rec.pending.clone() else {
+            return Err(ServiceError::NoPendingEnrollment(format!(
+                "{user} has no enrolment waiting: start one with `otpgate enroll`"
+            )));
+        };
+        if pending.expires_at <= now {
+            rec.pending = None;
+            self.save(&mut rec)?;
+            return Err(ServiceError::PendingExpired(format!(
+                "the enrolment of {user} expired (10 minutes): start again with `otpgate enroll`"
+            )));
+        }
+        if pending.started_by != caller_uid && caller_uid != 0 {
+            return Err(ServiceError::AccessDenied(format!(
+                "the enrolment of {user} was started by uid {}; only that uid or root may confirm it",
+                pending.started_by
+            )));
+        }
+        let Factor::Totp(mut factor) = pending.factor;
+        let params = self.params_of(user, &factor)?;
+        let secret = self.open_totp(user, &factor)?;
+        let step = totp::normalise(code, params.digits)
+            .totp
+            .and_then(|c| totp::matched_step(&secret, params, self.config.totp.window, &c, now));
+        let Some(step) = step else {
+            let p = rec.pending.as_mut().expect("checked above");
+            p.attempts += 1;
+            let left = PENDING_MAX_ATTEMPTS.saturating_sub(p.attempts);
+            if left == 0 {
+                rec.pending = None;
+            }
+            self.save(&mut rec)?;
+            self.audit.event(
+                Level::Notice,
+                "enroll-wrong-code",
+                user,
+                &Context::default(),
+                caller_uid,
+                "",
+            );
+            return Err(ServiceError::InvalidCode(if left == 0 {
+                "wrong code, and too many of them: the enrolment was dropped; start again with `otpgate enroll`".into()
+            } else {
+                format!("wrong code: check the authenticator app's clock and try again ({left} tries left)")
+            }));
+        };
+        // The confirming code is used: it cannot log in afterwards.
+        factor.last_step = Some(step);
+        let codes = backup::generate(self.config.backup_codes.count).map_err(internal)?;
+        rec.backup = Some(backup::hash_set(&self.key, user, &codes, now).map_err(internal)?);
+        rec.factors = vec![Factor::Totp(factor)];
+        rec.pending = None;
+        rec.failures = 0;
+        rec.locked_until = 0;
+        rec.lock_streak = 0;
+        self.save(&mut rec)?;
+        self.audit.event(
+            Level::Notice,
+            "enroll-confirmed",
+            user,
+            &Context::default(),
+            caller_uid,
+            &format!("method=totp backup_codes={}", codes.len()),
+        );
+        Ok(codes)
+    }
+
+    fn status_of(&self, rec: &UserRecord) -> Status {
+        let now = self.clock.now();
+        let locked = rec.locked_until > now;
+        Status {
+            user: rec.user.clone(),
+            enrolled: rec.enrolled(),
+            pending: rec.pending_live(now).is_some(),
+            method: if rec.enrolled() {
+                "totp".into()
+            } else {
+                String::new()
+            },
+            backup_codes_left: rec.backup_codes_left() as u32,
+            locked,
+            locked_until: if locked { rec.locked_until } else { 0 },
+            // An expired lock's count is reset at the next attempt.
+            failures: if rec.locked_until != 0 && !locked {
+                0
+            } else {
+                rec.failures
+            },
+        }
+    }
+
+    pub async fn status(
+        self: &Arc<Self>,
+        caller: &Caller,
+        user: &str,
+    ) -> Result<Status, ServiceError> {
+        self.authorize(caller, Interface::Manager, Some(user))?;
+        let user = user.to_string();
+        self.run(None, move |e| {
+            Ok(match e.load(&user)? {
+                Some(rec) => e.status_of(&rec),
+                None => e.status_of(&UserRecord::new(&user, 0)),
+            })
+        })
+        .await
+    }
+
+    /// For Disable and RegenerateBackupCodes: administrators need no code,
+    /// a user proves the second factor (counted like any other attempt).
+    fn prove(&self, caller: &Caller, rec: &mut UserRecord, code: &str) -> Result<(), ServiceError> {
+        if caller.is_admin() {
+            return Ok(());
+        }
+        if code.is_empty() {
+            return Err(ServiceError::InvalidCode(
+                "a current code (or a backup code) is required: pass --code".into(),
+            ));
+        }
+        let o = self.verify_locked(rec, code, &Context::default(), caller.uid)?;
+        match o.result {
+            VerifyResult::Ok => Ok(()),
+            VerifyResult::Locked => Err(ServiceError::Locked(format!(
+                "too many wrong codes: locked until {} (unix time)",
+                o.locked_until
+            ))),
+            _ => Err(ServiceError::InvalidCode(format!(
+                "{} {} attempts left.",
+                o.message,
+                o.attempts_left.unwrap_or(0)
+            ))),
+        }
+    }
+
+    fn load_enrolled(&self, user: &str) -> Result<UserRecord, ServiceError> {
+        match self.load(user)? {
+            Some(r) if r.enrolled() => Ok(r),
+            _ => Err(ServiceError::NotEnrolled(format!(
+                "{user} has no second factor enrolled"
+            ))),
+        }
+    }
+
+    pub async fn disable(
+        self: &Arc<Self>,
+        caller: &Caller,
+        user: &str,
+        code: Zeroizing<String>,
+    ) -> Result<(), ServiceError> {
+        self.authorize(caller, Interface::Manager, Some(user))?;
+        let (user, c) = (user.to_string(), caller.clone());
+        let u = user.clone();
+        self.run(Some(&u), move |e| {
+            let mut rec = e.load_enrolled(&user)?;
+            e.prove(&c, &mut rec, &code)?;
+            e.store
+                .delete(&user)
+                .map_err(|err| e.storage_error(&user, err))?;
+            e.audit.event(
+                Level::Notice,
+                "disabled",
+                &user,
+                &Context::default(),
+                c.uid,
+                "",
+            );
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn regenerate_backup_codes(
+        self: &Arc<Self>,
+        caller: &Caller,
+        user: &str,
+        code: Zeroizing<String>,
+    ) -> Result<Vec<Zeroizing<String>>, ServiceError> {
+        self.authorize(caller, Interface::Manager, Some(user))?;
+        let (user, c) = (user.to_string(), caller.clone());
+        let u = user.clone();
+        self.run(Some(&u), move |e| {
+            let mut rec = e.load_enrolled(&user)?;
+            e.prove(&c, &mut rec, &code)?;
+            let now = e.clock.now();
+            let codes = backup::generate(e.config.backup_codes.count).map_err(internal)?;
+            rec.backup = Some(backup::hash_set(&e.key, &user, &codes, now).map_err(internal)?);
+            e.save(&mut rec)?;
+            e.audit.event(
+                Level::Notice,
+                "backup-codes-regenerated",
+                &user,
+                &Context::default(),
+                c.uid,
+                &format!("count={}", codes.len()),
+            );
+            Ok(codes)
+        })
+        .await
+    }
+
+    // ---- Admin --------------------------------------------------------
+
+    /// Every user with a record; an unreadable record is listed with its
+    /// error instead of failing the whole list.
+    pub async fn list_users(
+        self: &Arc<Self>,
+        caller: &Caller,
+    ) -> Result<Vec<Result<Status, (String, String)>>, ServiceError> {
+        self.authorize(caller, Interface::Admin, None)?;
+        self.run(None, |e| {
+            let users = e.store.users().map_err(|err| e.storage_error("*", err))?;
+            Ok(users
+                .into_iter()
+                .map(|u| match e.store.load(&u) {
+                    Ok(Some(rec)) => Ok(e.status_of(&rec)),
+                    Ok(None) => Err((u, "removed while listing".into())),
+                    Err(err) => Err((u, err.to_string())),
+                })
+                .collect())
+        })
+        .await
+    }
+
+    pub async fn unlock(self: &Arc<Self>, caller: &Caller, user: &str) -> Result<(), ServiceError> {
+        self.authorize(caller, Interface::Admin, Some(user))?;
+        let (user, uid) = (user.to_string(), caller.uid);
+        let u = user.clone();
+        self.run(Some(&u), move |e| {
+            let mut rec = e.load_enrolled(&user)?;
+            rec.failures = 0;
+            rec.locked_until = 0;
+            rec.lock_streak = 0;
+            e.save(&mut rec)?;
+            e.audit.event(
+                Level::Notice,
+                "unlocked",
+                &user,
+                &Context::default(),
+                uid,
+                "",
+            );
+            Ok(())
+        })
+        .await
+    }
+
+    /// Removes the user's record, readable or not: this is also how an
+    /// administrator recovers a user whose record is corrupt.
+    pub async fn reset(self: &Arc<Self>, caller: &Caller, user: &str) -> Result<(), ServiceError> {
+        self.authorize(caller, Interface::Admin, Some(user))?;
+        let (user, uid) = (user.to_string(), caller.uid);
+        let u = user.clone();
+        self.run(Some(&u), move |e| {
+            let exists = match e.store.load(&user) {
+                Ok(r) => r.is_some(),
+                Err(Error::Corrupt { .. }) => true,
+                Err(err) => return Err(e.storage_error(&user, err)),
+            };
+            if !exists {
+                return Err(ServiceError::NotEnrolled(format!(
+                    "{user} has no record to reset"
+                )));
+            }
+            e.store
+                .delete(&user)
+                .map_err(|err| e.storage_error(&user, err))?;
+            e.audit
+                .event(Level::Notice, "reset", &user, &Context::default(), uid, "");
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn stats(self: &Arc<Self>, caller: &Caller) -> Result<Stats, ServiceError> {
+        self.authorize(caller, Interface::Admin, None)?;
+        self.run(None, |e| {
+            let now = e.clock.now();
+            let first_day = (now / SECS_PER_DAY).saturating_sub(STATS_DAYS - 1);
+            let mut s = Stats::default();
+            for u in e.store.users().map_err(|err| e.storage_error("*", err))? {
+                let Ok(Some(rec)) = e.store.load(&u) else {
+                    continue;
+                };
+                if rec.enrolled() {
+                    s.users_enrolled += 1;
+                }
+                if rec.locked_until > now {
+                    s.users_locked += 1;
+                }
+                for d in rec.days.iter().filter(|d| d.day >= first_day) {
+                    s.successes += d.successes;
+                    s.failures += d.failures;
+                    s.lockouts += d.lockouts;
+                    s.backup_codes_used += d.backup_used;
+                }
+            }
+            Ok(s)
+        })
+        .await
+    }
+
+    /// Takes over a `~/.google_authenticator` file: the secret (with its
+    /// own step size, SHA1, 6 digits) and the scratch codes as backup codes.
+    pub async fn import(
+        self: &Arc<Self>,
+        caller: &Caller,
+        user: &str,
+        contents: Zeroizing<String>,
+    ) -> Result<u32, ServiceError> {
+        self.authorize(caller, Interface::Admin, Some(user))?;
+        let (user, uid) = (user.to_string(), caller.uid);
+        let u = user.clone();
+        self.run(Some(&u), move |e| {
+            let ga = crate::import::parse_google_authenticator(&contents)
+                .map_err(|err| ServiceError::InvalidArgument(format!("cannot import: {err}")))?;
+            if !system_user_exists(&user) {
+                return Err(ServiceError::InvalidUser(format!("there is no user {user} on this system")));
+            }
+            let now = e.clock.now();
+            let mut rec = e.load(&user)?.unwrap_or_else(|| UserRecord::new(&user, now));
+            if rec.enrolled() {
+                return Err(ServiceError::AlreadyEnrolled(format!(
+                    "{user} is already enrolled in otpgate: `otpgate reset {user}` first to replace it"
+                )));
+            }
+            let id = crypto::hex(&crypto::random_bytes::<8>().map_err(internal)?);
+            let sealed = crypto::seal(&e.key, &user, &id, &ga.secret).map_err(internal)?;
+            rec.factors = vec![Factor::Totp(TotpFactor {
+                id,
+                secret: sealed,
+                algorithm: "SHA1".into(),
+                digits: 6,
+                period: ga.step_secs,
+                last_step: None,
+                created_at: now,
+                origin: "imported".into(),
+            })];
+            rec.pending = None;
+            rec.backup = Some(backup::hash_set(&e.key, &user, &ga.scratch_codes, now).map_err(internal)?);
+            e.save(&mut rec)?;
+            let n = ga.scratch_codes.len() as u32;
+            e.audit.event(
+                Level::Notice,
+                "imported",
+                &user,
+                &Context::default(),
+                uid,
+                &format!("source=google-authenticator backup_codes={n}"),
+            );
+            Ok(n)
+        })
+        .await
+    }
+}

@@ -1,0 +1,53 @@
+//! The daemon's one error type. Every message names what failed and, where
+//! a sysadmin can fix it, how; none ever carries a secret or a code.
+
+use std::path::PathBuf;
+
+use otpgate_proto::ServiceError;
+
+use crate::config::ConfigError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("key file {path}: {reason}")]
+    Key { path: PathBuf, reason: String },
+    #[error("state directory {path}: {reason}")]
+    StateDir { path: PathBuf, reason: String },
+    #[error("D-Bus: {0}")]
+    Bus(String),
+    #[error("otpgated must run as root (it owns the secrets and answers for every user)")]
+    NotRoot,
+    #[error("storage: {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the record of user {user} is unreadable: {reason}; the other users are not affected (inspect it, or `otpgate reset {user}` to start that user over)")]
+    Corrupt { user: String, reason: String },
+    #[error("{0}")]
+    Crypto(#[from] crate::crypto::CryptoError),
+}
+
+impl Error {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+impl From<Error> for ServiceError {
+    fn from(e: Error) -> ServiceError {
+        match e {
+            Error::Corrupt { .. } => ServiceError::CorruptRecord(e.to_string()),
+            Error::Io { .. } | Error::StateDir { .. } => ServiceError::Storage(format!(
+                "otpgated could not read or save its state ({e}); nothing was changed"
+            )),
+            other => ServiceError::Failed(other.to_string()),
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! What the daemon remembers about one user: one record, stored whole.
+//!
+//! A record holds a list of factors (one TOTP device today; more devices
+//! and the e-mail factor fit the same list), a pending enrolment, the
+//! backup-code hashes, the lockout state and per-day counters for `Stats`.
+//! Secrets are only ever present sealed (`crypto::Sealed`).
+
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::{b64, Sealed};
+
+pub const RECORD_VERSION: u32 = 1;
+/// Per-day counters are kept this many days (Stats reports 30).
+pub const DAYS_KEPT: u64 = 31;
+pub const SECS_PER_DAY: u64 = 86_400;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserRecord {
+    pub version: u32,
+    pub user: String,
+    #[serde(default)]
+    pub factors: Vec<Factor>,
+    #[serde(default)]
+    pub pending: Option<Pending>,
+    #[serde(default)]
+    pub backup: Option<BackupCodes>,
+    /// Consecutive failed codes since the last success or lock.
+    #[serde(default)]
+    pub failures: u32,
+    /// Unix seconds until which the second factor is locked; 0 = not locked.
+    #[serde(default)]
+    pub locked_until: u64,
+    /// Locks in a row without a success in between.
+    #[serde(default)]
+    pub lock_streak: u32,
+    pub created_at: u64,
+    pub updated_at: u64,
+    #[serde(default)]
+    pub days: Vec<DayStats>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Factor {
+    Totp(TotpFactor),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TotpFactor {
+    /// Random, not secret: names the factor in the AEAD's associated data.
+    pub id: String,
+    pub secret: Sealed,
+    /// "SHA1" | "SHA256" | "SHA512"; per factor, because an imported
+    /// google-authenticator secret keeps its own parameters.
+    pub algorithm: String,
+    pub digits: usize,
+    pub period: u64,
+    /// The newest time step accepted; a code must be for a later step.
+    #[serde(default)]
+    pub last_step: Option<u64>,
+    pub created_at: u64,
+    /// "enrolled" or "imported".
+    pub origin: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pending {
+    pub factor: Factor,
+    /// Only this uid (or root) may confirm it.
+    pub started_by: u32,
+    pub expires_at: u64,
+    /// Wrong confirmation codes so far.
+    #[serde(default)]
+    pub attempts: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupCodes {
+    /// One salt for the whole set, so that checking a code costs one argon2
+    /// evaluation whatever the number of codes (see `backup`).
+    #[serde(with = "b64")]
+    pub salt: Vec<u8>,
+    /// Hashes of the codes still unused.
+    pub hashes: Vec<BackupHash>,
+    pub generated_at: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct BackupHash(#[serde(with = "b64")] pub Vec<u8>);
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DayStats {
+    /// Days since the Unix epoch.
+    pub day: u64,
+    #[serde(default)]
+    pub successes: u32,
+    #[serde(default)]
+    pub failures: u32,
+    #[serde(default)]
+    pub lockouts: u32,
+    #[serde(default)]
+    pub backup_used: u32,
+}
+
+impl UserRecord {
+    pub fn new(user: &str, now: u64) -> UserRecord {
+        UserRecord {
+            version: RECORD_VERSION,
+            user: user.to_string(),
+            factors: Vec::new(),
+            pending: None,
+            backup: None,
+            failures: 0,
+            locked_until: 0,
+            lock_streak: 0,
+            created_at: now,
+            updated_at: now,
+            days: Vec::new(),
+        }
+    }
+
+    pub fn enrolled(&self) -> bool {
+        !self.factors.is_empty()
+    }
+
+    pub fn totp(&self) -> Option<&TotpFactor> {
+        self.factors.iter().map(|Factor::Totp(t)| t).next()
+    }
+
+    pub fn totp_mut(&mut self) -> Option<&mut TotpFactor> {
+        self.factors.iter_mut().map(|Factor::Totp(t)| t).next()
+    }
+
+    pub fn pending_live(&self, now: u64) -> Option<&Pending> {
+        self.pending.as_ref().filter(|p| p.expires_at > now)
+    }
+
+    pub fn backup_codes_left(&self) -> usize {
+        self.backup.as_ref().map_or(0, |b| b.hashes.len())
+    }
+
+    /// Today's counters, created on first use; older than `DAYS_KEPT` dropped.
+    pub fn today(&mut self, now: u64) -> &mut DayStats {
+        let day = now / SECS_PER_DAY;
+        self.days.retain(|d| d.day + DAYS_KEPT > day);
+        if let Some(i) = self.days.iter().position(|d| d.day == day) {
+            &mut self.days[i]
+        } else {
+            self.days.push(DayStats {
+                day,
+                ..DayStats::default()
+            });
+            self.days.last_mut().expect("just pushed")
+        }
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut v = serde_json::to_vec_pretty(self).expect("a record always serialises");
+        v.push(b'\n');
+        v
+    }
+
+    /// Parses a stored record. Any defect is an error naming what is wrong,
+    /// never a partial record.
+    pub fn from_bytes(user: &str, bytes: &[u8]) -> Result<UserRecord, String> {
+        let rec: UserRecord = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        if rec.version != RECORD_VERSION {
+            return Err(format!(
+                "record version {} is not one this otpgated understands ({RECORD_VERSION})",
+                rec.version
+            ));
+        }
+        if rec.user != user {
+            return Err(format!(
+                "the file holds the record of {:?}, not of {user:?} (copied or renamed?)",
+                rec.user
+            ));
+        }
+        Ok(rec)
+    }
+}
