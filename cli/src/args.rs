@@ -1,0 +1,272 @@
+//! The command line, as clap definitions. The shell completions and man
+//! pages in `packaging/` are generated from these same definitions
+//! (`otpgate-gen-docs`), so help text written here is what packagers ship.
+
+use std::path::PathBuf;
+
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+
+const MAIN_EXAMPLES: &str = "\
+Examples:
+  otpgate enroll                      set up your own second factor
+  otpgate status                      show your enrolment
+  otpgate enroll --user alice --qr-svg alice.svg
+                                      (administrator) start alice's enrolment
+  otpgate list                        (administrator) every user and their state
+
+Exit status: 0 success, 1 failure (one line on stderr), 2 usage error.";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "otpgate",
+    version,
+    about = "Manage otpgate second-factor enrolment (TOTP codes, backup codes)",
+    long_about = "Manage otpgate second-factor enrolment (TOTP codes, backup codes).\n\n\
+        otpgate talks to the otpgated daemon on the system bus. Every user can \
+        enrol, inspect and manage their own second factor; root and members of \
+        otpgate's admin group (`otpgate-admin` unless configured otherwise) can \
+        manage every user and use the administrator commands.",
+    after_help = MAIN_EXAMPLES,
+    propagate_version = true
+)]
+pub struct Cli {
+    /// System bus address [default: $DBUS_SYSTEM_BUS_ADDRESS, else unix:path=/run/dbus/system_bus_socket]
+    #[arg(long, global = true, value_name = "ADDRESS")]
+    pub bus: Option<String>,
+
+    /// Print one JSON object on stdout instead of text
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Start enrolment: show a QR code and the secret, then confirm with a code
+    #[command(
+        long_about = "Start enrolment of a second factor.\n\n\
+            On a terminal this shows a QR code of the otpauth:// URI (scan it with an \
+            authenticator app), the secret in groups of four for manual entry and the \
+            URI, then asks for the code the app shows and prints the backup codes once. \
+            Press Enter at the prompt to finish later with `otpgate confirm CODE`.\n\n\
+            Without a terminal, or with --json, it prints {\"uri\": ..., \"secret\": ...} \
+            and stops; `otpgate confirm CODE` finishes the enrolment.",
+        after_help = "Examples:\n  \
+            otpgate enroll\n  \
+            otpgate enroll --user alice --qr-svg alice.svg    (administrator onboarding alice)\n  \
+            otpgate enroll --json | jq -r .uri"
+    )]
+    Enroll(EnrollArgs),
+
+    /// Confirm a pending enrolment with a code from the app; prints the backup codes once
+    #[command(after_help = "Examples:\n  \
+        otpgate confirm 123456\n  \
+        otpgate confirm --user alice 123456\n  \
+        read -r code; printf '%s\\n' \"$code\" | otpgate confirm -")]
+    Confirm(ConfirmArgs),
+
+    /// Show enrolment state: enrolled, pending, method, backup codes left, lock
+    #[command(after_help = "Examples:\n  \
+        otpgate status\n  \
+        otpgate status --user alice --json")]
+    Status(StatusArgs),
+
+    /// Remove the second factor (a user needs a current code, an administrator none)
+    #[command(after_help = "Examples:\n  \
+        otpgate disable                      (asks for a current code)\n  \
+        otpgate disable --code 123456\n  \
+        otpgate disable --user alice         (administrator)")]
+    Disable(CodeArgs),
+
+    /// Replace all backup codes with new ones, printed once
+    #[command(after_help = "Examples:\n  \
+        otpgate backup-codes                 (asks for a current code)\n  \
+        otpgate backup-codes --code 123456 --json\n  \
+        otpgate backup-codes --user alice    (administrator)")]
+    BackupCodes(CodeArgs),
+
+    /// Administrator: clear USER's lock and failure count
+    #[command(after_help = "Example:\n  otpgate unlock alice")]
+    Unlock(TargetArgs),
+
+    /// Administrator: remove USER's enrolment (they can log in without a second factor only with `nullok`)
+    #[command(after_help = "Example:\n  otpgate reset alice")]
+    Reset(TargetArgs),
+
+    /// Administrator: every enrolled user with their state
+    #[command(after_help = "Examples:\n  \
+        otpgate list\n  \
+        otpgate list --json | jq -r '.users[] | select(.locked) | .user'")]
+    List,
+
+    /// Administrator: logins, failures, lockouts and backup codes used over the last 30 days
+    #[command(after_help = "Examples:\n  \
+        otpgate stats\n  \
+        otpgate stats --json")]
+    Stats,
+
+    /// Administrator: take over a ~/.google_authenticator file (secret and scratch codes)
+    #[command(
+        long_about = "Administrator: take over a google-authenticator-libpam file.\n\n\
+            The TOTP secret and the scratch codes (as backup codes) of USER's \
+            ~/.google_authenticator file become USER's otpgate enrolment, so USER keeps \
+            the same authenticator app. HOTP (counter-based) files and damaged files are \
+            refused with the reason. The secret is never printed.",
+        after_help = "Example:\n  \
+            otpgate import --user alice --google-authenticator ~alice/.google_authenticator"
+    )]
+    Import(ImportArgs),
+}
+
+/// The factor to enrol.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MethodArg {
+    /// Codes from an authenticator app (RFC 6238)
+    Totp,
+    /// Codes sent by e-mail (needs [email] configured in otpgated)
+    Email,
+}
+
+impl MethodArg {
+    pub fn wire(self) -> otpgate_proto::Method {
+        match self {
+            MethodArg::Totp => otpgate_proto::Method::Totp,
+            MethodArg::Email => otpgate_proto::Method::Email,
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct EnrollArgs {
+    /// User to enrol [default: you]
+    #[arg(long, value_name = "USER", value_parser = parse_user)]
+    pub user: Option<String>,
+
+    /// Second factor to enrol
+    #[arg(long, value_enum, default_value_t = MethodArg::Totp)]
+    pub method: MethodArg,
+
+    /// E-mail address for --method email
+    #[arg(long, value_name = "ADDR")]
+    pub email: Option<String>,
+
+    /// Also write the QR code as an SVG image to FILE (created 0600: it holds the secret)
+    #[arg(long, value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
+    pub qr_svg: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct ConfirmArgs {
+    /// User whose enrolment to confirm [default: you]
+    #[arg(long, value_name = "USER", value_parser = parse_user)]
+    pub user: Option<String>,
+
+    /// The code the authenticator app shows now (`-` reads it from stdin)
+    #[arg(value_name = "CODE")]
+    pub code: String,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// User to show [default: you]
+    #[arg(long, value_name = "USER", value_parser = parse_user)]
+    pub user: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct CodeArgs {
+    /// User to act on [default: you]
+    #[arg(long, value_name = "USER", value_parser = parse_user)]
+    pub user: Option<String>,
+
+    /// A current code or a backup code (`-` reads it from stdin); asked for on a terminal when needed
+    #[arg(long, value_name = "CODE")]
+    pub code: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct TargetArgs {
+    /// The user to act on
+    #[arg(value_name = "USER", value_parser = parse_user)]
+    pub user: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// The user whose file it is
+    #[arg(long, value_name = "USER", value_parser = parse_user)]
+    pub user: String,
+
+    /// Path of the user's ~/.google_authenticator file
+    #[arg(
+        long = "google-authenticator",
+        value_name = "FILE",
+        value_hint = clap::ValueHint::FilePath
+    )]
+    pub google_authenticator: PathBuf,
+}
+
+/// Refuses names the daemon would refuse anyway, as a usage error (exit 2)
+/// rather than a round trip to the daemon.
+fn parse_user(s: &str) -> Result<String, String> {
+    if otpgate_proto::valid_user_name(s) {
+        Ok(s.to_owned())
+    } else {
+        Err(format!("`{s}` is not a valid user name"))
+    }
+}
+
+/// The clap command, for the docs generator and for usage errors found after
+/// parsing.
+pub fn command() -> clap::Command {
+    Cli::command()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn definitions_are_consistent() {
+        command().debug_assert();
+    }
+
+    #[test]
+    fn every_command_has_an_example() {
+        for sub in command().get_subcommands() {
+            let help = sub
+                .get_after_help()
+                .map(|h| h.to_string())
+                .unwrap_or_default();
+            assert!(
+                help.contains("otpgate "),
+                "`otpgate {}` has no example in its --help",
+                sub.get_name()
+            );
+        }
+    }
+
+    #[test]
+    fn user_names_are_checked_at_parse_time() {
+        let err = Cli::try_parse_from(["otpgate", "status", "--user", "../etc"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        let ok = Cli::try_parse_from(["otpgate", "status", "--user", "alice", "--json"]).unwrap();
+        assert!(ok.json);
+    }
+
+    #[test]
+    fn json_is_accepted_before_and_after_the_command() {
+        assert!(
+            Cli::try_parse_from(["otpgate", "--json", "list"])
+                .unwrap()
+                .json
+        );
+        assert!(
+            Cli::try_parse_from(["otpgate", "stats", "--json"])
+                .unwrap()
+                .json
+        );
+    }
+}

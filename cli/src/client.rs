@@ -1,0 +1,149 @@
+//! The connection to otpgated. Every call goes through here so that every
+//! zbus error becomes a `CliError` with the same wording.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use otpgate_proto::{AdminProxy, Dict, ManagerProxy, OwnedDict, SYSTEM_BUS_ADDRESS};
+use zbus::proxy::CacheProperties;
+use zeroize::Zeroizing;
+
+use crate::error::{from_zbus, CliError};
+
+/// How long one call may take. Confirm and import hash backup codes with
+/// argon2 on the daemon side, which takes a moment on a busy machine.
+const METHOD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `--bus`, else `DBUS_SYSTEM_BUS_ADDRESS`, else the standard socket. (The
+/// CLI runs with the caller's own rights, so honouring the environment gives
+/// nobody anything they could not do with their own client.)
+pub fn bus_address(flag: Option<&str>) -> String {
+    if let Some(a) = flag {
+        return a.to_owned();
+    }
+    match std::env::var("DBUS_SYSTEM_BUS_ADDRESS") {
+        Ok(a) if !a.is_empty() => a,
+        _ => SYSTEM_BUS_ADDRESS.to_owned(),
+    }
+}
+
+pub struct Client {
+    address: String,
+    manager: ManagerProxy<'static>,
+    admin: AdminProxy<'static>,
+}
+
+impl Client {
+    pub async fn connect(address: &str) -> Result<Client, CliError> {
+        let conn = zbus::connection::Builder::address(address)
+            .method_timeout(METHOD_TIMEOUT)
+            .build()
+            .await
+            .map_err(|e| from_zbus(e, address, None))?;
+        // No properties on these interfaces: skip the Get/PropertiesChanged
+        // round trips proxy creation would otherwise make.
+        let manager = ManagerProxy::builder(&conn)
+            .cache_properties(CacheProperties::No)
+            .build()
+            .await
+            .map_err(|e| from_zbus(e, address, None))?;
+        let admin = AdminProxy::builder(&conn)
+            .cache_properties(CacheProperties::No)
+            .build()
+            .await
+            .map_err(|e| from_zbus(e, address, None))?;
+        Ok(Client {
+            address: address.to_owned(),
+            manager,
+            admin,
+        })
+    }
+
+    fn err(&self, user: Option<&str>) -> impl FnOnce(zbus::Error) -> CliError + '_ {
+        let user = user.map(str::to_owned);
+        move |e| from_zbus(e, &self.address, user.as_deref())
+    }
+
+    pub async fn enroll(
+        &self,
+        user: &str,
+        method: otpgate_proto::Method,
+        email: Option<&str>,
+    ) -> Result<OwnedDict, CliError> {
+        let mut options: Dict<'_> = HashMap::new();
+        options.insert(otpgate_proto::enroll::METHOD, method.as_str().into());
+        if let Some(addr) = email {
+            options.insert(otpgate_proto::enroll::EMAIL, addr.into());
+        }
+        self.manager
+            .enroll(user, options)
+            .await
+            .map_err(self.err(Some(user)))
+    }
+
+    pub async fn confirm(&self, user: &str, code: &str) -> Result<BackupCodes, CliError> {
+        self.manager
+            .confirm(user, code)
+            .await
+            .map(BackupCodes::new)
+            .map_err(self.err(Some(user)))
+    }
+
+    pub async fn status(&self, user: &str) -> Result<OwnedDict, CliError> {
+        self.manager
+            .status(user)
+            .await
+            .map_err(self.err(Some(user)))
+    }
+
+    pub async fn disable(&self, user: &str, code: &str) -> Result<(), CliError> {
+        self.manager
+            .disable(user, code)
+            .await
+            .map_err(self.err(Some(user)))
+    }
+
+    pub async fn regenerate_backup_codes(
+        &self,
+        user: &str,
+        code: &str,
+    ) -> Result<BackupCodes, CliError> {
+        self.manager
+            .regenerate_backup_codes(user, code)
+            .await
+            .map(BackupCodes::new)
+            .map_err(self.err(Some(user)))
+    }
+
+    pub async fn list_users(&self) -> Result<Vec<OwnedDict>, CliError> {
+        self.admin.list_users().await.map_err(self.err(None))
+    }
+
+    pub async fn unlock(&self, user: &str) -> Result<(), CliError> {
+        self.admin.unlock(user).await.map_err(self.err(Some(user)))
+    }
+
+    pub async fn reset(&self, user: &str) -> Result<(), CliError> {
+        self.admin.reset(user).await.map_err(self.err(Some(user)))
+    }
+
+    pub async fn stats(&self) -> Result<OwnedDict, CliError> {
+        self.admin.stats().await.map_err(self.err(None))
+    }
+
+    pub async fn import(&self, user: &str, contents: &str) -> Result<OwnedDict, CliError> {
+        self.admin
+            .import(user, contents)
+            .await
+            .map_err(self.err(Some(user)))
+    }
+}
+
+/// Backup codes as received: shown once, then wiped from memory.
+pub struct BackupCodes(pub Vec<Zeroizing<String>>);
+
+impl BackupCodes {
+    fn new(codes: Vec<String>) -> BackupCodes {
+        BackupCodes(codes.into_iter().map(Zeroizing::new).collect())
+    }
+}

@@ -1,0 +1,242 @@
+//! The administrator commands: `unlock`, `reset`, `list`, `stats`.
+
+use otpgate_proto::{dict_str, dict_u32, stats as keys, status, OwnedDict};
+use serde::Serialize;
+
+use super::Ctx;
+use crate::args::TargetArgs;
+use crate::error::CliError;
+use crate::output::{self, table, Align, Status};
+
+pub async fn unlock(ctx: &Ctx, args: &TargetArgs) -> Result<(), CliError> {
+    ctx.client.unlock(&args.user).await?;
+    if ctx.json {
+        output::print_json(&serde_json::json!({ "user": args.user, "unlocked": true }))
+    } else {
+        output::print(&format!(
+            "{} is unlocked and the failure count is cleared.\n",
+            args.user
+        ))
+    }
+}
+
+pub async fn reset(ctx: &Ctx, args: &TargetArgs) -> Result<(), CliError> {
+    ctx.client.reset(&args.user).await?;
+    if ctx.json {
+        output::print_json(&serde_json::json!({ "user": args.user, "reset": true }))
+    } else {
+        output::print(&format!(
+            "The enrolment of {} is removed; they enrol again with `otpgate enroll`.\n",
+            args.user
+        ))
+    }
+}
+
+/// One `ListUsers` entry: a readable record, or one the daemon could not
+/// read (shown, not hidden: an administrator must see it to fix it).
+#[derive(Debug, Serialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum Row {
+    Ok(Status),
+    Unreadable { user: String, error: String },
+}
+
+pub fn row(d: &OwnedDict) -> Result<Row, CliError> {
+    let user = dict_str(d, status::USER)
+        .ok_or_else(|| CliError::Protocol("a user list entry without `user`".to_owned()))?;
+    if let Some(error) = dict_str(d, status::ERROR) {
+        return Ok(Row::Unreadable { user, error });
+    }
+    Ok(Row::Ok(Status::from_dict(&user, d)?))
+}
+
+pub fn list_table(rows: &[Row]) -> String {
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| match r {
+            Row::Ok(s) => vec![
+                s.user.clone(),
+                s.state(),
+                if s.method.is_empty() {
+                    "-".to_owned()
+                } else {
+                    s.method.clone()
+                },
+                s.backup_codes_left.to_string(),
+                s.failures.to_string(),
+            ],
+            Row::Unreadable { user, error } => vec![
+                user.clone(),
+                format!("unreadable: {error}"),
+                "-".to_owned(),
+                "-".to_owned(),
+                "-".to_owned(),
+            ],
+        })
+        .collect();
+    table(
+        &["USER", "STATE", "METHOD", "BACKUP CODES", "FAILURES"],
+        &[
+            Align::Left,
+            Align::Left,
+            Align::Left,
+            Align::Right,
+            Align::Right,
+        ],
+        &cells,
+    )
+}
+
+pub async fn list(ctx: &Ctx) -> Result<(), CliError> {
+    let dicts = ctx.client.list_users().await?;
+    let mut rows = dicts.iter().map(row).collect::<Result<Vec<_>, _>>()?;
+    rows.sort_by(|a, b| name(a).cmp(name(b)));
+    if ctx.json {
+        return output::print_json(&serde_json::json!({ "users": rows }));
+    }
+    if rows.is_empty() {
+        return output::print("No users are enrolled.\n");
+    }
+    output::print(&list_table(&rows))
+}
+
+fn name(r: &Row) -> &str {
+    match r {
+        Row::Ok(s) => &s.user,
+        Row::Unreadable { user, .. } => user,
+    }
+}
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct Stats {
+    pub users_enrolled: u32,
+    pub users_locked: u32,
+    pub successes: u32,
+    pub failures: u32,
+    pub lockouts: u32,
+    pub backup_codes_used: u32,
+    pub days: u32,
+}
+
+impl Stats {
+    pub fn from_dict(d: &OwnedDict) -> Result<Stats, CliError> {
+        let get = |k: &str| {
+            dict_u32(d, k).ok_or_else(|| CliError::Protocol(format!("stats without `{k}`")))
+        };
+        Ok(Stats {
+            users_enrolled: get(keys::USERS_ENROLLED)?,
+            users_locked: get(keys::USERS_LOCKED)?,
+            successes: get(keys::SUCCESSES)?,
+            failures: get(keys::FAILURES)?,
+            lockouts: get(keys::LOCKOUTS)?,
+            backup_codes_used: get(keys::BACKUP_CODES_USED)?,
+            days: dict_u32(d, keys::DAYS).unwrap_or(30),
+        })
+    }
+
+    pub fn text(&self) -> String {
+        let rows = [
+            ("users enrolled (now)", self.users_enrolled),
+            ("users locked (now)", self.users_locked),
+            ("successful codes", self.successes),
+            ("failed codes", self.failures),
+            ("lockouts", self.lockouts),
+            ("backup codes used", self.backup_codes_used),
+        ];
+        let cells: Vec<Vec<String>> = rows
+            .iter()
+            .map(|(k, v)| vec![(*k).to_owned(), v.to_string()])
+            .collect();
+        let body = table(&["", ""], &[Align::Left, Align::Right], &cells);
+        // The header row of blanks is dropped: a two-column list needs none.
+        let body: String = body.lines().skip(1).map(|l| format!("{l}\n")).collect();
+        format!("Last {} days:\n{body}", self.days)
+    }
+}
+
+pub async fn stats(ctx: &Ctx) -> Result<(), CliError> {
+    let stats = Stats::from_dict(&ctx.client.stats().await?)?;
+    if ctx.json {
+        output::print_json(&stats)
+    } else {
+        output::print(&stats.text())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(user: &str, locked: bool) -> Status {
+        Status {
+            user: user.into(),
+            enrolled: true,
+            pending: false,
+            method: "totp".into(),
+            backup_codes_left: 10,
+            locked,
+            locked_until: 0,
+            failures: if locked { 5 } else { 0 },
+        }
+    }
+
+    #[test]
+    fn list_table_is_aligned_and_shows_unreadable_records() {
+        let rows = vec![
+            Row::Ok(status("alice", false)),
+            Row::Ok(status("bob", true)),
+            Row::Unreadable {
+                user: "carol".into(),
+                error: "cannot decrypt".into(),
+            },
+        ];
+        let t = list_table(&rows);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 4);
+        let method_col = lines[0].find("METHOD").unwrap();
+        assert_eq!(&lines[1][method_col..method_col + 4], "totp");
+        assert_eq!(&lines[2][method_col..method_col + 4], "totp");
+        // Right-aligned numbers end in the same column.
+        let end = lines[0].len();
+        assert!(lines[1].ends_with(" 0") && lines[1].len() == end);
+        assert!(lines[2].ends_with(" 5") && lines[2].len() == end);
+        assert!(lines[3].contains("unreadable: cannot decrypt"));
+    }
+
+    #[test]
+    fn list_json_rows() {
+        let rows = vec![
+            Row::Ok(status("alice", false)),
+            Row::Unreadable {
+                user: "carol".into(),
+                error: "e".into(),
+            },
+        ];
+        let v = serde_json::json!({ "users": rows });
+        assert_eq!(v["users"][0]["user"], "alice");
+        assert_eq!(v["users"][0]["backup_codes_left"], 10);
+        assert_eq!(
+            v["users"][1],
+            serde_json::json!({"user": "carol", "error": "e"})
+        );
+    }
+
+    #[test]
+    fn stats_text_aligns_numbers() {
+        let s = Stats {
+            users_enrolled: 12,
+            users_locked: 1,
+            successes: 3400,
+            failures: 25,
+            lockouts: 2,
+            backup_codes_used: 3,
+            days: 30,
+        };
+        let text = s.text();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "Last 30 days:");
+        let width = lines[1].len();
+        assert!(lines[1..].iter().all(|l| l.len() == width), "{text}");
+        assert!(lines[3].ends_with("3400"));
+    }
+}

@@ -1,0 +1,84 @@
+//! `otpgate disable` and `otpgate backup-codes`: self-service commands that
+//! need a current code from a user and none from an administrator.
+
+use otpgate_proto::ServiceError;
+use zeroize::Zeroizing;
+
+use super::{print_backup_codes, Ctx};
+use crate::args::CodeArgs;
+use crate::error::CliError;
+use crate::output;
+use crate::term;
+
+/// The code to send. Root and anyone acting on another user are
+/// administrators (the daemon refuses them otherwise), so they send none.
+/// A person acting on themselves at a terminal is asked; an administrator
+/// acting on themselves just presses Enter.
+fn code_for(ctx: &Ctx, user: &str, given: Option<&str>) -> Result<Zeroizing<String>, CliError> {
+    if let Some(g) = given {
+        return term::code_argument(g);
+    }
+    if ctx.uid == 0 || !ctx.is_self(user) || !term::stdin_is_terminal() {
+        return Ok(Zeroizing::new(String::new()));
+    }
+    Ok(term::prompt(
+        "Current code from your authenticator app, or a backup code \
+         (Enter if you are an otpgate administrator): ",
+    )?
+    .unwrap_or_default())
+}
+
+/// An empty code refused by the daemon means "you are not an administrator,
+/// so a code is needed", which deserves its own instruction.
+fn explain_missing_code(
+    ctx: &Ctx,
+    err: CliError,
+    code: &str,
+    user: &str,
+    command: &str,
+) -> CliError {
+    match err {
+        CliError::Daemon {
+            err:
+                ServiceError::InvalidCode(_)
+                | ServiceError::InvalidArgument(_)
+                | ServiceError::AccessDenied(_),
+            ..
+        } if code.is_empty() && ctx.is_self(user) => CliError::Input(format!(
+            "{user} needs a current code for this: `otpgate {command} --code CODE` \
+             (or `--code -` to read it from stdin)"
+        )),
+        other => other,
+    }
+}
+
+pub async fn disable(ctx: &Ctx, args: &CodeArgs) -> Result<(), CliError> {
+    let user = ctx.user(args.user.as_deref())?;
+    let code = code_for(ctx, &user, args.code.as_deref())?;
+    ctx.client
+        .disable(&user, &code)
+        .await
+        .map_err(|e| explain_missing_code(ctx, e, &code, &user, "disable"))?;
+    if ctx.json {
+        output::print_json(&serde_json::json!({ "user": user, "disabled": true }))
+    } else {
+        output::print(&format!(
+            "The second factor of {user} is removed; enrol again with `otpgate enroll{}`.\n",
+            ctx.user_flag(&user)
+        ))
+    }
+}
+
+pub async fn backup_codes(ctx: &Ctx, args: &CodeArgs) -> Result<(), CliError> {
+    let user = ctx.user(args.user.as_deref())?;
+    let code = code_for(ctx, &user, args.code.as_deref())?;
+    let codes = ctx
+        .client
+        .regenerate_backup_codes(&user, &code)
+        .await
+        .map_err(|e| explain_missing_code(ctx, e, &code, &user, "backup-codes"))?;
+    if !ctx.json {
+        output::print("The old backup codes no longer work.\n\n")?;
+    }
+    print_backup_codes(ctx, &user, &codes)
+}

@@ -1,0 +1,191 @@
+//! `otpgate enroll` and `otpgate confirm`.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use otpgate_proto::{dict_str, dict_u64, enroll as keys, ServiceError};
+use zeroize::Zeroizing;
+
+use super::{print_backup_codes, Ctx};
+use crate::args::{ConfirmArgs, EnrollArgs};
+use crate::error::CliError;
+use crate::output::{self, from_now, local_time};
+use crate::qr;
+use crate::term::{self, Typed};
+
+/// Wrong codes tolerated at the prompt before giving up (the enrolment
+/// stays pending; `otpgate confirm` can still finish it).
+const ATTEMPTS: usize = 3;
+
+pub async fn enroll(ctx: &Ctx, args: &EnrollArgs) -> Result<(), CliError> {
+    let user = ctx.user(args.user.as_deref())?;
+    let reply = ctx
+        .client
+        .enroll(&user, args.method.wire(), args.email.as_deref())
+        .await?;
+    let uri = dict_str(&reply, keys::URI).map(Zeroizing::new);
+    let secret = dict_str(&reply, keys::SECRET).map(Zeroizing::new);
+    let expires = dict_u64(&reply, keys::EXPIRES).unwrap_or(0);
+
+    if let Some(path) = &args.qr_svg {
+        let uri = uri.as_ref().ok_or_else(|| {
+            CliError::Input(format!(
+                "no QR code for --method {}: it has no otpauth URI",
+                args.method.wire()
+            ))
+        })?;
+        write_svg(path, uri)?;
+    }
+
+    if ctx.json || !term::interactive() {
+        let mut obj = serde_json::Map::new();
+        obj.insert("user".into(), user.clone().into());
+        if let Some(u) = &uri {
+            obj.insert("uri".into(), u.as_str().into());
+        }
+        if let Some(s) = &secret {
+            obj.insert("secret".into(), s.as_str().into());
+        }
+        obj.insert("expires".into(), expires.into());
+        if let Some(p) = &args.qr_svg {
+            obj.insert("qr_svg".into(), p.display().to_string().into());
+        }
+        return output::print_json(&obj);
+    }
+
+    let mut text = String::new();
+    if let Some(uri) = &uri {
+        match qr::terminal(uri) {
+            Ok(code) => {
+                text.push_str("Scan this QR code with your authenticator app:\n\n");
+                text.push_str(&code);
+            }
+            Err(e) => text.push_str(&format!(
+                "No QR code on the terminal: {e}. Use --qr-svg FILE or type the secret.\n"
+            )),
+        }
+        text.push('\n');
+    }
+    if let Some(secret) = &secret {
+        text.push_str(&format!(
+            "Or add it by hand (time-based): {}\n",
+            term::group_secret(secret)
+        ));
+    }
+    if let Some(uri) = &uri {
+        text.push_str(&format!("URI: {}\n", uri.as_str()));
+    }
+    if uri.is_none() {
+        if let Some(addr) = &args.email {
+            text.push_str(&format!("A code was sent to {addr}.\n"));
+        }
+    }
+    if let Some(p) = &args.qr_svg {
+        text.push_str(&format!(
+            "QR code written to {} (mode 0600: it holds the secret; hand it over privately, then delete it).\n",
+            p.display()
+        ));
+    }
+    text.push('\n');
+    output::print(&text)?;
+
+    let later = || {
+        let when = if expires > 0 {
+            format!(
+                " before {} ({})",
+                local_time(expires),
+                from_now(expires, output::now())
+            )
+        } else {
+            String::new()
+        };
+        output::print(&format!(
+            "Not confirmed yet: finish{when} with `otpgate confirm{} CODE`.\n",
+            ctx.user_flag(&user)
+        ))
+    };
+
+    let mut tries = 0;
+    while tries < ATTEMPTS {
+        let Some(line) = term::prompt("Code from the app (or Enter to confirm later): ")? else {
+            return later();
+        };
+        let code = match term::parse_typed(&line) {
+            Typed::Nothing => return later(),
+            Typed::Garbage => {
+                tries += 1;
+                eprintln!("That is not a code: type the digits the app shows.");
+                continue;
+            }
+            Typed::Code(c) => c,
+        };
+        match ctx.client.confirm(&user, &code).await {
+            Ok(codes) => {
+                output::print(&format!("\nEnrolment of {user} confirmed.\n\n"))?;
+                return print_backup_codes(ctx, &user, &codes);
+            }
+            Err(CliError::Daemon {
+                err: ServiceError::InvalidCode(_),
+                ..
+            }) => {
+                tries += 1;
+                if tries < ATTEMPTS {
+                    eprintln!(
+                        "That code was not accepted ({} {} left): check the phone's clock \
+                         and type the code shown now.",
+                        ATTEMPTS - tries,
+                        if ATTEMPTS - tries == 1 {
+                            "try"
+                        } else {
+                            "tries"
+                        }
+                    );
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(CliError::TooManyAttempts {
+        self_service: ctx.is_self(&user),
+        user,
+    })
+}
+
+/// Writes the SVG to a new file readable by its owner only. An existing
+/// file (or a symlink planted in its place) is never overwritten.
+fn write_svg(path: &Path, uri: &str) -> Result<(), CliError> {
+    let svg = Zeroizing::new(
+        qr::svg(uri).map_err(|e| CliError::Input(format!("cannot draw the QR code: {e}")))?,
+    );
+    let what = || format!("cannot write {}", path.display());
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                CliError::Input(format!(
+                    "{} already exists: remove it or choose another file (it would hold the secret)",
+                    path.display()
+                ))
+            } else {
+                CliError::io(what(), &e)
+            }
+        })?;
+    file.write_all(svg.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| CliError::io(what(), &e))
+}
+
+pub async fn confirm(ctx: &Ctx, args: &ConfirmArgs) -> Result<(), CliError> {
+    let user = ctx.user(args.user.as_deref())?;
+    let code = term::code_argument(&args.code)?;
+    let codes = ctx.client.confirm(&user, &code).await?;
+    if !ctx.json {
+        output::print(&format!("Enrolment of {user} confirmed.\n\n"))?;
+    }
+    print_backup_codes(ctx, &user, &codes)
+}

@@ -1,0 +1,292 @@
+//! What goes to stdout: aligned tables and key/value blocks for people, one
+//! JSON object for scripts, and the typed views of the daemon's dictionaries.
+
+use std::io::Write;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use otpgate_proto::{dict_bool, dict_str, dict_u32, dict_u64, status, OwnedDict};
+use serde::Serialize;
+
+use crate::error::CliError;
+
+/// Writes `text` to stdout as is.
+pub fn print(text: &str) -> Result<(), CliError> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| CliError::io("cannot write to stdout", &e))
+}
+
+/// Prints `value` as one JSON object on one line.
+pub fn print_json<T: Serialize>(value: &T) -> Result<(), CliError> {
+    let mut text = serde_json::to_string(value)
+        .map_err(|e| CliError::Protocol(format!("cannot encode JSON: {e}")))?;
+    text.push('\n');
+    print(&text)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Align {
+    Left,
+    Right,
+}
+
+/// Columns padded to the widest cell, separated by two spaces; the last
+/// column is not padded so lines carry no trailing blanks.
+pub fn table(headers: &[&str], align: &[Align], rows: &[Vec<String>]) -> String {
+    let n = headers.len();
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate().take(n) {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let header_row: Vec<String> = headers.iter().map(|h| (*h).to_owned()).collect();
+    for row in std::iter::once(&header_row).chain(rows) {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate().take(n) {
+            let pad = widths[i] - cell.chars().count();
+            let last = i + 1 == n;
+            if i > 0 {
+                line.push_str("  ");
+            }
+            match align.get(i).copied().unwrap_or(Align::Left) {
+                Align::Right => {
+                    line.push_str(&" ".repeat(pad));
+                    line.push_str(cell);
+                }
+                Align::Left => {
+                    line.push_str(cell);
+                    if !last {
+                        line.push_str(&" ".repeat(pad));
+                    }
+                }
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// `2026-11-24 14:05 +01:00` in the local time zone, or UTC when the offset
+/// cannot be determined.
+pub fn local_time(unix: u64) -> String {
+    let Ok(ts) = time::OffsetDateTime::from_unix_timestamp(unix.min(i64::MAX as u64) as i64) else {
+        return format!("@{unix}");
+    };
+    let ts = match time::UtcOffset::local_offset_at(ts) {
+        Ok(off) => ts.to_offset(off),
+        Err(_) => ts,
+    };
+    let fmt = time::macros::format_description!(
+        "[year]-[month]-[day] [hour]:[minute] [offset_hour sign:mandatory]:[offset_minute]"
+    );
+    ts.format(&fmt).unwrap_or_else(|_| format!("@{unix}"))
+}
+
+/// "in 14 min" style distance from `now` to `then`.
+pub fn from_now(then: u64, now: u64) -> String {
+    if then <= now {
+        return "now".to_owned();
+    }
+    let secs = then - now;
+    match secs {
+        0..=59 => format!("in {secs} s"),
+        60..=5399 => format!("in {} min", secs.div_ceil(60)),
+        _ => format!("in {} h", secs.div_ceil(3600)),
+    }
+}
+
+pub fn yes_no(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+/// `Manager.Status` (and one `Admin.ListUsers` row), with the SPEC's keys.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Status {
+    pub user: String,
+    pub enrolled: bool,
+    pub pending: bool,
+    pub method: String,
+    pub backup_codes_left: u32,
+    pub locked: bool,
+    pub locked_until: u64,
+    pub failures: u32,
+}
+
+fn missing(key: &str) -> CliError {
+    CliError::Protocol(format!("status without `{key}`"))
+}
+
+impl Status {
+    pub fn from_dict(user: &str, d: &OwnedDict) -> Result<Status, CliError> {
+        let enrolled = dict_bool(d, status::ENROLLED).ok_or_else(|| missing(status::ENROLLED))?;
+        Ok(Status {
+            user: user.to_owned(),
+            enrolled,
+            pending: dict_bool(d, status::PENDING).unwrap_or(false),
+            // Not enrolled means no method; an empty string says so in JSON.
+            method: dict_str(d, status::METHOD).unwrap_or_default(),
+            backup_codes_left: dict_u32(d, status::BACKUP_CODES_LEFT).unwrap_or(0),
+            locked: dict_bool(d, status::LOCKED).unwrap_or(false),
+            locked_until: dict_u64(d, status::LOCKED_UNTIL).unwrap_or(0),
+            failures: dict_u32(d, status::FAILURES).unwrap_or(0),
+        })
+    }
+
+    /// One word or phrase for tables.
+    pub fn state(&self) -> String {
+        if self.locked {
+            if self.locked_until > 0 {
+                format!("locked until {}", local_time(self.locked_until))
+            } else {
+                "locked".to_owned()
+            }
+        } else if self.enrolled && self.pending {
+            "enrolled, re-enrolling".to_owned()
+        } else if self.enrolled {
+            "enrolled".to_owned()
+        } else if self.pending {
+            "pending".to_owned()
+        } else {
+            "not enrolled".to_owned()
+        }
+    }
+
+    /// The key/value block `otpgate status` prints.
+    pub fn text(&self, now: u64) -> String {
+        let method = if self.method.is_empty() {
+            "-".to_owned()
+        } else {
+            self.method.clone()
+        };
+        let locked = if self.locked && self.locked_until > now {
+            format!(
+                "yes, until {} ({})",
+                local_time(self.locked_until),
+                from_now(self.locked_until, now)
+            )
+        } else {
+            yes_no(self.locked).to_owned()
+        };
+        let pairs = [
+            ("user", self.user.clone()),
+            ("enrolled", yes_no(self.enrolled).to_owned()),
+            ("pending", yes_no(self.pending).to_owned()),
+            ("method", method),
+            ("backup codes left", self.backup_codes_left.to_string()),
+            ("locked", locked),
+            ("failures", self.failures.to_string()),
+        ];
+        let width = pairs.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+        pairs
+            .iter()
+            .map(|(k, v)| format!("{:<w$}  {v}\n", format!("{k}:"), w = width + 1))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_columns_line_up() {
+        let rows = vec![
+            vec![
+                "alice".into(),
+                "enrolled".into(),
+                "10".into(),
+                "last".into(),
+            ],
+            vec![
+                "bartholomew".into(),
+                "locked".into(),
+                "3".into(),
+                "x".into(),
+            ],
+        ];
+        let t = table(
+            &["USER", "STATE", "CODES", "NOTE"],
+            &[Align::Left, Align::Left, Align::Right, Align::Left],
+            &rows,
+        );
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "USER         STATE     CODES  NOTE",
+                "alice        enrolled     10  last",
+                "bartholomew  locked        3  x",
+            ]
+        );
+        // Every column starts at the same offset on every line.
+        for col in ["STATE", "NOTE"] {
+            let at = lines[0].find(col).unwrap();
+            for l in &lines[1..] {
+                assert_ne!(l.as_bytes()[at - 1], b'x');
+                assert_eq!(&l[at - 2..at], "  ");
+            }
+        }
+    }
+
+    #[test]
+    fn table_pads_by_characters_not_bytes() {
+        let rows = vec![vec!["é".into(), "x".into()], vec!["ab".into(), "y".into()]];
+        let t = table(&["U", "V"], &[Align::Left, Align::Left], &rows);
+        let lines: Vec<&str> = t.lines().collect();
+        let pos = |l: &str, c: char| l.chars().position(|x| x == c).unwrap();
+        assert_eq!(pos(lines[1], 'x'), pos(lines[2], 'y'));
+    }
+
+    #[test]
+    fn no_trailing_blanks() {
+        let rows = vec![vec!["a".into(), "".into()]];
+        let t = table(&["USER", "ERROR"], &[Align::Left, Align::Left], &rows);
+        assert!(t.lines().all(|l| !l.ends_with(' ')), "{t:?}");
+    }
+
+    #[test]
+    fn relative_times() {
+        assert_eq!(from_now(100, 100), "now");
+        assert_eq!(from_now(130, 100), "in 30 s");
+        assert_eq!(from_now(100 + 14 * 60, 100), "in 14 min");
+        assert_eq!(from_now(100 + 2 * 3600, 100), "in 2 h");
+    }
+
+    #[test]
+    fn status_block_aligns_values() {
+        let s = Status {
+            user: "alice".into(),
+            enrolled: true,
+            pending: false,
+            method: "totp".into(),
+            backup_codes_left: 9,
+            locked: false,
+            locked_until: 0,
+            failures: 1,
+        };
+        let text = s.text(0);
+        let starts: Vec<usize> = text
+            .lines()
+            .map(|l| {
+                l.find(':').unwrap() + 1 + l[l.find(':').unwrap() + 1..].find(|c| c != ' ').unwrap()
+            })
+            .collect();
+        assert!(starts.windows(2).all(|w| w[0] == w[1]), "{text}");
+        assert!(text.contains("backup codes left:  9"), "{text}");
+    }
+}

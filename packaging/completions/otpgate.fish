@@ -1,0 +1,105 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_otpgate_global_optspecs
+    string join \n bus= json h/help V/version
+end
+
+function __fish_otpgate_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_otpgate_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_otpgate_using_subcommand
+    set -l cmd (__fish_otpgate_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c otpgate -n "__fish_otpgate_needs_command" -l bus -d 'System bus address [default: $DBUS_SYSTEM_BUS_ADDRESS, else unix:path=/run/dbus/system_bus_socket]' -r
+complete -c otpgate -n "__fish_otpgate_needs_command" -l json -d 'Print one JSON object on stdout instead of text'
+complete -c otpgate -n "__fish_otpgate_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c otpgate -n "__fish_otpgate_needs_command" -s V -l version -d 'Print version'
+complete -c otpgate -n "__fish_otpgate_needs_command" -f -a "enroll" -d 'Start enrolment: show a QR code and the secret, then confirm with a code'
+complete -c otpgate -n "__fish_otpgate_needs_command" -f -a "confirm" -d 'Confirm a pending enrolment with a code from the app; prints the backup codes once'
+complete -c otpgate -n "__fish_otpgate_needs_command" -f -a "status" -d 'Show enrolment state: enrolled, pending, method, backup codes left, lock'
+complete -c otpgate -n "__fish_otpgate_needs_command" -f -a "disable" -d 'Remove the second factor (a user needs a current code, an administrator none)'
+complete -c otpgate -n "__fish_otpgate_needs_command" -f -a "backup-codes" -d 'Replace all backup codes with new ones, printed once'
+complete -c otpgate -n "__fish_otpgate_needs_command" -f -a "unlock" -d 'Administrator: clear USER\'s lock and failure count'
+complete -c otpgate -n "__fish_otpgate_needs_command" -f -a "reset" -d 'Administrator: remove USER\'s enrolment (they can log in without a second factor only with `nullok`)'
+complete -c otpgate -n "__fish_otpgate_needs_command" -f -a "list" -d 'Administrator: every enrolled user with their state'
+complete -c otpgate -n "__fish_otpgate_needs_command" -f -a "stats" -d 'Administrator: logins, failures, lockouts and backup codes used over the last 30 days'
+complete -c otpgate -n "__fish_otpgate_needs_command" -f -a "import" -d 'Administrator: take over a ~/.google_authenticator file (secret and scratch codes)'
+complete -c otpgate -n "__fish_otpgate_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c otpgate -n "__fish_otpgate_using_subcommand enroll" -l user -d 'User to enrol [default: you]' -r
+complete -c otpgate -n "__fish_otpgate_using_subcommand enroll" -l method -d 'Second factor to enrol' -r -f -a "totp\t'Codes from an authenticator app (RFC 6238)'
+email\t'Codes sent by e-mail (needs [email] configured in otpgated)'"
+complete -c otpgate -n "__fish_otpgate_using_subcommand enroll" -l email -d 'E-mail address for --method email' -r
+complete -c otpgate -n "__fish_otpgate_using_subcommand enroll" -l qr-svg -d 'Also write the QR code as an SVG image to FILE (created 0600: it holds the secret)' -r -F
+complete -c otpgate -n "__fish_otpgate_using_subcommand enroll" -l bus -d 'System bus address [default: $DBUS_SYSTEM_BUS_ADDRESS, else unix:path=/run/dbus/system_bus_socket]' -r
+complete -c otpgate -n "__fish_otpgate_using_subcommand enroll" -l json -d 'Print one JSON object on stdout instead of text'
+complete -c otpgate -n "__fish_otpgate_using_subcommand enroll" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c otpgate -n "__fish_otpgate_using_subcommand enroll" -s V -l version -d 'Print version'
+complete -c otpgate -n "__fish_otpgate_using_subcommand confirm" -l user -d 'User whose enrolment to confirm [default: you]' -r
+complete -c otpgate -n "__fish_otpgate_using_subcommand confirm" -l bus -d 'System bus address [default: $DBUS_SYSTEM_BUS_ADDRESS, else unix:path=/run/dbus/system_bus_socket]' -r
+complete -c otpgate -n "__fish_otpgate_using_subcommand confirm" -l json -d 'Print one JSON object on stdout instead of text'
+complete -c otpgate -n "__fish_otpgate_using_subcommand confirm" -s h -l help -d 'Print help'
+complete -c otpgate -n "__fish_otpgate_using_subcommand confirm" -s V -l version -d 'Print version'
+complete -c otpgate -n "__fish_otpgate_using_subcommand status" -l user -d 'User to show [default: you]' -r
+complete -c otpgate -n "__fish_otpgate_using_subcommand status" -l bus -d 'System bus address [default: $DBUS_SYSTEM_BUS_ADDRESS, else unix:path=/run/dbus/system_bus_socket]' -r
+complete -c otpgate -n "__fish_otpgate_using_subcommand status" -l json -d 'Print one JSON object on stdout instead of text'
+complete -c otpgate -n "__fish_otpgate_using_subcommand status" -s h -l help -d 'Print help'
+complete -c otpgate -n "__fish_otpgate_using_subcommand status" -s V -l version -d 'Print version'
+complete -c otpgate -n "__fish_otpgate_using_subcommand disable" -l user -d 'User to act on [default: you]' -r
+complete -c otpgate -n "__fish_otpgate_using_subcommand disable" -l code -d 'A current code or a backup code (`-` reads it from stdin); asked for on a terminal when needed' -r
+complete -c otpgate -n "__fish_otpgate_using_subcommand disable" -l bus -d 'System bus address [default: $DBUS_SYSTEM_BUS_ADDRESS, else unix:path=/run/dbus/system_bus_socket]' -r
+complete -c otpgate -n "__fish_otpgate_using_subcommand disable" -l json -d 'Print one JSON object on stdout instead of text'
+complete -c otpgate -n "__fish_otpgate_using_subcommand disable" -s h -l help -d 'Print help'
+complete -c otpgate -n "__fish_otpgate_using_subcommand disable" -s V -l version -d 'Print version'
+complete -c otpgate -n "__fish_otpgate_using_subcommand backup-codes" -l user -d 'User to act on [default: you]' -r
+complete -c otpgate -n "__fish_otpgate_using_subcommand backup-codes" -l code -d 'A current code or a backup code (`-` reads it from stdin); asked for on a terminal when needed' -r
+complete -c otpgate -n "__fish_otpgate_using_subcommand backup-codes" -l bus -d 'System bus address [default: $DBUS_SYSTEM_BUS_ADDRESS, else unix:path=/run/dbus/system_bus_socket]' -r
+complete -c otpgate -n "__fish_otpgate_using_subcommand backup-codes" -l json -d 'Print one JSON object on stdout instead of text'
+complete -c otpgate -n "__fish_otpgate_using_subcommand backup-codes" -s h -l help -d 'Print help'
+complete -c otpgate -n "__fish_otpgate_using_subcommand backup-codes" -s V -l version -d 'Print version'
+complete -c otpgate -n "__fish_otpgate_using_subcommand unlock" -l bus -d 'System bus address [default: $DBUS_SYSTEM_BUS_ADDRESS, else unix:path=/run/dbus/system_bus_socket]' -r
+complete -c otpgate -n "__fish_otpgate_using_subcommand unlock" -l json -d 'Print one JSON object on stdout instead of text'
+complete -c otpgate -n "__fish_otpgate_using_subcommand unlock" -s h -l help -d 'Print help'
+complete -c otpgate -n "__fish_otpgate_using_subcommand unlock" -s V -l version -d 'Print version'
+complete -c otpgate -n "__fish_otpgate_using_subcommand reset" -l bus -d 'System bus address [default: $DBUS_SYSTEM_BUS_ADDRESS, else unix:path=/run/dbus/system_bus_socket]' -r
+complete -c otpgate -n "__fish_otpgate_using_subcommand reset" -l json -d 'Print one JSON object on stdout instead of text'
+complete -c otpgate -n "__fish_otpgate_using_subcommand reset" -s h -l help -d 'Print help'
+complete -c otpgate -n "__fish_otpgate_using_subcommand reset" -s V -l version -d 'Print version'
+complete -c otpgate -n "__fish_otpgate_using_subcommand list" -l bus -d 'System bus address [default: $DBUS_SYSTEM_BUS_ADDRESS, else unix:path=/run/dbus/system_bus_socket]' -r
+complete -c otpgate -n "__fish_otpgate_using_subcommand list" -l json -d 'Print one JSON object on stdout instead of text'
+complete -c otpgate -n "__fish_otpgate_using_subcommand list" -s h -l help -d 'Print help'
+complete -c otpgate -n "__fish_otpgate_using_subcommand list" -s V -l version -d 'Print version'
+complete -c otpgate -n "__fish_otpgate_using_subcommand stats" -l bus -d 'System bus address [default: $DBUS_SYSTEM_BUS_ADDRESS, else unix:path=/run/dbus/system_bus_socket]' -r
+complete -c otpgate -n "__fish_otpgate_using_subcommand stats" -l json -d 'Print one JSON object on stdout instead of text'
+complete -c otpgate -n "__fish_otpgate_using_subcommand stats" -s h -l help -d 'Print help'
+complete -c otpgate -n "__fish_otpgate_using_subcommand stats" -s V -l version -d 'Print version'
+complete -c otpgate -n "__fish_otpgate_using_subcommand import" -l user -d 'The user whose file it is' -r
+complete -c otpgate -n "__fish_otpgate_using_subcommand import" -l google-authenticator -d 'Path of the user\'s ~/.google_authenticator file' -r -F
+complete -c otpgate -n "__fish_otpgate_using_subcommand import" -l bus -d 'System bus address [default: $DBUS_SYSTEM_BUS_ADDRESS, else unix:path=/run/dbus/system_bus_socket]' -r
+complete -c otpgate -n "__fish_otpgate_using_subcommand import" -l json -d 'Print one JSON object on stdout instead of text'
+complete -c otpgate -n "__fish_otpgate_using_subcommand import" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c otpgate -n "__fish_otpgate_using_subcommand import" -s V -l version -d 'Print version'
+complete -c otpgate -n "__fish_otpgate_using_subcommand help; and not __fish_seen_subcommand_from enroll confirm status disable backup-codes unlock reset list stats import help" -f -a "enroll" -d 'Start enrolment: show a QR code and the secret, then confirm with a code'
+complete -c otpgate -n "__fish_otpgate_using_subcommand help; and not __fish_seen_subcommand_from enroll confirm status disable backup-codes unlock reset list stats import help" -f -a "confirm" -d 'Confirm a pending enrolment with a code from the app; prints the backup codes once'
+complete -c otpgate -n "__fish_otpgate_using_subcommand help; and not __fish_seen_subcommand_from enroll confirm status disable backup-codes unlock reset list stats import help" -f -a "status" -d 'Show enrolment state: enrolled, pending, method, backup codes left, lock'
+complete -c otpgate -n "__fish_otpgate_using_subcommand help; and not __fish_seen_subcommand_from enroll confirm status disable backup-codes unlock reset list stats import help" -f -a "disable" -d 'Remove the second factor (a user needs a current code, an administrator none)'
+complete -c otpgate -n "__fish_otpgate_using_subcommand help; and not __fish_seen_subcommand_from enroll confirm status disable backup-codes unlock reset list stats import help" -f -a "backup-codes" -d 'Replace all backup codes with new ones, printed once'
+complete -c otpgate -n "__fish_otpgate_using_subcommand help; and not __fish_seen_subcommand_from enroll confirm status disable backup-codes unlock reset list stats import help" -f -a "unlock" -d 'Administrator: clear USER\'s lock and failure count'
+complete -c otpgate -n "__fish_otpgate_using_subcommand help; and not __fish_seen_subcommand_from enroll confirm status disable backup-codes unlock reset list stats import help" -f -a "reset" -d 'Administrator: remove USER\'s enrolment (they can log in without a second factor only with `nullok`)'
+complete -c otpgate -n "__fish_otpgate_using_subcommand help; and not __fish_seen_subcommand_from enroll confirm status disable backup-codes unlock reset list stats import help" -f -a "list" -d 'Administrator: every enrolled user with their state'
+complete -c otpgate -n "__fish_otpgate_using_subcommand help; and not __fish_seen_subcommand_from enroll confirm status disable backup-codes unlock reset list stats import help" -f -a "stats" -d 'Administrator: logins, failures, lockouts and backup codes used over the last 30 days'
+complete -c otpgate -n "__fish_otpgate_using_subcommand help; and not __fish_seen_subcommand_from enroll confirm status disable backup-codes unlock reset list stats import help" -f -a "import" -d 'Administrator: take over a ~/.google_authenticator file (secret and scratch codes)'
+complete -c otpgate -n "__fish_otpgate_using_subcommand help; and not __fish_seen_subcommand_from enroll confirm status disable backup-codes unlock reset list stats import help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
