@@ -1,0 +1,395 @@
+//! A PAM application for the tests: it loads `pam_otpgate.so` through the
+//! real libpam and checks that the module is a good guest.
+//!
+//! ```text
+//! pam_host auth CONFDIR SERVICE USER ITERATIONS CODES_FILE [fork=CHILD_ITERATIONS]
+//! pam_host fake-daemon BUS_ADDRESS
+//! ```
+//!
+//! `auth` runs ITERATIONS full PAM transactions (`pam_start_confdir`,
+//! `pam_authenticate`, `pam_end`) with the service file CONFDIR/SERVICE,
+//! answering each prompt with the next line of CODES_FILE (cycling). Before
+//! the first and after the last it counts `/proc/self/task` and
+//! `/proc/self/fd` and reads the disposition of every signal, and prints
+//! one line of `key=value` figures, plus the PAM results and the messages
+//! the module showed. With `fork=N` it forks after the first transaction
+//! and the child runs N more and prints its own figures (prefixed `child`);
+//! the parent waits for it with a deadline.
+//!
+//! `fake-daemon` owns `org.otpgate.Otpgate1` on BUS_ADDRESS and answers
+//! every Challenge with `code-required` and every Verify with `ok`: the
+//! impostor of the hijack tests. It prints `ready` once it owns the name.
+//!
+//! Arguments are positional and fixed: this is a test tool, not a CLI.
+
+use std::collections::BTreeMap;
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::io::Write;
+use std::ptr;
+use std::time::{Duration, Instant};
+
+const PAM_SUCCESS: c_int = 0;
+const PAM_PROMPT_ECHO_OFF: c_int = 1;
+const PAM_PROMPT_ECHO_ON: c_int = 2;
+const PAM_BUF_ERR: c_int = 5;
+const PAM_CONV_ERR: c_int = 19;
+
+#[repr(C)]
+struct PamMessage {
+    msg_style: c_int,
+    msg: *const c_char,
+}
+
+#[repr(C)]
+struct PamResponse {
+    resp: *mut c_char,
+    resp_retcode: c_int,
+}
+
+type ConvFn = unsafe extern "C" fn(
+    c_int,
+    *mut *const PamMessage,
+    *mut *mut PamResponse,
+    *mut c_void,
+) -> c_int;
+
+#[repr(C)]
+struct PamConv {
+    conv: Option<ConvFn>,
+    appdata_ptr: *mut c_void,
+}
+
+#[link(name = "pam")]
+extern "C" {
+    fn pam_start_confdir(
+        service: *const c_char,
+        user: *const c_char,
+        conv: *const PamConv,
+        confdir: *const c_char,
+        pamh: *mut *mut c_void,
+    ) -> c_int;
+    fn pam_authenticate(pamh: *mut c_void, flags: c_int) -> c_int;
+    fn pam_end(pamh: *mut c_void, status: c_int) -> c_int;
+    fn pam_strerror(pamh: *mut c_void, errnum: c_int) -> *const c_char;
+}
+
+/// What the conversation function works with.
+struct Answers {
+    codes: Vec<String>,
+    next: usize,
+    prompts: usize,
+    messages: BTreeMap<String, usize>,
+}
+
+unsafe extern "C" fn conversation(
+    num_msg: c_int,
+    msg: *mut *const PamMessage,
+    resp: *mut *mut PamResponse,
+    appdata: *mut c_void,
+) -> c_int {
+    // SAFETY: appdata is the `Answers` this program passed to pam_start.
+    let answers = unsafe { &mut *(appdata as *mut Answers) };
+    let Ok(n) = usize::try_from(num_msg) else {
+        return PAM_CONV_ERR;
+    };
+    // SAFETY: calloc of n responses; freed by the module (that is the API).
+    let out = unsafe { libc::calloc(n, std::mem::size_of::<PamResponse>()) } as *mut PamResponse;
+    if out.is_null() {
+        return PAM_BUF_ERR;
+    }
+    for i in 0..n {
+        // SAFETY: Linux-PAM passes an array of n message pointers.
+        let m = unsafe { &**msg.add(i) };
+        // SAFETY: PAM messages are NUL-terminated strings.
+        let text = unsafe { CStr::from_ptr(m.msg) }
+            .to_string_lossy()
+            .into_owned();
+        match m.msg_style {
+            PAM_PROMPT_ECHO_OFF | PAM_PROMPT_ECHO_ON => {
+                answers.prompts += 1;
+                let code = &answers.codes[answers.next % answers.codes.len()];
+                answers.next += 1;
+                let c = CString::new(code.as_str()).expect("codes have no NUL");
+                // SAFETY: strdup gives the malloc()ed string the module frees.
+                unsafe { (*out.add(i)).resp = libc::strdup(c.as_ptr()) };
+            }
+            _ => *answers.messages.entry(text).or_insert(0) += 1,
+        }
+    }
+    // SAFETY: resp is PAM's out pointer.
+    unsafe { *resp = out };
+    PAM_SUCCESS
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Figures {
+    threads: usize,
+    fds: Vec<String>,
+    signals: Vec<(c_int, usize, c_int)>,
+}
+
+fn figures() -> Figures {
+    let threads = std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .count();
+    let mut fds: Vec<String> = std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .filter_map(|e| e.ok())
+        .map(|e| {
+            let target = std::fs::read_link(e.path())
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            format!("{}->{}", e.file_name().to_string_lossy(), target)
+        })
+        .collect();
+    // The directory being read shows up as one fd, under a number that can
+    // differ between two reads: drop it so the lists compare.
+    fds.retain(|f| !f.ends_with(&format!("/proc/{}/fd", std::process::id())));
+    fds.sort();
+    let mut signals = Vec::new();
+    for sig in 1..=libc::SIGRTMAX() {
+        // SAFETY: a zeroed sigaction is a valid out-parameter; querying with a
+        // NULL new action changes nothing.
+        unsafe {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(sig, ptr::null(), &mut old) == 0 {
+                signals.push((sig, old.sa_sigaction, old.sa_flags));
+            }
+        }
+    }
+    Figures {
+        threads,
+        fds,
+        signals,
+    }
+}
+
+fn strerror(code: c_int) -> String {
+    // SAFETY: pam_strerror accepts a NULL handle in Linux-PAM and returns a
+    // static string.
+    let s = unsafe { pam_strerror(ptr::null_mut(), code) };
+    if s.is_null() {
+        return code.to_string();
+    }
+    // SAFETY: a static NUL-terminated string.
+    unsafe { CStr::from_ptr(s) }
+        .to_string_lossy()
+        .replace(' ', "_")
+}
+
+fn authenticate_once(confdir: &CStr, service: &CStr, user: &CStr, answers: &mut Answers) -> c_int {
+    let conv = PamConv {
+        conv: Some(conversation),
+        appdata_ptr: answers as *mut Answers as *mut c_void,
+    };
+    let mut pamh: *mut c_void = ptr::null_mut();
+    // SAFETY: all strings are NUL-terminated and `conv` outlives the handle
+    // (pam_end is called below, before it goes out of scope).
+    let rc = unsafe {
+        pam_start_confdir(
+            service.as_ptr(),
+            user.as_ptr(),
+            &conv,
+            confdir.as_ptr(),
+            &mut pamh,
+        )
+    };
+    if rc != PAM_SUCCESS {
+        eprintln!("pam_start_confdir failed: {}", strerror(rc));
+        std::process::exit(3);
+    }
+    // SAFETY: a live handle from pam_start_confdir.
+    let result = unsafe { pam_authenticate(pamh, 0) };
+    // SAFETY: ends the handle; nothing uses it afterwards.
+    unsafe { pam_end(pamh, result) };
+    result
+}
+
+fn run(
+    confdir: &CStr,
+    service: &CStr,
+    user: &CStr,
+    iterations: usize,
+    answers: &mut Answers,
+    label: &str,
+) -> bool {
+    let before = figures();
+    let mut results: BTreeMap<String, usize> = BTreeMap::new();
+    let started = Instant::now();
+    let mut slowest = Duration::ZERO;
+    for _ in 0..iterations {
+        let t = Instant::now();
+        let rc = authenticate_once(confdir, service, user, answers);
+        slowest = slowest.max(t.elapsed());
+        *results.entry(strerror(rc)).or_insert(0) += 1;
+    }
+    let elapsed = started.elapsed();
+    let after = figures();
+    let same = before == after;
+    let results: Vec<String> = results.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+    println!(
+        "{label} iterations={iterations} threads_before={} threads_after={} fds_before={} fds_after={} \
+         signals_checked={} signals_same={} prompts={} results={} elapsed_ms={} mean_us={} slowest_ms={} same={same}",
+        before.threads,
+        after.threads,
+        before.fds.len(),
+        after.fds.len(),
+        before.signals.len(),
+        before.signals == after.signals,
+        answers.prompts,
+        results.join(","),
+        elapsed.as_millis(),
+        elapsed.as_micros() / iterations.max(1) as u128,
+        slowest.as_millis(),
+    );
+    for (m, n) in &answers.messages {
+        println!("{label} message={m:?} count={n}");
+    }
+    if before.fds != after.fds {
+        println!("{label} fds_before_list={:?}", before.fds);
+        println!("{label} fds_after_list={:?}", after.fds);
+    }
+    let _ = std::io::stdout().flush();
+    same
+}
+
+fn auth(args: &[String]) -> i32 {
+    if args.len() < 5 {
+        eprintln!("usage: pam_host auth CONFDIR SERVICE USER ITERATIONS CODES_FILE [fork=N]");
+        return 2;
+    }
+    let confdir = CString::new(args[0].as_str()).expect("confdir");
+    let service = CString::new(args[1].as_str()).expect("service");
+    let user = CString::new(args[2].as_str()).expect("user");
+    let iterations: usize = args[3].parse().expect("ITERATIONS is a number");
+    let codes: Vec<String> = std::fs::read_to_string(&args[4])
+        .expect("CODES_FILE readable")
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert!(!codes.is_empty(), "CODES_FILE is empty");
+    let fork_children: Option<usize> = args
+        .get(5)
+        .and_then(|a| a.strip_prefix("fork="))
+        .map(|n| n.parse().expect("fork=N"));
+    let mut answers = Answers {
+        codes,
+        next: 0,
+        prompts: 0,
+        messages: BTreeMap::new(),
+    };
+
+    let Some(child_iterations) = fork_children else {
+        let same = run(&confdir, &service, &user, iterations, &mut answers, "host");
+        return if same { 0 } else { 1 };
+    };
+
+    // Fork mode: one transaction in the parent (the module is loaded and has
+    // run), then a child, as sshd does, authenticates again.
+    let same = run(&confdir, &service, &user, 1, &mut answers, "parent");
+    let _ = std::io::stdout().flush();
+    // SAFETY: this program is single-threaded (checked by `run` above when
+    // the module left no thread), so the child may run anything.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        eprintln!("fork failed");
+        return 3;
+    }
+    if pid == 0 {
+        answers.messages.clear();
+        let same = run(
+            &confdir,
+            &service,
+            &user,
+            child_iterations,
+            &mut answers,
+            "child",
+        );
+        let _ = std::io::stdout().flush();
+        // SAFETY: leave without running the parent's atexit handlers twice.
+        unsafe { libc::_exit(if same { 0 } else { 1 }) };
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let mut status = 0;
+        // SAFETY: waits for our own child without blocking.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if r == pid {
+            let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+            println!("parent child_exit_ok={ok} child_status={status}");
+            return if same && ok { 0 } else { 1 };
+        }
+        if Instant::now() > deadline {
+            // SAFETY: kills our own child by pid.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, &mut status, 0);
+            }
+            println!("parent child_deadlocked=true");
+            return 1;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The impostor: answers every question with yes.
+struct FakeAuth;
+
+#[zbus::interface(name = "org.otpgate.Otpgate1.Auth")]
+impl FakeAuth {
+    fn challenge(
+        &self,
+        _user: &str,
+        _context: otpgate_proto::OwnedDict,
+    ) -> (String, otpgate_proto::OwnedDict) {
+        ("code-required".into(), Default::default())
+    }
+
+    fn verify(
+        &self,
+        _user: &str,
+        _code: &str,
+        _context: otpgate_proto::OwnedDict,
+    ) -> (String, otpgate_proto::OwnedDict) {
+        ("ok".into(), Default::default())
+    }
+}
+
+fn fake_daemon(args: &[String]) -> i32 {
+    let Some(address) = args.first() else {
+        eprintln!("usage: pam_host fake-daemon BUS_ADDRESS");
+        return 2;
+    };
+    zruntime::block_on(async {
+        let conn = zbus::connection::Builder::address(address.as_str())
+            .name(otpgate_proto::BUS_NAME)
+            .serve_at(otpgate_proto::OBJECT_PATH, FakeAuth)
+            .build()
+            .await;
+        match conn {
+            Ok(_conn) => {
+                println!("ready");
+                let _ = std::io::stdout().flush();
+                std::future::pending::<()>().await;
+                0
+            }
+            Err(e) => {
+                eprintln!("fake-daemon: {e}");
+                1
+            }
+        }
+    })
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let code = match args.first().map(String::as_str) {
+        Some("auth") => auth(&args[1..]),
+        Some("fake-daemon") => fake_daemon(&args[1..]),
+        _ => {
+            eprintln!("usage: pam_host auth ... | pam_host fake-daemon BUS_ADDRESS");
+            2
+        }
+    };
+    std::process::exit(code);
+}
