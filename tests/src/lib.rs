@@ -1,1 +1,608 @@
+//! The end-to-end harness: a private `dbus-daemon` with the real policy
+//! file, the real `otpgated` binary, test users, codes from `oathtool`.
+//!
+//! Everything a test starts is stopped by process id when its guard drops,
+//! every path is private to the test, every wait has a deadline.
 
+use std::collections::HashMap;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
+use std::thread::sleep;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+pub use otpgate_proto as proto;
+
+/// Generous: CI machines are shared and slow; a healthy start takes < 1 s.
+pub const START_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Where the workspace's binaries are: `$OTPGATE_BIN_DIR`, else the profile
+/// directory the running test binary was built into (target/<profile>).
+pub fn bin_dir() -> PathBuf {
+    if let Ok(d) = std::env::var("OTPGATE_BIN_DIR") {
+        return PathBuf::from(d);
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    let dir = exe.parent().expect("exe dir");
+    // Test binaries live in target/<profile>/deps; bins in target/<profile>.
+    if dir.ends_with("deps") {
+        dir.parent().expect("profile dir").to_path_buf()
+    } else {
+        dir.to_path_buf()
+    }
+}
+
+pub fn bin(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build --workspace` first (tests/run.sh does)",
+        p.display()
+    );
+    p
+}
+
+pub fn pam_module() -> PathBuf {
+    bin("libpam_otpgate.so")
+}
+
+/// The repository root (for packaging files such as the D-Bus policy).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repo root")
+        .to_path_buf()
+}
+
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs()
+}
+
+/// Waits until `f` is true or the deadline passes; false on timeout.
+pub fn wait_until(deadline: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + deadline;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        sleep(Duration::from_millis(20));
+    }
+    f()
+}
+
+/// A private directory under /tmp, world-traversable (0755) so that test
+/// processes running as other users can reach a bus socket in it; removed
+/// on drop.
+pub struct TestDir {
+    pub path: PathBuf,
+}
+
+impl TestDir {
+    pub fn new(label: &str) -> TestDir {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let n = N.fetch_add(1, Ordering::SeqCst);
+        let path = std::env::temp_dir().join(format!(
+            "otpgate-test-{label}-{}-{n}-{}",
+            std::process::id(),
+            now()
+        ));
+        fs::create_dir_all(&path).expect("create test dir");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod test dir");
+        TestDir { path }
+    }
+
+    pub fn join(&self, p: &str) -> PathBuf {
+        self.path.join(p)
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Stops a child by pid: SIGTERM, then SIGKILL after `grace`; reaps it.
+fn stop_child(child: &mut Child, grace: Duration) {
+    let pid = Pid::from_raw(child.id() as i32);
+    if let Ok(Some(_)) = child.try_wait() {
+        return;
+    }
+    let _ = kill(pid, Signal::SIGTERM);
+    let end = Instant::now() + grace;
+    while Instant::now() < end {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        sleep(Duration::from_millis(10));
+    }
+    let _ = kill(pid, Signal::SIGKILL);
+    let _ = child.wait();
+}
+
+const BUS_BASE_POLICY: &str = r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path=@SOCKET@</listen>
+  <auth>EXTERNAL</auth>
+  <!-- The default of Debian's system bus: deny owning and calling,
+       allow replies and the bus driver. -->
+  <policy context="default">
+    <allow user="*"/>
+    <deny own="*"/>
+    <deny send_type="method_call"/>
+    <allow send_type="signal"/>
+    <allow send_requested_reply="true" send_type="method_return"/>
+    <allow send_requested_reply="true" send_type="error"/>
+    <allow receive_type="method_call"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+    <allow receive_type="signal"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
+  </policy>
+  @EXTRA@
+</busconfig>
+"#;
+
+/// A private system-type bus.
+pub struct Bus {
+    pub dir: TestDir,
+    pub address: String,
+    pub socket: PathBuf,
+    pub pid: i32,
+    child: Child,
+}
+
+impl Bus {
+    /// With otpgate's real policy file (packaging/dbus/): only root may
+    /// own org.otpgate.Otpgate1, anyone may call it.
+    pub fn start() -> Bus {
+        let policy = repo_root().join("packaging/dbus/org.otpgate.Otpgate1.conf");
+        assert!(policy.exists(), "{} missing", policy.display());
+        Bus::start_with(&format!("<include>{}</include>", policy.display()))
+    }
+
+    /// A bus where anyone may own any name and call anything: the kind a
+    /// user could start to impersonate otpgated.
+    pub fn start_open() -> Bus {
+        Bus::start_with(
+            r#"<policy context="default"><allow own="*"/><allow send_destination="*"/></policy>"#,
+        )
+    }
+
+    pub fn start_with(extra_policy_xml: &str) -> Bus {
+        let dir = TestDir::new("bus");
+        let socket = dir.join("bus.sock");
+        let config = dir.join("bus.conf");
+        fs::write(
+            &config,
+            BUS_BASE_POLICY
+                .replace("@SOCKET@", &socket.display().to_string())
+                .replace("@EXTRA@", extra_policy_xml),
+        )
+        .expect("write bus config");
+        let mut child = Command::new("dbus-daemon")
+            .arg(format!("--config-file={}", config.display()))
+            .arg("--nofork")
+            .arg("--nopidfile")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start dbus-daemon (apt-get install dbus-daemon)");
+        let pid = child.id() as i32;
+        if !wait_until(START_DEADLINE, || socket.exists()) {
+            stop_child(&mut child, Duration::from_secs(1));
+            panic!("dbus-daemon did not create {} in time", socket.display());
+        }
+        fs::set_permissions(&socket, fs::Permissions::from_mode(0o777)).ok();
+        Bus {
+            address: format!("unix:path={}", socket.display()),
+            socket,
+            pid,
+            child,
+            dir,
+        }
+    }
+
+    /// Whether `name` has an owner on this bus.
+    pub fn has_owner(&self, name: &str) -> bool {
+        let address = self.address.clone();
+        let name = name.to_string();
+        zruntime::block_on(async move {
+            let conn = zbus::connection::Builder::address(address.as_str())
+                .build()
+                .await
+                .ok()?;
+            let proxy = zbus::fdo::DBusProxy::new(&conn).await.ok()?;
+            let name = zbus::names::BusName::try_from(name.as_str()).ok()?;
+            proxy.name_has_owner(name).await.ok()
+        })
+        .unwrap_or(false)
+    }
+}
+
+impl Drop for Bus {
+    fn drop(&mut self) {
+        stop_child(&mut self.child, Duration::from_secs(2));
+    }
+}
+
+/// The real otpgated, on a private bus, with its own state and key.
+pub struct Daemon {
+    pub dir: TestDir,
+    pub config: PathBuf,
+    pub state_dir: PathBuf,
+    pub key_file: PathBuf,
+    pub pid: i32,
+    log_path: PathBuf,
+    child: Option<Child>,
+}
+
+impl Daemon {
+    /// `extra_toml` is appended to a config that sets `[storage]`; it must
+    /// not contain a `[storage]` section itself.
+    pub fn start(bus: &Bus, extra_toml: &str) -> Daemon {
+        let dir = TestDir::new("daemon");
+        let state_dir = dir.join("state");
+        let key_file = dir.join("master.key");
+        let config = dir.join("otpgate.toml");
+        fs::write(
+            &config,
+            format!(
+                "[storage]\npath = \"{}\"\nkey_file = \"{}\"\n\n{extra_toml}\n",
+                state_dir.display(),
+                key_file.display()
+            ),
+        )
+        .expect("write config");
+        let log_path = dir.join("otpgated.log");
+        let mut d = Daemon {
+            dir,
+            config,
+            state_dir,
+            key_file,
+            pid: 0,
+            log_path,
+            child: None,
+        };
+        d.spawn(bus);
+        d
+    }
+
+    fn spawn(&mut self, bus: &Bus) {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .expect("open daemon log");
+        let child = Command::new(bin("otpgated"))
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--bus")
+            .arg(&bus.address)
+            .env_remove("DBUS_SYSTEM_BUS_ADDRESS")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start otpgated");
+        self.pid = child.id() as i32;
+        self.child = Some(child);
+        let started = wait_until(START_DEADLINE, || {
+            bus.has_owner(proto::BUS_NAME)
+                || self
+                    .child
+                    .as_mut()
+                    .and_then(|c| c.try_wait().ok().flatten())
+                    .is_some()
+        });
+        if !started || !bus.has_owner(proto::BUS_NAME) {
+            let log = self.log();
+            self.kill();
+            panic!("otpgated did not take its bus name in time; its log:\n{log}");
+        }
+    }
+
+    /// SIGTERM, then SIGKILL after a deadline.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            stop_child(&mut c, Duration::from_secs(15));
+        }
+    }
+
+    /// SIGKILL at once (a crash).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGKILL);
+            let _ = c.wait();
+        }
+    }
+
+    /// Same config, state and key.
+    pub fn restart(&mut self, bus: &Bus) {
+        self.stop();
+        let end = Instant::now() + START_DEADLINE;
+        while bus.has_owner(proto::BUS_NAME) && Instant::now() < end {
+            sleep(Duration::from_millis(20));
+        }
+        self.spawn(bus);
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// The record file of `user`.
+    pub fn record_path(&self, user: &str) -> PathBuf {
+        self.state_dir.join("users").join(format!("{user}.json"))
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+// ---- users -----------------------------------------------------------------
+
+pub struct TestUser {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+static USERDB: Mutex<()> = Mutex::new(());
+
+fn run_userdb(cmd: &mut Command) {
+    // useradd and friends lock /etc/passwd; parallel tests (and binaries)
+    // retry instead of failing.
+    let _g = USERDB.lock().unwrap_or_else(|p| p.into_inner());
+    let end = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = cmd.output().expect("run user database tool");
+        if out.status.success() {
+            return;
+        }
+        let err = String::from_utf8_lossy(&out.stderr);
+        if err.contains("already exists") {
+            return;
+        }
+        if Instant::now() > end {
+            panic!("{cmd:?} failed: {err}");
+        }
+        sleep(Duration::from_millis(100));
+    }
+}
+
+fn lookup(name: &str) -> Option<TestUser> {
+    nix::unistd::User::from_name(name)
+        .ok()
+        .flatten()
+        .map(|u| TestUser {
+            name: name.to_string(),
+            uid: u.uid.as_raw(),
+            gid: u.gid.as_raw(),
+        })
+}
+
+/// A system user with a home and a shell, created if missing. Names start
+/// with `otpg` so that they are recognisably the tests'.
+pub fn test_user(name: &str) -> TestUser {
+    assert!(name.starts_with("otpg"), "test users start with otpg");
+    if let Some(u) = lookup(name) {
+        return u;
+    }
+    run_userdb(Command::new("useradd").args(["-m", "-s", "/bin/bash", name]));
+    lookup(name).expect("user just created")
+}
+
+pub const ADMIN_GROUP: &str = "otpgate-admin";
+
+/// A user in the `otpgate-admin` group (created if missing).
+pub fn admin_group_member(name: &str) -> TestUser {
+    run_userdb(Command::new("groupadd").args(["-f", ADMIN_GROUP]));
+    let u = test_user(name);
+    run_userdb(Command::new("usermod").args(["-aG", ADMIN_GROUP, name]));
+    u
+}
+
+// ---- codes -----------------------------------------------------------------
+
+/// The 6-digit SHA1 30 s code for `secret_b32` at `unix_time`, by oathtool
+/// (the secret goes through stdin, not the command line).
+pub fn oathtool_at(secret_b32: &str, unix_time: u64) -> String {
+    oathtool(
+        &["--totp", "-b", "-", "-N", &format!("@{unix_time}")],
+        secret_b32,
+    )
+}
+
+pub fn oathtool_now(secret_b32: &str) -> String {
+    oathtool_at(secret_b32, now())
+}
+
+/// oathtool with extra arguments (e.g. `--totp=sha256`, `-d 8`, `-s 60`).
+pub fn oathtool(args: &[&str], secret_b32: &str) -> String {
+    let mut child = Command::new("oathtool")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run oathtool (apt-get install oathtool)");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{secret_b32}\n").as_bytes())
+        .expect("write secret");
+    let out = child.wait_with_output().expect("oathtool output");
+    assert!(
+        out.status.success(),
+        "oathtool failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf8")
+        .trim()
+        .to_string()
+}
+
+// ---- calls -----------------------------------------------------------------
+
+/// What `otpgate-testcall` printed: the reply as JSON, or the D-Bus error.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CallResult {
+    Ok(serde_json::Value),
+    Err { name: String, message: String },
+}
+
+impl CallResult {
+    pub fn ok(self) -> serde_json::Value {
+        match self {
+            CallResult::Ok(v) => v,
+            CallResult::Err { name, message } => panic!("call failed: {name}: {message}"),
+        }
+    }
+
+    pub fn err_name(&self) -> Option<&str> {
+        match self {
+            CallResult::Ok(_) => None,
+            CallResult::Err { name, .. } => Some(name),
+        }
+    }
+
+    pub fn is_access_denied(&self) -> bool {
+        self.err_name() == Some(proto::ACCESS_DENIED)
+    }
+}
+
+/// Calls `iface.method(args…)` through the `otpgate-testcall` binary, as
+/// `uid` (None: as the test, i.e. root). Supplementary groups are those of
+/// the user, as `runuser` would set them.
+pub fn call_as(
+    bus: &Bus,
+    uid: Option<u32>,
+    iface: &str,
+    method: &str,
+    args: &[&str],
+) -> CallResult {
+    // setpriv (util-linux) drops to the uid with the user's groups, as a
+    // login would, without unsafe pre_exec code in the tests.
+    let mut cmd = match uid {
+        None => Command::new(bin("otpgate-testcall")),
+        Some(uid) => {
+            let has_user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+                .ok()
+                .flatten();
+            let mut c = Command::new("setpriv");
+            c.arg(format!("--reuid={uid}"));
+            match has_user {
+                Some(u) => c
+                    .arg(format!("--regid={}", u.gid.as_raw()))
+                    .arg("--init-groups"),
+                None => c.arg(format!("--regid={uid}")).arg("--clear-groups"),
+            };
+            c.arg("--").arg(bin("otpgate-testcall"));
+            c
+        }
+    };
+    cmd.arg(&bus.address).arg(iface).arg(method).args(args);
+    cmd.env_remove("DBUS_SYSTEM_BUS_ADDRESS");
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .expect("run otpgate-testcall");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "otpgate-testcall printed no JSON ({e}): {stdout} / {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    if let Some(ok) = v.get("ok") {
+        CallResult::Ok(ok.clone())
+    } else {
+        CallResult::Err {
+            name: v["error"].as_str().unwrap_or_default().to_string(),
+            message: v["message"].as_str().unwrap_or_default().to_string(),
+        }
+    }
+}
+
+/// As root.
+pub fn call(bus: &Bus, iface: &str, method: &str, args: &[&str]) -> CallResult {
+    call_as(bus, None, iface, method, args)
+}
+
+/// A user enrolled by root over D-Bus, confirmed with an oathtool code.
+pub struct Enrolled {
+    pub user: String,
+    pub secret: String,
+    pub uri: String,
+    pub backup_codes: Vec<String>,
+    /// The time whose code confirmed the enrolment (its step is used up).
+    pub confirmed_at: u64,
+}
+
+/// Enrols `user` (which must exist) as root. The confirming code's time
+/// step is used up; with the default window of 1 the next step's code
+/// (`oathtool_at(secret, confirmed_at + 30)`) is still accepted once.
+pub fn enroll(bus: &Bus, user: &str) -> Enrolled {
+    let e = call(bus, "Manager", "Enroll", &[user]).ok();
+    let secret = e["secret"].as_str().expect("secret").to_string();
+    let uri = e["uri"].as_str().expect("uri").to_string();
+    let t = now();
+    let code = oathtool_at(&secret, t);
+    let codes = call(bus, "Manager", "Confirm", &[user, &code]).ok();
+    Enrolled {
+        user: user.to_string(),
+        secret,
+        uri,
+        backup_codes: codes
+            .as_array()
+            .expect("codes")
+            .iter()
+            .map(|c| c.as_str().expect("code").to_string())
+            .collect(),
+        confirmed_at: t,
+    }
+}
+
+/// `Auth.Verify` as root: (result, info).
+pub fn verify(bus: &Bus, user: &str, code: &str) -> (String, serde_json::Value) {
+    let v = call(bus, "Auth", "Verify", &[user, code]).ok();
+    (
+        v[0].as_str().expect("result word").to_string(),
+        v[1].clone(),
+    )
+}
+
+/// Parses a JSON object of the form testcall prints for a{sv}.
+pub fn dict(v: &serde_json::Value) -> HashMap<String, serde_json::Value> {
+    v.as_object()
+        .map(|o| o.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default()
+}

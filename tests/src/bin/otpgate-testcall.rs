@@ -1,0 +1,173 @@
+//! `otpgate-testcall ADDRESS INTERFACE METHOD [ARGS…]`: calls one otpgated
+//! method on the bus at ADDRESS and prints one JSON object: `{"ok": reply}`
+//! or `{"error": NAME, "message": TEXT}` (exit 1). Tests run it as other
+//! uids to check the access table through the real bus.
+//!
+//! INTERFACE is Auth, Manager or Admin. Arguments by method:
+//! Challenge USER [CONTEXT_JSON] · Verify USER CODE [CONTEXT_JSON] ·
+//! Enroll USER [METHOD] · Confirm USER CODE · Status USER ·
+//! Disable USER [CODE] · RegenerateBackupCodes USER [CODE] · ListUsers ·
+//! Unlock USER · Reset USER · Stats · Import USER FILE
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+
+use otpgate_proto::{AdminProxy, AuthProxy, ManagerProxy, OwnedDict};
+use serde_json::{json, Map, Value};
+use zbus::{OwnedVariant, Variant};
+
+fn variant_json(v: &OwnedVariant) -> Value {
+    if let Ok(s) = <&str>::try_from(v) {
+        return json!(s);
+    }
+    if let Ok(b) = bool::try_from(v) {
+        return json!(b);
+    }
+    if let Ok(n) = u32::try_from(v) {
+        return json!(n);
+    }
+    if let Ok(n) = u64::try_from(v) {
+        return json!(n);
+    }
+    if let Ok(n) = i32::try_from(v) {
+        return json!(n);
+    }
+    if let Ok(n) = i64::try_from(v) {
+        return json!(n);
+    }
+    json!(format!("{v:?}"))
+}
+
+fn dict_json(d: &OwnedDict) -> Value {
+    Value::Object(
+        d.iter()
+            .map(|(k, v)| (k.clone(), variant_json(v)))
+            .collect::<Map<_, _>>(),
+    )
+}
+
+fn context(arg: Option<&String>) -> HashMap<String, String> {
+    arg.map(|s| serde_json::from_str(s).expect("context must be a JSON object of strings"))
+        .unwrap_or_default()
+}
+
+fn as_dict(m: &HashMap<String, String>) -> HashMap<&str, Variant<'_>> {
+    m.iter()
+        .map(|(k, v)| (k.as_str(), Variant::from(v.as_str())))
+        .collect()
+}
+
+async fn call(address: &str, iface: &str, method: &str, a: &[String]) -> zbus::Result<Value> {
+    let conn = zbus::connection::Builder::address(address).build().await?;
+    let arg = |i: usize| a.get(i).map(String::as_str).unwrap_or("");
+    let result = match (iface, method) {
+        ("Auth", "Challenge") => {
+            let ctx = context(a.get(1));
+            let (s, d) = AuthProxy::new(&conn)
+                .await?
+                .challenge(arg(0), as_dict(&ctx))
+                .await?;
+            json!([s, dict_json(&d)])
+        }
+        ("Auth", "Verify") => {
+            let ctx = context(a.get(2));
+            let (s, d) = AuthProxy::new(&conn)
+                .await?
+                .verify(arg(0), arg(1), as_dict(&ctx))
+                .await?;
+            json!([s, dict_json(&d)])
+        }
+        ("Manager", "Enroll") => {
+            let mut opts = HashMap::new();
+            if let Some(m) = a.get(1) {
+                opts.insert("method", Variant::from(m.as_str()));
+            }
+            dict_json(&ManagerProxy::new(&conn).await?.enroll(arg(0), opts).await?)
+        }
+        ("Manager", "Confirm") => json!(
+            ManagerProxy::new(&conn)
+                .await?
+                .confirm(arg(0), arg(1))
+                .await?
+        ),
+        ("Manager", "Status") => dict_json(&ManagerProxy::new(&conn).await?.status(arg(0)).await?),
+        ("Manager", "Disable") => {
+            ManagerProxy::new(&conn)
+                .await?
+                .disable(arg(0), arg(1))
+                .await?;
+            json!(null)
+        }
+        ("Manager", "RegenerateBackupCodes") => json!(
+            ManagerProxy::new(&conn)
+                .await?
+                .regenerate_backup_codes(arg(0), arg(1))
+                .await?
+        ),
+        ("Admin", "ListUsers") => Value::Array(
+            AdminProxy::new(&conn)
+                .await?
+                .list_users()
+                .await?
+                .iter()
+                .map(dict_json)
+                .collect(),
+        ),
+        ("Admin", "Unlock") => {
+            AdminProxy::new(&conn).await?.unlock(arg(0)).await?;
+            json!(null)
+        }
+        ("Admin", "Reset") => {
+            AdminProxy::new(&conn).await?.reset(arg(0)).await?;
+            json!(null)
+        }
+        ("Admin", "Stats") => dict_json(&AdminProxy::new(&conn).await?.stats().await?),
+        ("Admin", "Import") => {
+            let contents = std::fs::read_to_string(arg(1)).expect("read import file");
+            dict_json(
+                &AdminProxy::new(&conn)
+                    .await?
+                    .import(arg(0), &contents)
+                    .await?,
+            )
+        }
+        _ => {
+            eprintln!("unknown method {iface}.{method}");
+            std::process::exit(2);
+        }
+    };
+    Ok(result)
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.len() < 3 {
+        eprintln!("usage: otpgate-testcall ADDRESS INTERFACE METHOD [ARGS…]");
+        return ExitCode::from(2);
+    }
+    match zruntime::block_on(call(&args[0], &args[1], &args[2], &args[3..])) {
+        Ok(v) => {
+            println!("{}", json!({ "ok": v }));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let (name, message) = match &e {
+                zbus::Error::MethodError(name, desc, _) => {
+                    (name.to_string(), desc.clone().unwrap_or_default())
+                }
+                zbus::Error::FDO(f) => {
+                    let name = zbus::DBusError::name(f.as_ref()).to_string();
+                    (
+                        name,
+                        zbus::DBusError::description(f.as_ref())
+                            .unwrap_or("")
+                            .to_string(),
+                    )
+                }
+                other => ("transport".to_string(), other.to_string()),
+            };
+            println!("{}", json!({ "error": name, "message": message }));
+            ExitCode::FAILURE
+        }
+    }
+}
