@@ -26,7 +26,11 @@ pub enum CliError {
     /// The invoking uid has no passwd entry, so there is no default user.
     NoUserName(u32),
     /// Three wrong codes at the enrolment prompt.
-    TooManyAttempts { user: String, self_service: bool },
+    TooManyAttempts {
+        user: String,
+        self_service: bool,
+        still_pending: bool,
+    },
 }
 
 impl CliError {
@@ -65,11 +69,25 @@ impl CliError {
             CliError::NoUserName(uid) => {
                 format!("your uid {uid} has no user name in the passwd database: pass --user USER")
             }
-            CliError::TooManyAttempts { user, self_service } => format!(
+            CliError::TooManyAttempts {
+                user,
+                self_service,
+                still_pending: true,
+            } => format!(
                 "3 codes were not accepted; {user}'s enrolment is still pending: check the \
                  phone's clock, then finish with `otpgate confirm{} CODE` or start over \
                  with `otpgate enroll{}`",
                 user_flag(user, *self_service),
+                user_flag(user, *self_service),
+            ),
+            CliError::TooManyAttempts {
+                user,
+                self_service,
+                still_pending: false,
+            } => format!(
+                "too many codes were not accepted and {user}'s enrolment was dropped: check \
+                 the phone's clock, delete the entry from the app and start over with \
+                 `otpgate enroll{}`",
                 user_flag(user, *self_service),
             ),
         }
@@ -107,12 +125,14 @@ fn daemon_line(err: &ServiceError, user: Option<&str>) -> String {
     let who = user.unwrap_or("the user");
     let msg = err.message();
     match err {
-        ServiceError::AccessDenied(_) => with_detail(
-            "permission denied: managing other users and the administrator commands \
-             need root or membership in otpgate's admin group"
-                .to_owned(),
-            msg,
-        ),
+        // The daemon says who may do what ("uid 1001 may not use
+        // administrator methods: root or the administrator group only").
+        ServiceError::AccessDenied(_) if !clean(msg).is_empty() => {
+            format!("permission denied: {}", clean(msg))
+        }
+        ServiceError::AccessDenied(_) => "permission denied: managing other users and the \
+             administrator commands need root or membership in otpgate's admin group"
+            .to_owned(),
         ServiceError::NotEnrolled(_) => format!(
             "{who} has no second factor enrolled: set one up with `otpgate enroll{}`",
             user.map(|u| format!(" --user {u}")).unwrap_or_default()
@@ -128,12 +148,14 @@ fn daemon_line(err: &ServiceError, user: Option<&str>) -> String {
             "the enrolment for {who} expired before it was confirmed: \
              start again with `otpgate enroll`"
         ),
-        ServiceError::InvalidCode(_) => with_detail(
-            format!(
-                "the code for {who} was not accepted: use the code the authenticator app \
-                 shows now (is the phone's clock right?)"
-            ),
-            msg,
+        // The daemon's text carries what only it knows: tries left, the
+        // lock's end.
+        ServiceError::InvalidCode(_) if !clean(msg).is_empty() => {
+            format!("code not accepted for {who}: {}", clean(msg))
+        }
+        ServiceError::InvalidCode(_) => format!(
+            "the code for {who} was not accepted: use the code the authenticator app \
+             shows now (is the phone's clock right?)"
         ),
         ServiceError::Locked(_) => with_detail(
             format!(
@@ -242,6 +264,12 @@ mod tests {
             CliError::TooManyAttempts {
                 user: "alice".into(),
                 self_service: true,
+                still_pending: true,
+            },
+            CliError::TooManyAttempts {
+                user: "alice".into(),
+                self_service: false,
+                still_pending: false,
             },
         ]
         .into_iter()

@@ -147,9 +147,16 @@ pub async fn enroll(ctx: &Ctx, args: &EnrollArgs) -> Result<(), CliError> {
             Err(e) => return Err(e),
         }
     }
+    // The daemon drops a pending enrolment after its own limit of wrong
+    // codes, which earlier `otpgate confirm` attempts count towards too.
+    let still_pending = match ctx.client.status(&user).await {
+        Ok(d) => otpgate_proto::dict_bool(&d, otpgate_proto::status::PENDING).unwrap_or(false),
+        Err(_) => false,
+    };
     Err(CliError::TooManyAttempts {
         self_service: ctx.is_self(&user),
         user,
+        still_pending,
     })
 }
 

@@ -56,11 +56,11 @@ pub async fn import(ctx: &Ctx, args: &ImportArgs) -> Result<(), CliError> {
             CliError::Daemon {
                 err: ServiceError::InvalidArgument(m),
                 ..
-            } => CliError::Input(format!(
-                "cannot import {}: {}",
-                path.display(),
-                m.split_whitespace().collect::<Vec<_>>().join(" ")
-            )),
+            } => {
+                let reason = m.split_whitespace().collect::<Vec<_>>().join(" ");
+                let reason = reason.strip_prefix("cannot import: ").unwrap_or(&reason);
+                CliError::Input(format!("cannot import {}: {reason}", path.display()))
+            }
             other => other,
         })?;
     let imported = dict_u32(&reply, keys::BACKUP_CODES_IMPORTED).unwrap_or(0);
