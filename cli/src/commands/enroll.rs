@@ -110,6 +110,8 @@ pub async fn enroll(ctx: &Ctx, args: &EnrollArgs) -> Result<(), CliError> {
     let mut tries = 0;
     while tries < ATTEMPTS {
         let Some(line) = term::prompt("Code from the app (or Enter to confirm later): ")? else {
+            // End of input (Ctrl-D) leaves the cursor after the prompt.
+            output::print("\n")?;
             return later();
         };
         let code = match term::parse_typed(&line) {
