@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian machine, as root:
+#   installs what the tests need, checks formatting and lints, builds the
+#   workspace and runs every test (unit tests and the end-to-end tests that
+#   drive a private dbus-daemon, the real otpgated and the real PAM stack).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" != 0 ]; then
+  echo "tests/run.sh: run as root (the end-to-end tests create users, start sshd and use sudo)" >&2
+  exit 1
+fi
+
+# Debian packages the tests use, and why:
+packages=(
+  build-essential pkg-config   # cc for crates with C parts
+  libpam0g-dev                 # libpam for the module and the test host
+  dbus-daemon                  # the private test buses
+  oathtool                     # codes computed independently of our TOTP code
+  pamtester                    # the real PAM library from the outside
+  sudo openssh-server openssh-client util-linux passwd login  # real sudo, sshd, su, setpriv, useradd
+  zbar-tools librsvg2-bin      # decode the enrolment QR codes back to the URI
+  libpam-google-authenticator  # make a real ~/.google_authenticator for the import test
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "tests/run.sh: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null
+fi
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo build --workspace --bins --lib
+cargo test --workspace --no-fail-fast
