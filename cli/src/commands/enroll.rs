@@ -1,6 +1,6 @@
 //! `otpgate enroll` and `otpgate confirm`.
 
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
@@ -9,7 +9,7 @@ use otpgate_proto::{dict_str, dict_u64, enroll as keys, ServiceError};
 use zeroize::Zeroizing;
 
 use super::{print_backup_codes, Ctx};
-use crate::args::{ConfirmArgs, EnrollArgs};
+use crate::args::{ConfirmArgs, EnrollArgs, MethodArg};
 use crate::error::CliError;
 use crate::output::{self, from_now, local_time};
 use crate::qr;
@@ -21,6 +21,18 @@ const ATTEMPTS: usize = 3;
 
 pub async fn enroll(ctx: &Ctx, args: &EnrollArgs) -> Result<(), CliError> {
     let user = ctx.user(args.user.as_deref())?;
+    if args.qr_svg.is_some() && args.method != MethodArg::Totp {
+        return Err(CliError::Input(format!(
+            "no QR code for --method {}: it has no otpauth URI",
+            args.method.wire()
+        )));
+    }
+    // The file is claimed before the enrolment starts, so that a name
+    // already taken does not leave a new secret pending with no QR code.
+    let svg_file = match &args.qr_svg {
+        Some(path) => Some(SvgFile::create(path)?),
+        None => None,
+    };
     let reply = ctx
         .client
         .enroll(&user, args.method.wire(), args.email.as_deref())
@@ -29,14 +41,11 @@ pub async fn enroll(ctx: &Ctx, args: &EnrollArgs) -> Result<(), CliError> {
     let secret = dict_str(&reply, keys::SECRET).map(Zeroizing::new);
     let expires = dict_u64(&reply, keys::EXPIRES).unwrap_or(0);
 
-    if let Some(path) = &args.qr_svg {
-        let uri = uri.as_ref().ok_or_else(|| {
-            CliError::Input(format!(
-                "no QR code for --method {}: it has no otpauth URI",
-                args.method.wire()
-            ))
-        })?;
-        write_svg(path, uri)?;
+    if let Some(file) = svg_file {
+        let uri = uri
+            .as_ref()
+            .ok_or_else(|| CliError::Protocol("an enrolment without `uri`".to_owned()))?;
+        file.write(uri)?;
     }
 
     if ctx.json || !term::interactive() {
@@ -162,31 +171,65 @@ pub async fn enroll(ctx: &Ctx, args: &EnrollArgs) -> Result<(), CliError> {
     })
 }
 
-/// Writes the SVG to a new file readable by its owner only. An existing
-/// file (or a symlink planted in its place) is never overwritten.
-fn write_svg(path: &Path, uri: &str) -> Result<(), CliError> {
-    let svg = Zeroizing::new(
-        qr::svg(uri).map_err(|e| CliError::Input(format!("cannot draw the QR code: {e}")))?,
-    );
-    let what = || format!("cannot write {}", path.display());
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| {
-            if e.kind() == std::io::ErrorKind::AlreadyExists {
-                CliError::Input(format!(
-                    "{} already exists: remove it or choose another file (it would hold the secret)",
-                    path.display()
+/// The `--qr-svg` file: created new and readable by its owner only (it
+/// holds the secret). An existing file, or a symlink planted in its place,
+/// is never written through. Removed again if the enrolment fails.
+struct SvgFile<'a> {
+    path: &'a Path,
+    file: Option<File>,
+}
+
+impl<'a> SvgFile<'a> {
+    fn create(path: &'a Path) -> Result<SvgFile<'a>, CliError> {
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| {
+                if e.kind() == std::io::ErrorKind::AlreadyExists {
+                    CliError::Input(format!(
+                        "{} already exists: remove it or choose another file (it would hold the secret)",
+                        path.display()
+                    ))
+                } else {
+                    CliError::io(format!("cannot create {}", path.display()), &e)
+                }
+            })?;
+        Ok(SvgFile {
+            path,
+            file: Some(file),
+        })
+    }
+
+    fn write(mut self, uri: &str) -> Result<(), CliError> {
+        let svg = Zeroizing::new(
+            qr::svg(uri).map_err(|e| CliError::Input(format!("cannot draw the QR code: {e}")))?,
+        );
+        let mut file = self.file.take().expect("written once");
+        let written = file
+            .write_all(svg.as_bytes())
+            .and_then(|()| file.sync_all());
+        match written {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.file = Some(file);
+                Err(CliError::io(
+                    format!("cannot write {}", self.path.display()),
+                    &e,
                 ))
-            } else {
-                CliError::io(what(), &e)
             }
-        })?;
-    file.write_all(svg.as_bytes())
-        .and_then(|()| file.sync_all())
-        .map_err(|e| CliError::io(what(), &e))
+        }
+    }
+}
+
+impl Drop for SvgFile<'_> {
+    fn drop(&mut self) {
+        // Still holding the file means it was not (completely) written.
+        if self.file.take().is_some() {
+            let _ = std::fs::remove_file(self.path);
+        }
+    }
 }
 
 pub async fn confirm(ctx: &Ctx, args: &ConfirmArgs) -> Result<(), CliError> {
