@@ -15,6 +15,8 @@ pub enum Error {
     Key { path: PathBuf, reason: String },
     #[error("state directory {path}: {reason}")]
     StateDir { path: PathBuf, reason: String },
+    #[error("{path}: {reason}")]
+    Unsafe { path: PathBuf, reason: String },
     #[error("D-Bus: {0}")]
     Bus(String),
     #[error("otpgated must run as root (it owns the secrets and answers for every user)")]

@@ -68,6 +68,29 @@ fn harden() {
     let _ = nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CORE, 0, 0);
 }
 
+/// Whoever can write the config can name the admin group: it must be
+/// root's and writable by root alone.
+fn check_config_file_owner(path: &std::path::Path) -> Result<(), Error> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    if meta.uid() != 0 || meta.mode() & 0o022 != 0 {
+        return Err(Error::Unsafe {
+            path: path.to_path_buf(),
+            reason: format!(
+                "must be owned by root and writable by root only (owner uid {}, mode {:04o}): run `chown root: {p} && chmod 0644 {p}`",
+                meta.uid(),
+                meta.mode() & 0o7777,
+                p = path.display()
+            ),
+        });
+    }
+    Ok(())
+}
+
 fn bus_address(args: &Args) -> String {
     args.bus
         .clone()
@@ -84,6 +107,7 @@ fn run(args: &Args, audit: Audit) -> Result<(), Error> {
         return Err(Error::NotRoot);
     }
     harden();
+    check_config_file_owner(&args.config)?;
     let config = Config::load(&args.config)?;
     if config.storage.backend != Backend::Local {
         return Err(Error::StateDir {
