@@ -47,6 +47,20 @@ impl MasterKey {
         &self.0
     }
 
+    /// Loads the key from a systemd credential file. systemd made it and
+    /// guards its directory; it is not created here when missing.
+    pub fn load_credential(path: &Path) -> Result<MasterKey, Error> {
+        let bytes = Zeroizing::new(fs::read(path).map_err(|e| Error::Key {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?);
+        let k: [u8; KEY_LEN] = bytes.as_slice().try_into().map_err(|_| Error::Key {
+            path: path.to_path_buf(),
+            reason: format!("must hold exactly {KEY_LEN} bytes, found {}", bytes.len()),
+        })?;
+        Ok(MasterKey::from_bytes(k))
+    }
+
     /// Loads the key file, creating it (0400, root) with 32 random bytes if
     /// it does not exist. A key file that is readable by anyone but its
     /// owner, or of the wrong length, is refused: the daemon would otherwise

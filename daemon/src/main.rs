@@ -116,7 +116,7 @@ fn run(args: &Args, audit: Audit) -> Result<(), Error> {
         });
     }
     let store = LocalStore::open(&config.storage.path)?;
-    let key = MasterKey::load_or_create(&config.storage.key_file)?;
+    let key = load_key(&config)?;
     let address = bus_address(args);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -143,7 +143,10 @@ fn run(args: &Args, audit: Audit) -> Result<(), Error> {
                 env!("CARGO_PKG_VERSION")
             ),
         );
-        wait_for_stop().await;
+        // Type=notify: ready only once the name is ours (a no-op outside systemd).
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+        wait_for_stop(engine.audit()).await;
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
         // Stop taking new calls, then let the ones under way finish and
         // reach the disk before exiting.
         let _ = conn.release_name(otpgate_proto::BUS_NAME).await;
@@ -159,12 +162,34 @@ fn run(args: &Args, audit: Audit) -> Result<(), Error> {
     })
 }
 
-async fn wait_for_stop() {
+/// The systemd credential holding the master key (`LoadCredential=` or
+/// `LoadCredentialEncrypted=otpgate-master-key:…`), preferred over the key
+/// file when the unit provides it.
+pub const KEY_CREDENTIAL: &str = "otpgate-master-key";
+
+fn load_key(config: &Config) -> Result<MasterKey, Error> {
+    if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") {
+        let path = PathBuf::from(dir).join(KEY_CREDENTIAL);
+        if path.exists() {
+            return MasterKey::load_credential(&path);
+        }
+    }
+    MasterKey::load_or_create(&config.storage.key_file)
+}
+
+async fn wait_for_stop(audit: &Audit) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("installing a SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    let mut hup = signal(SignalKind::hangup()).expect("installing a SIGHUP handler");
+    loop {
+        tokio::select! {
+            _ = term.recv() => return,
+            _ = int.recv() => return,
+            _ = hup.recv() => audit.log(
+                Level::Notice,
+                "event=sighup-ignored reason=\"the configuration is read at start: restart otpgated to apply changes\"",
+            ),
+        }
     }
 }
