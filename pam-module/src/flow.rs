@@ -165,6 +165,8 @@ impl<P: PamIo> Flow<'_, P> {
             }
             VerifyResult::Invalid => {
                 let line = match verify.info.attempts_left {
+                    // This failure engaged the lock: say so now, not at the next try.
+                    Some(0) => format!("Wrong code. {}", lock_line(&verify.info)),
                     Some(1) => "Wrong code. 1 attempt left.".to_string(),
                     Some(n) => format!("Wrong code. {n} attempts left."),
                     None => "Wrong code.".to_string(),
@@ -203,11 +205,7 @@ impl<P: PamIo> Flow<'_, P> {
     }
 
     fn locked(&mut self, whom: &str, info: &Info) -> PamCode {
-        let line = match info.locked_until.and_then(clock::describe_until) {
-            Some(when) => format!("Too many wrong codes: locked until {when}."),
-            None => "Too many wrong codes: locked.".to_string(),
-        };
-        self.error(&line);
+        self.error(&lock_line(info));
         self.log(
             Level::Notice,
             &format!("{whom}: locked (until {:?})", info.locked_until),
@@ -267,6 +265,13 @@ impl<P: PamIo> Flow<'_, P> {
 
     fn log(&mut self, level: Level, text: &str) {
         self.pam.log(level, text);
+    }
+}
+
+fn lock_line(info: &Info) -> String {
+    match info.locked_until.and_then(clock::describe_until) {
+        Some(when) => format!("Too many wrong codes: locked until {when}."),
+        None => "Too many wrong codes: locked.".to_string(),
     }
 }
 
@@ -499,6 +504,19 @@ mod tests {
         let mut pam = FakePam::new(Some("000000"));
         assert_eq!(run(&mut pam, &d, &[]), PamCode::AuthErr);
         assert_eq!(pam.errors, ["Wrong code."]);
+
+        let d = daemon(code_required, || {
+            verify_says(
+                VerifyResult::Invalid,
+                Info {
+                    attempts_left: Some(0),
+                    ..Info::default()
+                },
+            )
+        });
+        let mut pam = FakePam::new(Some("000000"));
+        assert_eq!(run(&mut pam, &d, &[]), PamCode::AuthErr);
+        assert_eq!(pam.errors, ["Wrong code. Too many wrong codes: locked."]);
     }
 
     #[test]

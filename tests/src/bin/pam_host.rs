@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! pam_host auth CONFDIR SERVICE USER ITERATIONS CODES_FILE [fork=CHILD_ITERATIONS]
-//! pam_host fake-daemon BUS_ADDRESS
+//! pam_host fake-daemon BUS_ADDRESS [ok|unknown-word|wrong-type]
 //! ```
 //!
 //! `auth` runs ITERATIONS full PAM transactions (`pam_start_confdir`,
@@ -19,6 +19,8 @@
 //! `fake-daemon` owns `org.otpgate.Otpgate1` on BUS_ADDRESS and answers
 //! every Challenge with `code-required` and every Verify with `ok`: the
 //! impostor of the hijack tests. It prints `ready` once it owns the name.
+//! `unknown-word` and `wrong-type` make it answer Verify with something the
+//! contract does not allow, for the tests of unparseable answers.
 //!
 //! Arguments are positional and fixed: this is a test tool, not a CLI.
 
@@ -332,8 +334,19 @@ fn auth(args: &[String]) -> i32 {
     }
 }
 
-/// The impostor: answers every question with yes.
-struct FakeAuth;
+/// How the impostor answers Verify.
+#[derive(Clone, Copy)]
+enum Fake {
+    /// `ok`: the attack.
+    Yes,
+    /// A result word the contract does not have.
+    UnknownWord,
+    /// `invalid` with `attempts_left` of the wrong type.
+    WrongType,
+}
+
+/// The impostor: Challenge says `code-required`, Verify answers as `Fake` says.
+struct FakeAuth(Fake);
 
 #[zbus::interface(name = "org.otpgate.Otpgate1.Auth")]
 impl FakeAuth {
@@ -350,20 +363,44 @@ impl FakeAuth {
         _user: &str,
         _code: &str,
         _context: otpgate_proto::OwnedDict,
-    ) -> (String, otpgate_proto::OwnedDict) {
-        ("ok".into(), Default::default())
+    ) -> (
+        String,
+        std::collections::HashMap<String, zbus::OwnedVariant>,
+    ) {
+        match self.0 {
+            Fake::Yes => ("ok".into(), Default::default()),
+            Fake::UnknownWord => ("OK".into(), Default::default()),
+            Fake::WrongType => {
+                let mut d = std::collections::HashMap::new();
+                d.insert(
+                    otpgate_proto::info::ATTEMPTS_LEFT.to_string(),
+                    zbus::OwnedVariant::try_from(zbus::Variant::from("three"))
+                        .expect("a string variant"),
+                );
+                ("invalid".into(), d)
+            }
+        }
     }
 }
 
 fn fake_daemon(args: &[String]) -> i32 {
-    let Some(address) = args.first() else {
-        eprintln!("usage: pam_host fake-daemon BUS_ADDRESS");
+    let (Some(address), mode) = (args.first(), args.get(1).map(String::as_str)) else {
+        eprintln!("usage: pam_host fake-daemon BUS_ADDRESS [ok|unknown-word|wrong-type]");
         return 2;
+    };
+    let fake = match mode {
+        None | Some("ok") => Fake::Yes,
+        Some("unknown-word") => Fake::UnknownWord,
+        Some("wrong-type") => Fake::WrongType,
+        Some(other) => {
+            eprintln!("fake-daemon: unknown answer {other:?}");
+            return 2;
+        }
     };
     zruntime::block_on(async {
         let conn = zbus::connection::Builder::address(address.as_str())
             .name(otpgate_proto::BUS_NAME)
-            .serve_at(otpgate_proto::OBJECT_PATH, FakeAuth)
+            .serve_at(otpgate_proto::OBJECT_PATH, FakeAuth(fake))
             .build()
             .await;
         match conn {

@@ -1,0 +1,296 @@
+//! Helpers shared by the PAM end-to-end tests (`tests/tests/pam_*.rs`):
+//! guarded files under /etc, PAM service files, pamtester, the impostor
+//! daemon, running a program as a test user.
+#![allow(dead_code)] // each test file uses a different part
+
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use otpgate_tests::*;
+
+/// The tests install PAM services, sudoers rules, users and an sshd: they
+/// need root. CI runs as root; anywhere else say so plainly.
+pub fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the PAM end-to-end tests must run as root (they write /etc/pam.d, /etc/sudoers.d and \
+         start sshd); run them through tests/run.sh or sudo"
+    );
+}
+
+/// A file under /etc that the test writes and that is put back as it was
+/// (removed, or the old contents restored) when the guard drops, also
+/// when the test fails.
+pub struct EtcFile {
+    path: PathBuf,
+    backup: Option<(Vec<u8>, u32)>,
+}
+
+impl EtcFile {
+    pub fn write(path: impl Into<PathBuf>, contents: &str, mode: u32) -> EtcFile {
+        let path = path.into();
+        assert!(
+            path.starts_with("/etc/"),
+            "{} is not under /etc",
+            path.display()
+        );
+        let backup = fs::read(&path).ok().map(|old| {
+            let mode = fs::metadata(&path)
+                .map(|m| m.permissions().mode())
+                .unwrap_or(0o644);
+            (old, mode)
+        });
+        let guard = EtcFile { path, backup };
+        // Written to a temporary name and renamed, so that a reader never
+        // sees half a file.
+        let tmp = guard.path.with_extension("otpgate-test-tmp");
+        fs::write(&tmp, contents).expect("write /etc file");
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(mode)).expect("chmod /etc file");
+        fs::rename(&tmp, &guard.path).expect("install /etc file");
+        guard
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for EtcFile {
+    fn drop(&mut self) {
+        match &self.backup {
+            Some((old, mode)) => {
+                let _ = fs::write(&self.path, old);
+                let _ = fs::set_permissions(&self.path, fs::Permissions::from_mode(*mode));
+            }
+            None => {
+                let _ = fs::remove_file(&self.path);
+            }
+        }
+    }
+}
+
+/// A unique, valid name for a PAM service or sudoers file of this test.
+pub fn unique(label: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "otpg-pam-{label}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// The `auth` line for the module under test, by absolute path.
+pub fn module_line(args: &str) -> String {
+    format!("auth required {} {args}", pam_module().display())
+}
+
+/// A full service file: our `auth` stack, and account/session/password
+/// lines that let sudo, su and sshd finish a login.
+pub fn service_text(auth_lines: &str) -> String {
+    format!(
+        "# written by an otpgate test, removed when it ends\n{auth_lines}\n\
+         account required pam_permit.so\n\
+         session required pam_permit.so\n\
+         password required pam_deny.so\n"
+    )
+}
+
+/// An /etc/pam.d service of its own (pamtester, sudo and sshd read only
+/// /etc/pam.d).
+pub fn etc_pam_service(label: &str, auth_lines: &str) -> (String, EtcFile) {
+    let name = unique(label);
+    let f = EtcFile::write(
+        format!("/etc/pam.d/{name}"),
+        &service_text(auth_lines),
+        0o644,
+    );
+    (name, f)
+}
+
+/// What a PAM client printed and how it ended.
+#[derive(Debug)]
+pub struct Outcome {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+impl Outcome {
+    pub fn all(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+
+    pub fn says(&self, text: &str) -> bool {
+        self.all().contains(text)
+    }
+}
+
+/// Runs `cmd` with `input` on stdin, killing it by pid after `deadline`.
+pub fn run_with_input(mut cmd: Command, input: &str, deadline: Duration) -> Outcome {
+    let started = Instant::now();
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {cmd:?}: {e}"));
+    let mut guard = ChildGuard(Some(child.id()));
+    {
+        let mut stdin = child.stdin.take().expect("stdin");
+        // The program may exit before reading (e.g. a refusal without a
+        // prompt): a broken pipe is not an error here.
+        let _ = stdin.write_all(input.as_bytes());
+    }
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let out_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if started.elapsed() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            guard.0 = None;
+            panic!("{cmd:?} did not finish within {deadline:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let elapsed = started.elapsed();
+    guard.0 = None; // reaped: its pid is no longer ours to kill
+    Outcome {
+        success: status.success(),
+        stdout: out_reader.join().expect("stdout reader"),
+        stderr: err_reader.join().expect("stderr reader"),
+        elapsed,
+    }
+}
+
+/// Kills a child by pid when dropped (for panics between spawn and wait).
+pub struct ChildGuard(pub Option<u32>);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0.take() {
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        }
+    }
+}
+
+/// `pamtester SERVICE USER authenticate` with `input` on stdin.
+pub fn pamtester(service: &str, user: &str, input: &str) -> Outcome {
+    let mut cmd = Command::new("pamtester");
+    cmd.args([service, user, "authenticate"])
+        .env_remove("DBUS_SYSTEM_BUS_ADDRESS");
+    run_with_input(cmd, &format!("{input}\n"), Duration::from_secs(60))
+}
+
+/// A command that runs `program` as `user` (real and effective uid, gid and
+/// supplementary groups), as a login would leave them.
+pub fn as_user(user: &TestUser, program: &str) -> Command {
+    let mut c = Command::new("setpriv");
+    c.arg(format!("--reuid={}", user.uid))
+        .arg(format!("--regid={}", user.gid))
+        .arg("--init-groups")
+        .arg("--")
+        .arg(program);
+    c
+}
+
+/// The impostor daemon (`pam_host fake-daemon`) on `bus`, run as `user`
+/// (None: root), answering as `answer` says; killed by pid on drop.
+pub struct FakeDaemon {
+    child: Child,
+}
+
+impl FakeDaemon {
+    pub fn start(bus: &Bus, user: Option<&TestUser>, answer: &str) -> FakeDaemon {
+        let host = bin("pam_host");
+        let mut cmd = match user {
+            Some(u) => as_user(u, &host.display().to_string()),
+            None => Command::new(&host),
+        };
+        let mut child = cmd
+            .args(["fake-daemon", &bus.address, answer])
+            .env_remove("DBUS_SYSTEM_BUS_ADDRESS")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start pam_host fake-daemon");
+        let fake = FakeDaemon {
+            child: {
+                let out = child.stdout.take().expect("stdout");
+                let (tx, rx) = std::sync::mpsc::channel();
+                std::thread::spawn(move || {
+                    let mut line = String::new();
+                    let mut r = std::io::BufReader::new(out);
+                    let _ = std::io::BufRead::read_line(&mut r, &mut line);
+                    let _ = tx.send(line);
+                });
+                let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
+                if line.trim() != "ready" {
+                    let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+                    let _ = child.wait();
+                    panic!("the fake daemon did not get the bus name: {line:?}");
+                }
+                child
+            },
+        };
+        assert!(bus.has_owner(otpgate_tests::proto::BUS_NAME));
+        fake
+    }
+}
+
+impl Drop for FakeDaemon {
+    fn drop(&mut self) {
+        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGKILL);
+        let _ = self.child.wait();
+    }
+}
+
+/// A 6-digit code that is wrong for `secret` at any step near now.
+pub fn wrong_code(secret: &str) -> String {
+    let t = now();
+    let near: Vec<String> = (0..=24)
+        .map(|i| oathtool_at(secret, t - 360 + i * 30))
+        .collect();
+    (0u32..)
+        .map(|n| format!("{:06}", (n * 7919 + 13) % 1_000_000))
+        .find(|c| !near.contains(c))
+        .expect("some code is wrong")
+}
+
+/// Suspends a process (SIGSTOP) until the guard drops (SIGCONT): a daemon
+/// that hangs.
+pub struct Stopped(pub i32);
+
+impl Stopped {
+    pub fn stop(pid: i32) -> Stopped {
+        kill(Pid::from_raw(pid), Signal::SIGSTOP).expect("SIGSTOP");
+        Stopped(pid)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = kill(Pid::from_raw(self.0), Signal::SIGCONT);
+    }
+}

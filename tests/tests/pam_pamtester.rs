@@ -1,0 +1,342 @@
+//! pam_otpgate.so through the real libpam, driven by `pamtester`, against
+//! the real otpgated on a private system bus. Each test has its own bus,
+//! daemon and /etc/pam.d service file (removed when the test ends).
+
+mod pam_common;
+
+use std::time::Duration;
+
+use otpgate_tests::*;
+use pam_common::*;
+
+const SUCCESS: &str = "successfully authenticated";
+const AUTH_ERR: &str = "Authentication failure";
+const MAXTRIES: &str = "Have exhausted maximum number of retries";
+const AUTHINFO_UNAVAIL: &str = "Authentication service cannot retrieve authentication info";
+/// What libpam answers when the only module of a stack returns PAM_IGNORE.
+const ONLY_IGNORED: &str = "Permission denied";
+const PROMPT: &str = "Verification code: ";
+
+fn assert_outcome(o: &Outcome, success: bool, pam_text: &str, user_line: &str) {
+    assert_eq!(o.success, success, "{o:#?}");
+    assert!(o.says(pam_text), "expected {pam_text:?}: {o:#?}");
+    assert!(o.says(user_line), "expected {user_line:?}: {o:#?}");
+}
+
+#[test]
+fn valid_code_passes_and_its_replay_is_refused() {
+    require_root();
+    let bus = Bus::start();
+    let _d = Daemon::start(&bus, "");
+    let user = test_user("otpg-pam-ok");
+    let e = enroll(&bus, &user.name);
+    let (svc, _f) = etc_pam_service("ok", &module_line(&format!("bus={}", bus.address)));
+
+    let code = oathtool_at(&e.secret, e.confirmed_at + 30);
+    let o = pamtester(&svc, &user.name, &code);
+    assert_outcome(&o, true, SUCCESS, PROMPT);
+
+    let o = pamtester(&svc, &user.name, &code);
+    assert_outcome(
+        &o,
+        false,
+        AUTH_ERR,
+        "That code was already used: wait for the next one.",
+    );
+}
+
+#[test]
+fn wrong_code_is_refused_with_attempts_left() {
+    require_root();
+    let bus = Bus::start();
+    let _d = Daemon::start(&bus, "");
+    let user = test_user("otpg-pam-wrong");
+    let e = enroll(&bus, &user.name);
+    let (svc, _f) = etc_pam_service("wrong", &module_line(&format!("bus={}", bus.address)));
+
+    let o = pamtester(&svc, &user.name, &wrong_code(&e.secret));
+    assert_outcome(&o, false, AUTH_ERR, "Wrong code. 4 attempts left.");
+    let o = pamtester(&svc, &user.name, &wrong_code(&e.secret));
+    assert_outcome(&o, false, AUTH_ERR, "Wrong code. 3 attempts left.");
+    // Nothing typed: refused without costing an attempt.
+    let o = pamtester(&svc, &user.name, "");
+    assert_outcome(&o, false, AUTH_ERR, "No code entered.");
+    // A custom prompt.
+    let (svc2, _f2) = etc_pam_service(
+        "prompt",
+        &module_line(&format!("bus={} [prompt=OTP please: ]", bus.address)),
+    );
+    let o = pamtester(&svc2, &user.name, &wrong_code(&e.secret));
+    assert_outcome(&o, false, AUTH_ERR, "OTP please: ");
+    assert!(!o.says(PROMPT), "{o:#?}");
+}
+
+#[test]
+fn too_many_wrong_codes_lock_without_prompting() {
+    require_root();
+    let bus = Bus::start();
+    let _d = Daemon::start(&bus, "[lockout]\nmax_failures = 2\nduration_secs = 600\n");
+    let user = test_user("otpg-pam-lock");
+    let e = enroll(&bus, &user.name);
+    let (svc, _f) = etc_pam_service("lock", &module_line(&format!("bus={}", bus.address)));
+
+    let o = pamtester(&svc, &user.name, &wrong_code(&e.secret));
+    assert_outcome(&o, false, AUTH_ERR, "Wrong code. 1 attempt left.");
+    // The failure that engages the lock says so at once.
+    let o = pamtester(&svc, &user.name, &wrong_code(&e.secret));
+    assert_outcome(
+        &o,
+        false,
+        AUTH_ERR,
+        "Wrong code. Too many wrong codes: locked until ",
+    );
+
+    // Locked: even the right code is not asked for.
+    let o = pamtester(
+        &svc,
+        &user.name,
+        &oathtool_at(&e.secret, e.confirmed_at + 30),
+    );
+    assert_outcome(&o, false, MAXTRIES, "Too many wrong codes: locked until ");
+    assert!(!o.says(PROMPT), "no prompt while locked: {o:#?}");
+}
+
+#[test]
+fn not_enrolled_needs_nullok() {
+    require_root();
+    let bus = Bus::start();
+    let _d = Daemon::start(&bus, "");
+    let user = test_user("otpg-pam-noenrol");
+    let plain = module_line(&format!("bus={}", bus.address));
+    let nullok = module_line(&format!("bus={} nullok", bus.address));
+
+    let (svc, _f) = etc_pam_service("strict", &plain);
+    let o = pamtester(&svc, &user.name, "");
+    assert_outcome(
+        &o,
+        false,
+        AUTH_ERR,
+        "No second factor is set up for this account",
+    );
+    assert!(!o.says(PROMPT), "{o:#?}");
+
+    // nullok: PAM_IGNORE. Alone in a stack that is libpam's "no verdict"...
+    let (svc, _f2) = etc_pam_service("nullok", &nullok);
+    let o = pamtester(&svc, &user.name, "");
+    assert_outcome(&o, false, ONLY_IGNORED, "");
+    assert!(!o.says(PROMPT) && !o.says("second factor"), "{o:#?}");
+    // ...and in a real stack the other modules decide.
+    let (svc, _f3) = etc_pam_service(
+        "nullok-stack",
+        &format!("{nullok}\nauth required pam_permit.so"),
+    );
+    let o = pamtester(&svc, &user.name, "");
+    assert_outcome(&o, true, SUCCESS, "");
+
+    // nullok does not excuse an enrolled user.
+    let e = enroll(&bus, &user.name);
+    let o = pamtester(&svc, &user.name, &wrong_code(&e.secret));
+    assert_outcome(&o, false, AUTH_ERR, "Wrong code.");
+}
+
+#[test]
+fn daemon_down_is_unavailable_fast_and_hung_daemon_within_timeout() {
+    require_root();
+    let bus = Bus::start();
+    let mut d = Daemon::start(&bus, "");
+    let user = test_user("otpg-pam-down");
+    let e = enroll(&bus, &user.name);
+    let code = oathtool_at(&e.secret, e.confirmed_at + 30);
+    let (svc, _f) = etc_pam_service(
+        "down",
+        &module_line(&format!("bus={} timeout=2", bus.address)),
+    );
+
+    // Hung (SIGSTOP): the module waits `timeout`, then gives up.
+    {
+        let _stopped = Stopped::stop(d.pid);
+        let o = pamtester(&svc, &user.name, &code);
+        eprintln!("hung daemon, timeout=2: answered in {:?}", o.elapsed);
+        assert_outcome(
+            &o,
+            false,
+            AUTHINFO_UNAVAIL,
+            "otpgate did not answer in time: second factor unavailable.",
+        );
+        assert!(
+            o.elapsed >= Duration::from_secs(2) && o.elapsed < Duration::from_secs(3),
+            "took {:?}",
+            o.elapsed
+        );
+    }
+
+    // Gone (the name has no owner): at once.
+    d.kill();
+    assert!(wait_until(Duration::from_secs(10), || !bus.has_owner(proto::BUS_NAME)));
+    let o = pamtester(&svc, &user.name, &code);
+    eprintln!("stopped daemon: answered in {:?}", o.elapsed);
+    assert_outcome(
+        &o,
+        false,
+        AUTHINFO_UNAVAIL,
+        "otpgate is not running: second factor unavailable.",
+    );
+    assert!(!o.says(PROMPT), "{o:#?}");
+    assert!(o.elapsed < Duration::from_secs(3), "took {:?}", o.elapsed);
+
+    // No bus at all.
+    let address = bus.address.clone();
+    drop(bus);
+    let (svc, _f2) = etc_pam_service("nobus", &module_line(&format!("bus={address}")));
+    let o = pamtester(&svc, &user.name, &code);
+    assert_outcome(
+        &o,
+        false,
+        AUTHINFO_UNAVAIL,
+        "otpgate is not running: second factor unavailable.",
+    );
+    assert!(o.elapsed < Duration::from_secs(3), "took {:?}", o.elapsed);
+}
+
+#[test]
+fn failmode_open_steps_aside_only_when_the_daemon_is_absent() {
+    require_root();
+    let bus = Bus::start();
+    let mut d = Daemon::start(&bus, "");
+    let user = test_user("otpg-pam-open");
+    let e = enroll(&bus, &user.name);
+    let open = module_line(&format!("bus={} failmode=open timeout=2", bus.address));
+    let (alone, _f) = etc_pam_service("open", &open);
+    let (stack, _f2) = etc_pam_service(
+        "open-stack",
+        &format!("{open}\nauth required pam_permit.so"),
+    );
+
+    // Daemon there: failmode=open changes nothing.
+    let o = pamtester(&stack, &user.name, &wrong_code(&e.secret));
+    assert_outcome(&o, false, AUTH_ERR, "Wrong code.");
+
+    // Hung: ignored after the timeout.
+    {
+        let _stopped = Stopped::stop(d.pid);
+        let o = pamtester(&alone, &user.name, "");
+        assert_outcome(&o, false, ONLY_IGNORED, "");
+        assert!(o.elapsed < Duration::from_secs(3), "took {:?}", o.elapsed);
+    }
+
+    // Gone: ignored, the rest of the stack lets the user in.
+    d.kill();
+    assert!(wait_until(Duration::from_secs(10), || !bus.has_owner(proto::BUS_NAME)));
+    let o = pamtester(&alone, &user.name, "");
+    assert_outcome(&o, false, ONLY_IGNORED, "");
+    assert!(!o.says("second factor unavailable"), "{o:#?}");
+    let o = pamtester(&stack, &user.name, "");
+    assert_outcome(&o, true, SUCCESS, "");
+}
+
+#[test]
+fn a_name_owned_by_a_non_root_process_is_never_believed() {
+    require_root();
+    // A bus on which anyone may own org.otpgate.Otpgate1, and a user's own
+    // service on it that answers "ok" to every code.
+    let bus = Bus::start_open();
+    let mallory = test_user("otpg-pam-mallory");
+    let victim = test_user("otpg-pam-victim");
+    let fake = FakeDaemon::start(&bus, Some(&mallory), "ok");
+
+    for args in ["", "failmode=open", "nullok failmode=open"] {
+        let (svc, _f) = etc_pam_service(
+            "impostor",
+            &format!(
+                "{}\nauth required pam_permit.so",
+                module_line(&format!("bus={} {args}", bus.address))
+            ),
+        );
+        let o = pamtester(&svc, &victim.name, "000000");
+        assert_outcome(
+            &o,
+            false,
+            AUTHINFO_UNAVAIL,
+            "otpgate is not run by root on this bus: second factor unavailable.",
+        );
+        assert!(!o.says(PROMPT), "{o:#?}");
+    }
+    drop(fake);
+
+    // Control: the same impostor run by root is believed, so it is the
+    // owner check above that refused it.
+    let _fake = FakeDaemon::start(&bus, None, "ok");
+    let (svc, _f) = etc_pam_service(
+        "impostor-root",
+        &module_line(&format!("bus={}", bus.address)),
+    );
+    let o = pamtester(&svc, &victim.name, "000000");
+    assert_outcome(&o, true, SUCCESS, PROMPT);
+}
+
+#[test]
+fn answers_outside_the_contract_are_refusals() {
+    require_root();
+    let bus = Bus::start_open();
+    let user = test_user("otpg-pam-garbled");
+    for answer in ["unknown-word", "wrong-type"] {
+        let _fake = FakeDaemon::start(&bus, None, answer);
+        let (svc, _f) = etc_pam_service(
+            "garbled",
+            &format!(
+                "{}\nauth required pam_permit.so",
+                module_line(&format!("bus={} failmode=open nullok", bus.address))
+            ),
+        );
+        let o = pamtester(&svc, &user.name, "123456");
+        assert_outcome(
+            &o,
+            false,
+            AUTH_ERR,
+            "otpgate gave an answer this login does not understand: refused.",
+        );
+    }
+}
+
+#[test]
+fn backup_code_passes_once_and_says_how_many_are_left() {
+    require_root();
+    let bus = Bus::start();
+    let _d = Daemon::start(&bus, "");
+    let user = test_user("otpg-pam-backup");
+    let e = enroll(&bus, &user.name);
+    let (svc, _f) = etc_pam_service("backup", &module_line(&format!("bus={}", bus.address)));
+    let left = e.backup_codes.len() - 1;
+
+    let o = pamtester(&svc, &user.name, &e.backup_codes[0]);
+    assert_outcome(
+        &o,
+        true,
+        SUCCESS,
+        &format!("Backup code accepted: {left} left."),
+    );
+    let o = pamtester(&svc, &user.name, &e.backup_codes[0]);
+    assert!(!o.success, "a backup code works once: {o:#?}");
+}
+
+#[test]
+fn unknown_options_are_ignored_and_bad_values_keep_safe_defaults() {
+    require_root();
+    let bus = Bus::start();
+    let _d = Daemon::start(&bus, "");
+    let user = test_user("otpg-pam-opts");
+    let e = enroll(&bus, &user.name);
+    let (svc, _f) = etc_pam_service(
+        "opts",
+        &module_line(&format!(
+            "frobnicate failmode=maybe timeout=abc bus={} debug",
+            bus.address
+        )),
+    );
+    let o = pamtester(
+        &svc,
+        &user.name,
+        &oathtool_at(&e.secret, e.confirmed_at + 30),
+    );
+    assert_outcome(&o, true, SUCCESS, PROMPT);
+}
