@@ -251,12 +251,14 @@ impl<P: PamIo> Flow<'_, P> {
         code
     }
 
+    /// The one line that says why a login was refused. Shown even under
+    /// `PAM_SILENT`, which sudo sets by default: without it a locked user
+    /// would only learn "incorrect password attempt" and keep trying.
     fn error(&mut self, text: &str) {
-        if !self.silent {
-            self.pam.error_msg(text);
-        }
+        self.pam.error_msg(text);
     }
 
+    /// Everything that is not a refusal is kept back under `PAM_SILENT`.
     fn info(&mut self, text: &str) {
         if !self.silent {
             self.pam.text_info(text);
@@ -746,14 +748,28 @@ mod tests {
     }
 
     #[test]
-    fn silent_flag_keeps_quiet_but_decides_the_same() {
+    fn silent_flag_hides_information_but_not_the_reason_for_a_refusal() {
+        let (opts, _) = Options::parse::<&str>(&[]);
         let d = daemon(code_required, || {
             verify_says(VerifyResult::Invalid, Info::default())
         });
         let mut pam = FakePam::new(Some("000000"));
-        let (opts, _) = Options::parse::<&str>(&[]);
         assert_eq!(authenticate(&mut pam, &d, &opts, true), PamCode::AuthErr);
-        assert!(pam.errors.is_empty());
+        assert_eq!(pam.errors, ["Wrong code."]);
+
+        let d = daemon(code_required, || {
+            verify_says(
+                VerifyResult::Ok,
+                Info {
+                    method_used: Some(MethodUsed::Backup),
+                    backup_codes_left: Some(4),
+                    ..Info::default()
+                },
+            )
+        });
+        let mut pam = FakePam::new(Some("abcd-efgh"));
+        assert_eq!(authenticate(&mut pam, &d, &opts, true), PamCode::Success);
+        assert!(pam.infos.is_empty());
     }
 
     #[test]
