@@ -224,3 +224,21 @@ fn cli_svg_qr_decodes_to_the_same_uri() {
     assert_eq!(zbar_decode(&pbm), s.uri);
     assert_eq!(zbar_decode_svg(&svg2, &dir), s.uri);
 }
+
+#[test]
+fn cli_disable_asks_the_user_for_a_code_on_a_terminal() {
+    let bus = Bus::start();
+    let _d = Daemon::start(&bus, "");
+    let max = test_user("otpgclix");
+    let me = As::User(&max);
+    let e = enroll(&bus, &max.name);
+
+    let mut tty = TtySession::start(&bus, me, &["disable"]);
+    tty.wait_for("Current code", 1);
+    tty.type_line(&e.backup_codes[0]);
+    let (code, out) = tty.finish();
+    assert_eq!(code, 0, "{}", plain(&out));
+    assert!(plain(&out).contains("removed"), "{}", plain(&out));
+    let st = otpgate(&bus, me, &["status", "--json"]).json();
+    assert_eq!(st["enrolled"], false);
+}
