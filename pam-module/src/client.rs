@@ -157,8 +157,9 @@ impl BusDaemon {
                 result
             });
             match bounded.await {
+                // A method timeout inside is the same deadline: say which.
+                Ok(Err(Error::TimedOut(_))) | Err(_) => Err(Error::TimedOut(self.timeout)),
                 Ok(result) => result,
-                Err(_) => Err(Error::TimedOut(self.timeout)),
             }
         })
     }
