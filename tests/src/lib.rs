@@ -365,6 +365,49 @@ impl Drop for Daemon {
     }
 }
 
+/// Runs `cmd` to completion with stdout and stderr captured, killing it
+/// (by pid) if it outlives `deadline`.
+pub fn output_within(cmd: &mut Command, deadline: Duration) -> std::process::Output {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    // Readers on threads, so a full pipe cannot stall the child.
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let t_out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut out, &mut v);
+        v
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut err, &mut v);
+        v
+    });
+    let end = Instant::now() + deadline;
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            break st;
+        }
+        if Instant::now() > end {
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+            let _ = child.wait();
+            panic!("{cmd:?} did not finish within {deadline:?}");
+        }
+        sleep(Duration::from_millis(5));
+    };
+    std::process::Output {
+        status,
+        stdout: t_out.join().unwrap_or_default(),
+        stderr: t_err.join().unwrap_or_default(),
+    }
+}
+
+/// How long one test client call may take before the test fails.
+pub const CALL_DEADLINE: Duration = Duration::from_secs(60);
+
 // ---- users -----------------------------------------------------------------
 
 pub struct TestUser {
@@ -458,6 +501,15 @@ pub fn oathtool(args: &[&str], secret_b32: &str) -> String {
         .expect("stdin")
         .write_all(format!("{secret_b32}\n").as_bytes())
         .expect("write secret");
+    let end = Instant::now() + CALL_DEADLINE;
+    while child.try_wait().expect("wait oathtool").is_none() {
+        if Instant::now() > end {
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+            let _ = child.wait();
+            panic!("oathtool did not finish in time");
+        }
+        sleep(Duration::from_millis(2));
+    }
     let out = child.wait_with_output().expect("oathtool output");
     assert!(
         out.status.success(),
@@ -531,10 +583,7 @@ pub fn call_as(
     };
     cmd.arg(&bus.address).arg(iface).arg(method).args(args);
     cmd.env_remove("DBUS_SYSTEM_BUS_ADDRESS");
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .expect("run otpgate-testcall");
+    let out = output_within(cmd.stdin(Stdio::null()), CALL_DEADLINE);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
         panic!(

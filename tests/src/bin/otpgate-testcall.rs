@@ -58,7 +58,11 @@ fn as_dict(m: &HashMap<String, String>) -> HashMap<&str, Variant<'_>> {
 }
 
 async fn call(address: &str, iface: &str, method: &str, a: &[String]) -> zbus::Result<Value> {
-    let conn = zbus::connection::Builder::address(address).build().await?;
+    // A hung daemon fails the call (and so the test) instead of hanging it.
+    let conn = zbus::connection::Builder::address(address)
+        .method_timeout(std::time::Duration::from_secs(30))
+        .build()
+        .await?;
     let arg = |i: usize| a.get(i).map(String::as_str).unwrap_or("");
     let result = match (iface, method) {
         ("Auth", "Challenge") => {
