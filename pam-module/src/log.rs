@@ -3,6 +3,8 @@
 //! `syslog(3)` keeps a socket open in the host. Each message goes over a
 //! socket of its own that is closed again at once. Codes are never logged.
 
+use std::path::{Path, PathBuf};
+
 use syslog::{Facility, Formatter3164};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -19,6 +21,8 @@ pub enum Level {
 pub struct Syslog {
     prefix: String,
     debug: bool,
+    /// The syslog socket; `None` is the system's (/dev/log).
+    socket: Option<PathBuf>,
 }
 
 impl Syslog {
@@ -26,7 +30,14 @@ impl Syslog {
         Syslog {
             prefix: format!("pam_otpgate({}:auth): ", service.unwrap_or("<unknown>")),
             debug,
+            socket: None,
         }
+    }
+
+    /// Logs to the datagram socket at `path` instead (tests).
+    pub fn to_socket(mut self, path: &Path) -> Syslog {
+        self.socket = Some(path.to_path_buf());
+        self
     }
 
     pub fn log(&self, level: Level, text: &str) {
@@ -41,7 +52,11 @@ impl Syslog {
         };
         // No syslog socket (a container, a test): nothing to do, and no reason
         // to fail a login over it.
-        let Ok(mut logger) = syslog::unix(formatter) else {
+        let logger = match &self.socket {
+            None => syslog::unix(formatter),
+            Some(path) => syslog::unix_custom(formatter, path),
+        };
+        let Ok(mut logger) = logger else {
             return;
         };
         let line = format!("{}{}", self.prefix, printable(text));
@@ -77,6 +92,36 @@ mod tests {
     #[test]
     fn control_characters_cannot_forge_lines() {
         assert_eq!(printable("bob\nfake: ok\x1b[2J"), "bob?fake: ok?[2J");
+    }
+
+    #[test]
+    fn messages_go_to_authpriv_with_the_module_and_service_named() {
+        let dir = std::env::temp_dir().join(format!("otpgate-pam-log-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("log");
+        let _ = std::fs::remove_file(&path);
+        let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        let log = Syslog::new(Some("sshd"), false).to_socket(&path);
+        log.log(Level::Notice, "user bob\nforged: wrong code");
+        log.log(Level::Debug, "not shown without debug");
+        log.log(Level::Err, "otpgated is not running");
+        let mut buf = [0u8; 1024];
+        let n = sock.recv(&mut buf).unwrap();
+        let first = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let n = sock.recv(&mut buf).unwrap();
+        let second = String::from_utf8_lossy(&buf[..n]).into_owned();
+        std::fs::remove_dir_all(&dir).unwrap();
+        // authpriv (10) * 8 + notice (5) = 85; + err (3) = 83.
+        assert!(first.starts_with("<85>"), "{first}");
+        assert!(
+            first.ends_with("pam_otpgate(sshd:auth): user bob?forged: wrong code"),
+            "{first}"
+        );
+        assert!(second.starts_with("<83>"), "{second}");
+        assert!(
+            second.contains(&format!("[{}]: ", std::process::id())),
+            "{second}"
+        );
     }
 
     #[test]
