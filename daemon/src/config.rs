@@ -179,6 +179,17 @@ pub struct LockoutConfig {
     pub max_failures: u32,
     /// 1 second to 604800 seconds (one week).
     pub duration_secs: u64,
+    /// Each lock after the first in a row (no success in between) lasts
+    /// twice as long as the one before, up to this cap: `duration_secs` to
+    /// 2592000 (30 days). Equal to `duration_secs`, locks do not grow.
+    pub max_duration_secs: u64,
+    /// Failed codes from one remote host (PAM's rhost), across all users,
+    /// within `source_window_secs` before that host is refused for the rest
+    /// of the window: 0 (off) to 100000. Logins without a remote host are
+    /// never limited this way.
+    pub source_max_failures: u32,
+    /// 1 to 86400 seconds.
+    pub source_window_secs: u64,
 }
 
 impl Default for LockoutConfig {
@@ -186,6 +197,9 @@ impl Default for LockoutConfig {
         LockoutConfig {
             max_failures: 5,
             duration_secs: 900,
+            max_duration_secs: 86_400,
+            source_max_failures: 50,
+            source_window_secs: 900,
         }
     }
 }
@@ -387,6 +401,9 @@ const SCHEMA: &[(&str, &[(&str, Kind)])] = &[
         &[
             ("max_failures", Kind::Integer),
             ("duration_secs", Kind::Integer),
+            ("max_duration_secs", Kind::Integer),
+            ("source_max_failures", Kind::Integer),
+            ("source_window_secs", Kind::Integer),
         ],
     ),
     ("backup_codes", &[("count", Kind::Integer)]),
@@ -446,6 +463,9 @@ struct RawTotp {
 struct RawLockout {
     max_failures: SInt,
     duration_secs: SInt,
+    max_duration_secs: SInt,
+    source_max_failures: SInt,
+    source_window_secs: SInt,
 }
 
 #[derive(Deserialize, Default)]
@@ -717,6 +737,13 @@ fn build(src: &Source<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
     let d = Config::default();
     let storage = build_storage(src, raw.storage, d.storage)?;
     let totp = build_totp(src, raw.totp, d.totp)?;
+    let duration_secs = src.int(
+        "lockout",
+        "duration_secs",
+        &raw.lockout.duration_secs,
+        1..=604_800,
+        d.lockout.duration_secs,
+    )?;
     let lockout = LockoutConfig {
         max_failures: src.int(
             "lockout",
@@ -725,12 +752,27 @@ fn build(src: &Source<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
             1..=100,
             d.lockout.max_failures,
         )?,
-        duration_secs: src.int(
+        duration_secs,
+        max_duration_secs: src.int(
             "lockout",
-            "duration_secs",
-            &raw.lockout.duration_secs,
-            1..=604_800,
-            d.lockout.duration_secs,
+            "max_duration_secs",
+            &raw.lockout.max_duration_secs,
+            duration_secs as i64..=2_592_000,
+            d.lockout.max_duration_secs.max(duration_secs),
+        )?,
+        source_max_failures: src.int(
+            "lockout",
+            "source_max_failures",
+            &raw.lockout.source_max_failures,
+            0..=100_000,
+            d.lockout.source_max_failures,
+        )?,
+        source_window_secs: src.int(
+            "lockout",
+            "source_window_secs",
+            &raw.lockout.source_window_secs,
+            1..=86_400,
+            d.lockout.source_window_secs,
         )?,
     };
     let backup_codes = BackupCodesConfig {

@@ -23,6 +23,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::crypto::{self, MasterKey};
 use crate::error::Error;
+use crate::lockout::{lock_duration, SourceLimiter};
 use crate::record::{Factor, Pending, TotpFactor, UserRecord, SECS_PER_DAY};
 use crate::store::Store;
 use crate::totp::{self, Params};
@@ -133,6 +134,7 @@ pub struct Engine {
     locks: UserLocks,
     blocking: tokio::runtime::Handle,
     inflight: AtomicUsize,
+    sources: SourceLimiter,
 }
 
 fn internal(e: impl std::fmt::Display) -> ServiceError {
@@ -179,6 +181,7 @@ impl Engine {
             locks: UserLocks::default(),
             blocking,
             inflight: AtomicUsize::new(0),
+            sources: SourceLimiter::default(),
         }
     }
 
@@ -411,6 +414,37 @@ impl Engine {
             return Ok(o);
         }
 
+        // Only root's callers (the PAM module in sshd, sudo, login) report
+        // a remote host worth trusting; a user's own caller could name any.
+        let source = if caller_uid == 0 {
+            ctx.rhost.as_str()
+        } else {
+            ""
+        };
+        if let Some(until) = self
+            .sources
+            .blocked_until(&self.config.lockout, source, now)
+        {
+            if dirty {
+                self.save(rec)?;
+            }
+            self.audit.event(
+                Level::Warning,
+                "verify-source-blocked",
+                &user,
+                ctx,
+                caller_uid,
+                "",
+            );
+            let mut o = VerifyOutcome::plain(
+                VerifyResult::Locked,
+                "Too many failed logins from this host: try again later.",
+            );
+            o.locked_until = until;
+            o.attempts_left = Some(0);
+            return Ok(o);
+        }
+
         let factor = rec
             .totp()
             .cloned()
@@ -485,11 +519,21 @@ impl Engine {
         rec.today(now).failures += 1;
         let locking = rec.failures >= max;
         if locking {
-            rec.locked_until = now + self.config.lockout.duration_secs;
             rec.lock_streak = rec.lock_streak.saturating_add(1);
+            rec.locked_until = now + lock_duration(&self.config.lockout, rec.lock_streak);
             rec.today(now).lockouts += 1;
         }
         self.save(rec)?;
+        if self.sources.failure(&self.config.lockout, source, now) {
+            self.audit.event(
+                Level::Warning,
+                "source-limited",
+                &user,
+                ctx,
+                caller_uid,
+                &format!("window_secs={}", self.config.lockout.source_window_secs),
+            );
+        }
         let event = if result == VerifyResult::Replayed {
             "verify-replayed"
         } else {

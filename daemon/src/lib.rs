@@ -15,6 +15,7 @@ pub mod crypto;
 pub mod engine;
 pub mod error;
 pub mod import;
+pub mod lockout;
 pub mod record;
 pub mod store;
 pub mod totp;

@@ -175,3 +175,74 @@ fn stats_count_the_last_thirty_days() {
     assert_eq!(st["successes"], 0);
     assert_eq!(st["failures"], 0);
 }
+
+fn verify_from(s: &Service, user: &str, code: &str, rhost: &str) -> (String, serde_json::Value) {
+    let ctx = format!(r#"{{"service":"sshd","rhost":"{rhost}"}}"#);
+    let v = call(&s.bus, "Auth", "Verify", &[user, code, &ctx]).ok();
+    (v[0].as_str().unwrap().to_string(), v[1].clone())
+}
+
+#[test]
+fn each_lock_in_a_row_lasts_twice_as_long_up_to_the_cap() {
+    let s = service("[lockout]\nmax_failures = 1\nduration_secs = 60\nmax_duration_secs = 200\n");
+    let u = test_user("otpgclock5");
+    let secret = s.enrol(&u.name);
+    let mut lengths = Vec::new();
+    for _ in 0..4 {
+        s.clock.advance(1);
+        let (r, info) = verify(&s.bus, &u.name, "000000");
+        assert_eq!(r, "invalid");
+        let until = info["locked_until"].as_u64().unwrap();
+        lengths.push(until - s.clock_now());
+        s.clock.set(until);
+    }
+    assert_eq!(lengths, [60, 120, 200, 200]);
+    // A success ends the streak: the next lock is short again.
+    s.clock.advance(30);
+    assert_eq!(
+        verify(&s.bus, &u.name, &oathtool_at(&secret, s.clock_now())).0,
+        "ok"
+    );
+    let (_, info) = verify(&s.bus, &u.name, "000000");
+    assert_eq!(info["locked_until"].as_u64().unwrap() - s.clock_now(), 60);
+}
+
+#[test]
+fn many_failures_from_one_host_slow_that_host_down_for_every_user() {
+    let s =
+        service("[lockout]\nmax_failures = 5\nsource_max_failures = 3\nsource_window_secs = 100\n");
+    let users: Vec<_> = ["otpgclock6", "otpgclock7", "otpgclock8"]
+        .iter()
+        .map(|n| {
+            let u = test_user(n);
+            let secret = s.enrol(&u.name);
+            (u.name, secret)
+        })
+        .collect();
+    s.clock.advance(30);
+    let attacker = "198.51.100.9";
+    for (name, _) in &users {
+        assert_eq!(verify_from(&s, name, "000000", attacker).0, "invalid");
+    }
+    // The host is refused now, even with a right code, for every user...
+    let (name, secret) = &users[0];
+    let right = oathtool_at(secret, s.clock_now());
+    let (r, info) = verify_from(&s, name, &right, attacker);
+    assert_eq!(r, "locked", "{info}");
+    assert_eq!(info["locked_until"], T0 + 30 + 100);
+    // ...without costing the user a try, and other hosts are not affected.
+    let st = call(&s.bus, "Manager", "Status", &[name]).ok();
+    assert_eq!(st["failures"], 1);
+    assert_eq!(verify_from(&s, name, &right, "203.0.113.5").0, "ok");
+    // Local logins (no rhost) are never limited by source.
+    let (name2, secret2) = &users[1];
+    assert_eq!(
+        verify(&s.bus, name2, &oathtool_at(secret2, s.clock_now())).0,
+        "ok"
+    );
+    // The window ends.
+    s.clock.advance(100);
+    let (name3, secret3) = &users[2];
+    let right3 = oathtool_at(secret3, s.clock_now());
+    assert_eq!(verify_from(&s, name3, &right3, attacker).0, "ok");
+}

@@ -1,0 +1,130 @@
+//! How long a lock lasts, and the per-source limit.
+//!
+//! Per user: `max_failures` consecutive failures lock the second factor;
+//! each lock after the first in a row (no success in between) lasts twice
+//! as long as the one before, up to `max_duration_secs`. The count, the
+//! lock and the streak live in the user's record, on disk.
+//!
+//! Per source: many failures from one remote host across many users (a
+//! password-spraying pattern the per-user lock cannot see) refuse that host
+//! for the rest of a fixed window. This counter is in memory: it is a brake
+//! on a flood, not a record that must survive restarts.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use crate::config::LockoutConfig;
+
+/// Duration of a lock that is the `streak`-th in a row (1 = the first).
+pub fn lock_duration(cfg: &LockoutConfig, streak: u32) -> u64 {
+    let doublings = streak.saturating_sub(1).min(63);
+    cfg.duration_secs
+        .checked_shl(doublings)
+        .filter(|d| d >> doublings == cfg.duration_secs)
+        .unwrap_or(u64::MAX)
+        .min(cfg.max_duration_secs)
+}
+
+/// Sources tracked at most; beyond it, entries whose window ended are
+/// dropped, then (a flood of distinct hosts) the oldest.
+const MAX_SOURCES: usize = 65_536;
+
+#[derive(Default)]
+pub struct SourceLimiter {
+    windows: Mutex<HashMap<String, (u64, u32)>>,
+}
+
+impl SourceLimiter {
+    /// If `source` is over its limit, the time its window ends.
+    pub fn blocked_until(&self, cfg: &LockoutConfig, source: &str, now: u64) -> Option<u64> {
+        if cfg.source_max_failures == 0 || source.is_empty() {
+            return None;
+        }
+        let map = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        let &(start, count) = map.get(source)?;
+        let end = start + cfg.source_window_secs;
+        (now < end && count >= cfg.source_max_failures).then_some(end)
+    }
+
+    /// Counts a failure from `source`; true if that reached the limit.
+    pub fn failure(&self, cfg: &LockoutConfig, source: &str, now: u64) -> bool {
+        if cfg.source_max_failures == 0 || source.is_empty() {
+            return false;
+        }
+        let mut map = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= MAX_SOURCES && !map.contains_key(source) {
+            map.retain(|_, (start, _)| now < *start + cfg.source_window_secs);
+            if map.len() >= MAX_SOURCES {
+                if let Some(oldest) = map
+                    .iter()
+                    .min_by_key(|(_, (s, _))| *s)
+                    .map(|(k, _)| k.clone())
+                {
+                    map.remove(&oldest);
+                }
+            }
+        }
+        let entry = map.entry(source.to_string()).or_insert((now, 0));
+        if now >= entry.0 + cfg.source_window_secs {
+            *entry = (now, 0);
+        }
+        entry.1 = entry.1.saturating_add(1);
+        entry.1 == cfg.source_max_failures
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> LockoutConfig {
+        LockoutConfig {
+            max_failures: 5,
+            duration_secs: 900,
+            max_duration_secs: 86_400,
+            source_max_failures: 3,
+            source_window_secs: 60,
+        }
+    }
+
+    #[test]
+    fn locks_double_up_to_the_cap() {
+        let c = cfg();
+        let d: Vec<u64> = (1..=10).map(|s| lock_duration(&c, s)).collect();
+        assert_eq!(
+            d,
+            [900, 1800, 3600, 7200, 14400, 28800, 57600, 86400, 86400, 86400]
+        );
+        assert_eq!(lock_duration(&c, 0), 900);
+        assert_eq!(lock_duration(&c, u32::MAX), 86400);
+        let flat = LockoutConfig {
+            max_duration_secs: 900,
+            ..c
+        };
+        assert_eq!(lock_duration(&flat, 5), 900);
+    }
+
+    #[test]
+    fn a_source_is_refused_for_the_rest_of_its_window() {
+        let c = cfg();
+        let l = SourceLimiter::default();
+        assert!(!l.failure(&c, "198.51.100.9", 1000));
+        assert!(!l.failure(&c, "198.51.100.9", 1001));
+        assert_eq!(l.blocked_until(&c, "198.51.100.9", 1002), None);
+        assert!(l.failure(&c, "198.51.100.9", 1002));
+        assert_eq!(l.blocked_until(&c, "198.51.100.9", 1003), Some(1060));
+        assert_eq!(l.blocked_until(&c, "203.0.113.1", 1003), None);
+        assert_eq!(l.blocked_until(&c, "198.51.100.9", 1060), None);
+        // Off for local logins and when configured off.
+        for _ in 0..10 {
+            l.failure(&c, "", 1000);
+        }
+        assert_eq!(l.blocked_until(&c, "", 1001), None);
+        let off = LockoutConfig {
+            source_max_failures: 0,
+            ..c
+        };
+        assert!(!l.failure(&off, "x", 1));
+        assert_eq!(l.blocked_until(&off, "198.51.100.9", 1003), None);
+    }
+}
