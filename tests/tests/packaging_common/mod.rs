@@ -1,0 +1,567 @@
+//! Shared by the packaging tests that install otpgate system-wide
+//! (`packaging/install.sh` and the Debian package): one at a time (a file
+//! lock), only on a machine where otpgate is not installed, and undone
+//! (uninstalled, purged, daemon stopped by pid, PAM files restored, a system
+//! bus they caused to start stopped) when the test ends, also when it fails.
+#![allow(dead_code)] // each test file uses a different part
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use nix::fcntl::{Flock, FlockArg};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use otpgate_tests::*;
+
+pub const PIDFILE: &str = "/run/otpgated.pid";
+pub const SYSTEM_BUS: &str = "unix:path=/run/dbus/system_bus_socket";
+pub const BUS_PIDFILE: &str = "/run/dbus/pid";
+/// A sysadmin's PATH: the tests call the installed programs by name.
+pub const ADMIN_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
+/// Installing, building a package, dpkg: generous for a shared 2-core CI.
+pub const STEP_DEADLINE: Duration = Duration::from_secs(180);
+
+pub fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the packaging tests install otpgate system-wide: run them as root (tests/run.sh)"
+    );
+}
+
+/// Serialises the tests that install into the system's paths, whichever
+/// test binary or runner they are in.
+pub struct SystemLock {
+    _lock: Flock<fs::File>,
+}
+
+pub fn system_lock() -> SystemLock {
+    fs::create_dir_all("/run/lock").expect("/run/lock");
+    let path = "/run/lock/otpgate-packaging-tests.lock";
+    let end = Instant::now() + Duration::from_secs(900);
+    let mut file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .expect("open the packaging test lock");
+    loop {
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => return SystemLock { _lock: lock },
+            Err((f, _)) => {
+                assert!(
+                    Instant::now() < end,
+                    "another packaging test held {path} for 15 minutes"
+                );
+                file = f;
+                sleep(Duration::from_millis(200));
+            }
+        }
+    }
+}
+
+/// The tests install, uninstall and purge otpgate: they must not run over a
+/// real installation or its state.
+pub fn require_clean_machine() {
+    let leftovers: Vec<&str> = [
+        "/usr/sbin/otpgated",
+        "/usr/bin/otpgate",
+        "/etc/otpgate",
+        "/var/lib/otpgate",
+        "/usr/share/otpgate",
+        PIDFILE,
+    ]
+    .into_iter()
+    .filter(|p| Path::new(p).exists())
+    .collect();
+    let pkg = dpkg_status("otpgate");
+    assert!(
+        leftovers.is_empty() && pkg.is_none(),
+        "otpgate is already installed on this machine ({leftovers:?}, dpkg: {pkg:?}); the packaging \
+         tests install and purge it and will not touch a real installation. Remove it first with \
+         `packaging/install.sh --uninstall --purge` or `dpkg -P otpgate`."
+    );
+}
+
+/// dpkg's status line of a package ("install ok installed", "deinstall ok
+/// config-files"), None if dpkg does not know it.
+pub fn dpkg_status(pkg: &str) -> Option<String> {
+    let out = Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", pkg])
+        .stdin(Stdio::null())
+        .output()
+        .expect("dpkg-query");
+    let s = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (out.status.success() && !s.is_empty() && !s.ends_with("not-installed")).then_some(s)
+}
+
+/// What a command printed (stdout and stderr together, in order) and how
+/// it ended.
+#[derive(Debug)]
+pub struct Ran {
+    pub ok: bool,
+    pub code: Option<i32>,
+    pub out: String,
+}
+
+/// Runs `cmd` with `input` on stdin and its output going to a file, not a
+/// pipe: install scripts start daemons that could otherwise hold a pipe
+/// open. Killed (by pid) after `deadline`.
+pub fn try_run(cmd: &mut Command, input: &str, deadline: Duration) -> Result<Ran, String> {
+    let dir = TestDir::new("pkg-run");
+    let out_path = dir.join("out");
+    let out = fs::File::create(&out_path).map_err(|e| e.to_string())?;
+    let err = out.try_clone().map_err(|e| e.to_string())?;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(input.as_bytes());
+    }
+    let end = Instant::now() + deadline;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(st)) => break st,
+            Ok(None) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+        if Instant::now() > end {
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+            let _ = child.wait();
+            return Err(format!(
+                "{cmd:?} did not finish within {deadline:?}; it printed:\n{}",
+                fs::read_to_string(&out_path).unwrap_or_default()
+            ));
+        }
+        sleep(Duration::from_millis(10));
+    };
+    Ok(Ran {
+        ok: status.success(),
+        code: status.code(),
+        out: fs::read_to_string(&out_path).unwrap_or_default(),
+    })
+}
+
+pub fn run(cmd: &mut Command) -> Ran {
+    try_run(cmd, "", STEP_DEADLINE).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Runs and asserts success.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let r = run(cmd);
+    assert!(r.ok, "{cmd:?} failed ({:?}):\n{}", r.code, r.out);
+    r.out
+}
+
+/// A command as an administrator types it: the real system bus (not a
+/// test bus from the environment) and a plain PATH.
+pub fn admin(program: &str) -> Command {
+    let mut c = Command::new(program);
+    c.env("PATH", ADMIN_PATH)
+        .env_remove("DBUS_SYSTEM_BUS_ADDRESS")
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("OTPGATE_BIN_DIR");
+    c
+}
+
+/// `runuser -u USER -- ARGS…` with an administrator's environment.
+pub fn as_user(user: &str, args: &[&str]) -> Command {
+    let mut c = admin("runuser");
+    c.args(["-u", user, "--"]).args(args);
+    c
+}
+
+// ---- processes and the system bus --------------------------------------------
+
+pub fn comm(pid: i32) -> Option<String> {
+    fs::read_to_string(format!("/proc/{pid}/comm"))
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+/// Whether `pid` runs (a zombie does not count).
+pub fn pid_alive(pid: i32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .map(|(_, rest)| !rest.starts_with('Z'))
+            .unwrap_or(false),
+        Err(_) => false,
+    }
+}
+
+fn pid_in(file: &str, name: &str) -> Option<i32> {
+    let pid: i32 = fs::read_to_string(file).ok()?.trim().parse().ok()?;
+    (pid_alive(pid) && comm(pid).as_deref() == Some(name)).then_some(pid)
+}
+
+/// The otpgated named by /run/otpgated.pid, if it runs.
+pub fn daemon_pid() -> Option<i32> {
+    pid_in(PIDFILE, "otpgated")
+}
+
+/// The system bus named by /run/dbus/pid, if it runs.
+pub fn system_bus_pid() -> Option<i32> {
+    pid_in(BUS_PIDFILE, "dbus-daemon")
+}
+
+/// SIGTERM, then SIGKILL after `grace`; true once the process is gone.
+pub fn stop_pid(pid: i32, grace: Duration) -> bool {
+    let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+    if wait_until(grace, || !pid_alive(pid)) {
+        return true;
+    }
+    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    wait_until(Duration::from_secs(5), || !pid_alive(pid))
+}
+
+/// The uid owning `name` on the system bus, None if nobody owns it.
+pub fn system_name_owner_uid(name: &str) -> Option<u32> {
+    let name = name.to_string();
+    zruntime::block_on(async move {
+        let conn = zbus::connection::Builder::address(SYSTEM_BUS)
+            .build()
+            .await
+            .ok()?;
+        let proxy = zbus::fdo::DBusProxy::new(&conn).await.ok()?;
+        let bus_name = zbus::names::BusName::try_from(name.as_str()).ok()?;
+        let uid = proxy.get_connection_unix_user(bus_name).await.ok();
+        let _ = conn.close().await;
+        uid
+    })
+}
+
+/// Stops, when dropped, a system bus that was not running when the guard
+/// was made (the installers start one on machines without systemd).
+pub struct SystemBusGuard {
+    was_running: bool,
+}
+
+impl SystemBusGuard {
+    pub fn new() -> SystemBusGuard {
+        SystemBusGuard {
+            was_running: system_bus_pid().is_some(),
+        }
+    }
+}
+
+impl Drop for SystemBusGuard {
+    fn drop(&mut self) {
+        if self.was_running {
+            return;
+        }
+        if let Some(pid) = system_bus_pid() {
+            if stop_pid(pid, Duration::from_secs(5)) {
+                let _ = fs::remove_file(BUS_PIDFILE);
+                let _ = fs::remove_file("/run/dbus/system_bus_socket");
+            }
+        }
+    }
+}
+
+/// Stops (by the pid in /run/otpgated.pid) an otpgated left running when
+/// the guard drops.
+pub struct DaemonReaper;
+
+impl Drop for DaemonReaper {
+    fn drop(&mut self) {
+        if let Some(pid) = daemon_pid() {
+            stop_pid(pid, Duration::from_secs(15));
+            let _ = fs::remove_file(PIDFILE);
+        }
+    }
+}
+
+/// Files restored byte for byte when the guard drops: /etc/pam.d/common-*
+/// and pam-auth-update's state in /var/lib/pam.
+pub struct PamBackup {
+    files: Vec<(PathBuf, Vec<u8>, u32)>,
+}
+
+impl PamBackup {
+    pub fn new() -> PamBackup {
+        let mut files = Vec::new();
+        for dir in ["/etc/pam.d", "/var/lib/pam"] {
+            let Ok(entries) = fs::read_dir(dir) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let p = e.path();
+                let name = e.file_name().to_string_lossy().to_string();
+                if dir == "/etc/pam.d" && !name.starts_with("common-") {
+                    continue;
+                }
+                if let (Ok(bytes), Ok(meta)) = (fs::read(&p), fs::metadata(&p)) {
+                    if meta.is_file() {
+                        files.push((p, bytes, meta.mode() & 0o7777));
+                    }
+                }
+            }
+        }
+        assert!(
+            files
+                .iter()
+                .any(|(p, _, _)| p == Path::new("/etc/pam.d/common-auth")),
+            "/etc/pam.d/common-auth is missing (libpam-runtime)"
+        );
+        PamBackup { files }
+    }
+
+    /// The files that are no longer as they were.
+    pub fn changed(&self) -> Vec<PathBuf> {
+        self.files
+            .iter()
+            .filter(|(p, bytes, _)| fs::read(p).ok().as_ref() != Some(bytes))
+            .map(|(p, _, _)| p.clone())
+            .collect()
+    }
+}
+
+impl Drop for PamBackup {
+    fn drop(&mut self) {
+        for (p, bytes, mode) in &self.files {
+            if fs::read(p).ok().as_ref() != Some(bytes) {
+                let _ = fs::write(p, bytes);
+                let _ = fs::set_permissions(p, fs::Permissions::from_mode(*mode));
+            }
+        }
+    }
+}
+
+/// A file of the test's own under /etc (a PAM service), removed on drop.
+pub struct OwnFile(pub PathBuf);
+
+impl OwnFile {
+    pub fn write(path: impl Into<PathBuf>, text: &str) -> OwnFile {
+        let path = path.into();
+        assert!(!path.exists(), "{} exists already", path.display());
+        fs::write(&path, text).expect("write own file");
+        OwnFile(path)
+    }
+}
+
+impl Drop for OwnFile {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
+}
+
+// ---- what is on disk -----------------------------------------------------------
+
+/// The directory holding pam_unix.so, found by looking (independently of
+/// packaging/pam-dir.sh, which the installers use).
+pub fn pam_unix_dir() -> PathBuf {
+    let mut candidates = Vec::new();
+    for base in ["/lib", "/usr/lib", "/lib64", "/usr/lib64"] {
+        candidates.push(PathBuf::from(base).join("security"));
+        if let Ok(entries) = fs::read_dir(base) {
+            for e in entries.flatten() {
+                candidates.push(e.path().join("security"));
+            }
+        }
+    }
+    candidates
+        .into_iter()
+        .find(|d| d.join("pam_unix.so").exists())
+        .expect("no directory with pam_unix.so")
+}
+
+/// Asserts a regular file owned by root with exactly `mode`.
+pub fn assert_root_file(path: &str, mode: u32) {
+    let meta = fs::symlink_metadata(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    assert!(meta.is_file(), "{path} is not a regular file");
+    assert_eq!(meta.uid(), 0, "{path} is not owned by root");
+    assert_eq!(
+        meta.mode() & 0o7777,
+        mode,
+        "{path} has mode {:04o}, expected {mode:04o}",
+        meta.mode() & 0o7777
+    );
+}
+
+pub fn assert_root_dir(path: &str, mode: u32) {
+    let meta = fs::symlink_metadata(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    assert!(meta.is_dir(), "{path} is not a directory");
+    assert_eq!(meta.uid(), 0, "{path} is not owned by root");
+    assert_eq!(
+        meta.mode() & 0o7777,
+        mode,
+        "{path} has mode {:04o}, expected {mode:04o}",
+        meta.mode() & 0o7777
+    );
+}
+
+/// Every file and its mode that an installation puts outside /etc and /var
+/// (the same set for install.sh and the .deb), plus the man pages and
+/// completions that exist in packaging/.
+pub fn installed_files() -> Vec<(String, u32)> {
+    let pkg = repo_root().join("packaging");
+    let pam = pam_unix_dir().join("pam_otpgate.so");
+    let mut files: Vec<(String, u32)> = vec![
+        ("/usr/sbin/otpgated".into(), 0o755),
+        ("/usr/bin/otpgate".into(), 0o755),
+        (pam.display().to_string(), 0o644),
+        ("/usr/libexec/otpgate/otpgated-ctl".into(), 0o755),
+        (
+            "/usr/share/dbus-1/system.d/org.otpgate.Otpgate1.conf".into(),
+            0o644,
+        ),
+        (
+            "/usr/share/dbus-1/system-services/org.otpgate.Otpgate1.service".into(),
+            0o644,
+        ),
+        ("/lib/systemd/system/otpgated.service".into(), 0o644),
+        ("/usr/share/pam-configs/otpgate".into(), 0o644),
+    ];
+    for (src, dest) in [
+        (
+            "completions/otpgate.bash",
+            "/usr/share/bash-completion/completions/otpgate",
+        ),
+        (
+            "completions/_otpgate",
+            "/usr/share/zsh/vendor-completions/_otpgate",
+        ),
+        (
+            "completions/otpgate.fish",
+            "/usr/share/fish/vendor_completions.d/otpgate.fish",
+        ),
+    ] {
+        if pkg.join(src).exists() {
+            files.push((dest.into(), 0o644));
+        }
+    }
+    for page in man_pages() {
+        files.push((format!("/usr/share/man/man1/{page}.gz"), 0o644));
+    }
+    files
+}
+
+/// The names of packaging/man/*.1.
+pub fn man_pages() -> BTreeSet<String> {
+    fs::read_dir(repo_root().join("packaging/man"))
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .filter(|n| n.ends_with(".1"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Asserts the installed files, their modes, the man pages' contents (they
+/// decompress to packaging/man's) and that the binaries are the ones given.
+pub fn assert_installed_files() {
+    for (path, mode) in installed_files() {
+        assert_root_file(&path, mode);
+    }
+    for page in man_pages() {
+        let gz = format!("/usr/share/man/man1/{page}.gz");
+        let out = Command::new("gzip")
+            .args(["-dc", &gz])
+            .output()
+            .expect("gzip");
+        assert!(out.status.success(), "{gz} is not gzip");
+        assert_eq!(
+            out.stdout,
+            fs::read(repo_root().join("packaging/man").join(&page)).expect("man page"),
+            "{gz} differs from packaging/man/{page}"
+        );
+    }
+    // The configuration directory, the key and the state directory.
+    assert_root_dir("/etc/otpgate", 0o755);
+    assert_root_file("/etc/otpgate/otpgate.toml", 0o644);
+    assert_root_file("/etc/otpgate/master.key", 0o400);
+    assert_eq!(
+        fs::metadata("/etc/otpgate/master.key").expect("key").len(),
+        32,
+        "the master key is not 32 bytes"
+    );
+    assert_root_dir("/var/lib/otpgate", 0o700);
+}
+
+/// Asserts that nothing of `installed_files()` is left.
+pub fn assert_files_gone() {
+    let left: Vec<String> = installed_files()
+        .into_iter()
+        .map(|(p, _)| p)
+        .filter(|p| Path::new(p).exists())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+/// The daemon runs from /run/otpgated.pid, owns its name on the system bus
+/// as root; returns its pid.
+pub fn assert_daemon_serving() -> i32 {
+    let pid = daemon_pid().unwrap_or_else(|| {
+        panic!(
+            "no otpgated from {PIDFILE}; its log:\n{}",
+            fs::read_to_string("/var/log/otpgated.log").unwrap_or_default()
+        )
+    });
+    assert_eq!(
+        fs::read_link(format!("/proc/{pid}/exe"))
+            .expect("exe")
+            .display()
+            .to_string(),
+        "/usr/sbin/otpgated",
+        "the running otpgated is not the installed one"
+    );
+    assert_eq!(
+        system_name_owner_uid(proto::BUS_NAME),
+        Some(0),
+        "{} is not owned by root on the system bus",
+        proto::BUS_NAME
+    );
+    assert_root_file("/var/log/otpgated.log", 0o600);
+    pid
+}
+
+/// The daemon is gone and nobody owns its name.
+pub fn assert_daemon_stopped(old_pid: i32) {
+    assert!(
+        wait_until(Duration::from_secs(20), || !pid_alive(old_pid)),
+        "otpgated (pid {old_pid}) still runs"
+    );
+    assert!(!Path::new(PIDFILE).exists(), "{PIDFILE} is left behind");
+    assert!(
+        wait_until(Duration::from_secs(10), || system_name_owner_uid(
+            proto::BUS_NAME
+        )
+        .is_none()),
+        "{} still has an owner",
+        proto::BUS_NAME
+    );
+}
+
+/// `otpgate enroll --json` as a normal user: {"uri", "secret", …}.
+pub fn enroll_as(user: &str) -> serde_json::Value {
+    let out = run_ok(&mut as_user(user, &["otpgate", "enroll", "--json"]));
+    let v: serde_json::Value = serde_json::from_str(out.trim())
+        .unwrap_or_else(|e| panic!("enroll --json printed no JSON ({e}): {out}"));
+    let uri = v["uri"].as_str().expect("uri");
+    assert!(
+        uri.starts_with("otpauth://totp/") && uri.contains(user),
+        "bad uri {uri}"
+    );
+    assert!(
+        v["secret"].as_str().is_some_and(|s| s.len() >= 16),
+        "no secret in {v}"
+    );
+    v
+}
+
+/// `otpgate status --json` as root for `user`.
+pub fn status_of(user: &str) -> serde_json::Value {
+    let out = run_ok(admin("otpgate").args(["status", "--user", user, "--json"]));
+    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("status --json ({e}): {out}"))
+}
