@@ -12,7 +12,7 @@ use zbus::{Connection, OwnedVariant};
 use zeroize::Zeroizing;
 
 use crate::authz::Caller;
-use crate::engine::{Context, Engine, Status};
+use crate::engine::{Context, Engine, Enrollment, Status};
 
 type Dict = HashMap<String, OwnedVariant>;
 
@@ -172,25 +172,16 @@ impl Manager {
         options: Dict,
     ) -> Result<Dict, ServiceError> {
         let caller = self.0.caller(&hdr).await?;
-        let mut method = None;
+        let text = |key: &str, value: &OwnedVariant| {
+            <&str>::try_from(value).map(str::to_owned).map_err(|_| {
+                ServiceError::InvalidArgument(format!("option {key:?} must be a string"))
+            })
+        };
+        let (mut method, mut address) = (None, None);
         for (key, value) in &options {
             match key.as_str() {
-                enroll::METHOD => {
-                    method = Some(
-                        <&str>::try_from(value)
-                            .map_err(|_| {
-                                ServiceError::InvalidArgument(
-                                    "option \"method\" must be a string".into(),
-                                )
-                            })?
-                            .to_string(),
-                    )
-                }
-                enroll::EMAIL => {
-                    return Err(ServiceError::InvalidArgument(
-                        "the e-mail method is not available in this build".into(),
-                    ))
-                }
+                enroll::METHOD => method = Some(text(key, value)?),
+                enroll::EMAIL => address = Some(text(key, value)?),
                 other => {
                     return Err(ServiceError::InvalidArgument(format!(
                         "unknown enrolment option {:?}",
@@ -199,12 +190,30 @@ impl Manager {
                 }
             }
         }
-        let e = self.0.engine.enroll(&caller, &user, method).await?;
-        Ok(HashMap::from([
-            (enroll::URI.into(), vs(&e.uri)),
-            (enroll::SECRET.into(), vs(&e.secret)),
-            (enroll::EXPIRES.into(), v(e.expires)),
-        ]))
+        Ok(
+            match self
+                .0
+                .engine
+                .enroll(&caller, &user, method, address)
+                .await?
+            {
+                Enrollment::Totp {
+                    uri,
+                    secret,
+                    expires,
+                } => HashMap::from([
+                    (enroll::METHOD.into(), vs("totp")),
+                    (enroll::URI.into(), vs(&uri)),
+                    (enroll::SECRET.into(), vs(&secret)),
+                    (enroll::EXPIRES.into(), v(expires)),
+                ]),
+                Enrollment::Email { sent_to, expires } => HashMap::from([
+                    (enroll::METHOD.into(), vs("email")),
+                    (enroll::SENT_TO.into(), vs(&sent_to)),
+                    (enroll::EXPIRES.into(), v(expires)),
+                ]),
+            },
+        )
     }
 
     async fn confirm(

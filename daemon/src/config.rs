@@ -236,12 +236,20 @@ impl Default for AccessConfig {
     }
 }
 
-/// `[email]`: parsed and typed, but the e-mail factor itself is not in this
-/// build, so [`Config::parse`] refuses a set `smtp_url`.
+/// `[email]`: the e-mail factor, on when `smtp_url` is set.
 #[derive(Clone, PartialEq, Eq)]
 pub struct EmailConfig {
-    /// May hold SMTP credentials, so `Debug` does not print it.
+    /// `smtp://HOST[:PORT]` (add `?tls=required` for STARTTLS) or
+    /// `smtps://HOST[:PORT]` (TLS from the start). A user name may be in
+    /// the URL; a password may not (it goes in `password_file`). `Debug`
+    /// does not print it all the same.
     pub smtp_url: Option<String>,
+    /// SMTP user name, if the server wants authentication.
+    pub username: Option<String>,
+    /// Root-only file holding the SMTP password (absolute path).
+    pub password_file: Option<PathBuf>,
+    /// 1 to 60 seconds for one delivery to the SMTP server.
+    pub timeout_secs: u64,
     /// Sender address: contains `@`, no white space or control characters.
     pub from: Option<String>,
     /// 30 to 3600 seconds.
@@ -254,6 +262,9 @@ impl Default for EmailConfig {
     fn default() -> Self {
         EmailConfig {
             smtp_url: None,
+            username: None,
+            password_file: None,
+            timeout_secs: 10,
             from: None,
             code_ttl_secs: 300,
             resend_cooldown_secs: 60,
@@ -265,6 +276,9 @@ impl fmt::Debug for EmailConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EmailConfig")
             .field("smtp_url", &self.smtp_url.as_ref().map(|_| "<redacted>"))
+            .field("username", &self.username)
+            .field("password_file", &self.password_file)
+            .field("timeout_secs", &self.timeout_secs)
             .field("from", &self.from)
             .field("code_ttl_secs", &self.code_ttl_secs)
             .field("resend_cooldown_secs", &self.resend_cooldown_secs)
@@ -412,6 +426,9 @@ const SCHEMA: &[(&str, &[(&str, Kind)])] = &[
         "email",
         &[
             ("smtp_url", Kind::String),
+            ("username", Kind::String),
+            ("password_file", Kind::String),
+            ("timeout_secs", Kind::Integer),
             ("from", Kind::String),
             ("code_ttl_secs", Kind::Integer),
             ("resend_cooldown_secs", Kind::Integer),
@@ -484,6 +501,9 @@ struct RawAccess {
 #[serde(deny_unknown_fields)]
 struct RawEmail {
     smtp_url: SStr,
+    username: SStr,
+    password_file: SStr,
+    timeout_secs: SInt,
     from: SStr,
     code_ttl_secs: SInt,
     resend_cooldown_secs: SInt,
@@ -937,13 +957,59 @@ fn build_email(
     raw: RawEmail,
     d: EmailConfig,
 ) -> Result<EmailConfig, ConfigError> {
-    if let Some(v) = &raw.smtp_url {
-        return src.invalid(
-            v.span().start,
-            "[email] smtp_url".to_owned(),
-            "the e-mail factor is not available in this build yet; remove smtp_url",
-        );
-    }
+    let smtp_url = match &raw.smtp_url {
+        None => None,
+        Some(v) => {
+            let u = v.get_ref();
+            // Never echo the URL: it may carry credentials.
+            let rest = u
+                .strip_prefix("smtp://")
+                .or_else(|| u.strip_prefix("smtps://"));
+            let Some(rest) = rest else {
+                return src.invalid(
+                    v.span().start,
+                    "[email] smtp_url".to_owned(),
+                    "must start with smtp:// (STARTTLS with ?tls=required) or smtps://",
+                );
+            };
+            let authority = rest.split(['/', '?']).next().unwrap_or("");
+            if let Some((userinfo, _)) = authority.rsplit_once('@') {
+                if userinfo.contains(':') {
+                    return src.invalid(
+                        v.span().start,
+                        "[email] smtp_url".to_owned(),
+                        "must not hold a password: put it in a root-only file named by password_file",
+                    );
+                }
+            }
+            if authority.rsplit('@').next().unwrap_or("").is_empty()
+                || u.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                return src.invalid(
+                    v.span().start,
+                    "[email] smtp_url".to_owned(),
+                    "must name a mail server: smtp://HOST[:PORT] or smtps://HOST[:PORT]",
+                );
+            }
+            Some(u.clone())
+        }
+    };
+    let password_file = match raw.password_file {
+        None => None,
+        Some(v) => {
+            let p = PathBuf::from(v.get_ref());
+            if !p.is_absolute() {
+                return src.invalid(
+                    v.span().start,
+                    format!("[email] password_file = \"{}\"", printable(v.get_ref())),
+                    "must be an absolute path",
+                );
+            }
+            Some(p)
+        }
+    };
+    let username = raw.username.map(|v| v.into_inner());
+    let from_span = raw.from.as_ref().map(|v| v.span().start);
     let from = match raw.from {
         None => None,
         Some(v) => {
@@ -958,8 +1024,30 @@ fn build_email(
             Some(v.into_inner())
         }
     };
+    if let (Some(_), None) = (&smtp_url, &from) {
+        let at = raw
+            .smtp_url
+            .as_ref()
+            .map(|v| v.span().start)
+            .or(from_span)
+            .unwrap_or(0);
+        return src.invalid(
+            at,
+            "[email] from".to_owned(),
+            "is required with smtp_url: the sender address of the codes",
+        );
+    }
     Ok(EmailConfig {
-        smtp_url: None,
+        smtp_url,
+        username,
+        password_file,
+        timeout_secs: src.int(
+            "email",
+            "timeout_secs",
+            &raw.timeout_secs,
+            1..=60,
+            d.timeout_secs,
+        )?,
         from,
         code_ttl_secs: src.int(
             "email",
@@ -1327,15 +1415,28 @@ resend_cooldown_secs = 0
     }
 
     #[test]
-    fn smtp_is_refused_for_now_without_echoing_the_url() {
+    fn smtp_urls_are_checked_without_echoing_them() {
         let m = err("[email]\nfrom = \"a@b.c\"\nsmtp_url = \"smtp://u:hunter2@127.0.0.1:25\"\n");
         assert!(
             m.starts_with(&format!(
-                "{FILE}:3: [email] smtp_url: the e-mail factor is not available in this build yet"
+                "{FILE}:3: [email] smtp_url: must not hold a password"
             )),
             "{m}"
         );
         assert!(!m.contains("hunter2"), "{m}");
+        let m = err("[email]\nfrom = \"a@b.c\"\nsmtp_url = \"http://mx\"\n");
+        assert!(m.contains("must start with smtp://"), "{m}");
+        let m = err("[email]\nsmtp_url = \"smtp://mx\"\n");
+        assert!(m.contains("[email] from: is required with smtp_url"), "{m}");
+        let c = parse(
+            "[email]\nsmtp_url = \"smtps://otp@mx.example.org:465\"\nfrom = \"otp@example.org\"\npassword_file = \"/etc/otpgate/smtp-password\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.email.smtp_url.as_deref(),
+            Some("smtps://otp@mx.example.org:465")
+        );
+        assert_eq!(c.email.timeout_secs, 10);
     }
 
     #[test]

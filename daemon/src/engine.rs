@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
-use otpgate_proto::{ChallengeState, MethodUsed, ServiceError, VerifyResult};
+use otpgate_proto::{ChallengeState, Method, MethodUsed, ServiceError, VerifyResult};
 use zeroize::Zeroizing;
 
 use crate::audit::{Audit, Level};
@@ -22,9 +22,12 @@ use crate::backup;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::crypto::{self, MasterKey};
+use crate::email::{self, Mailer, Purpose};
 use crate::error::Error;
 use crate::lockout::{lock_duration, SourceLimiter};
-use crate::record::{Factor, Pending, TotpFactor, UserRecord, SECS_PER_DAY};
+use crate::record::{
+    EmailCode, EmailFactor, Factor, Pending, TotpFactor, UserRecord, SECS_PER_DAY,
+};
 use crate::store::Store;
 use crate::totp::{self, Params};
 
@@ -88,11 +91,38 @@ pub struct Status {
     pub failures: u32,
 }
 
-pub struct Enrollment {
-    pub uri: Zeroizing<String>,
-    pub secret: Zeroizing<String>,
-    pub expires: u64,
+/// What Enroll hands back: for TOTP the URI and secret (the only time
+/// they leave the daemon), for e-mail where the confirmation code went.
+pub enum Enrollment {
+    Totp {
+        uri: Zeroizing<String>,
+        secret: Zeroizing<String>,
+        expires: u64,
+    },
+    Email {
+        sent_to: String,
+        expires: u64,
+    },
 }
+
+/// A code to mail once the user's lock is released, and the answer to
+/// give when it is sent.
+struct Mail<T> {
+    address: String,
+    code: Zeroizing<String>,
+    hash: Vec<u8>,
+    answer: T,
+}
+
+enum Prepared<T> {
+    Answer(T),
+    Mail(Mail<T>),
+}
+
+/// Mails to one user per hour, at most.
+pub const EMAIL_SENDS_PER_HOUR: usize = 5;
+/// E-mailed codes are always six digits.
+pub const EMAIL_CODE_DIGITS: usize = 6;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -135,6 +165,15 @@ pub struct Engine {
     blocking: tokio::runtime::Handle,
     inflight: AtomicUsize,
     sources: SourceLimiter,
+    mailer: Option<Mailer>,
+}
+
+/// This host's name, as shown in authenticator apps and mail subjects.
+pub fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 fn internal(e: impl std::fmt::Display) -> ServiceError {
@@ -167,10 +206,7 @@ impl Engine {
         audit: Audit,
         blocking: tokio::runtime::Handle,
     ) -> Engine {
-        let hostname = nix::unistd::gethostname()
-            .ok()
-            .and_then(|h| h.into_string().ok())
-            .unwrap_or_else(|| "localhost".into());
+        let hostname = hostname();
         Engine {
             config,
             store,
@@ -182,7 +218,14 @@ impl Engine {
             blocking,
             inflight: AtomicUsize::new(0),
             sources: SourceLimiter::default(),
+            mailer: None,
         }
+    }
+
+    /// Turns the e-mail factor on (see `Mailer::from_config`).
+    pub fn with_mailer(mut self, mailer: Option<Mailer>) -> Engine {
+        self.mailer = mailer;
+        self
     }
 
     pub fn config(&self) -> &Config {
@@ -323,37 +366,215 @@ impl Engine {
         ctx: Context,
     ) -> Result<ChallengeOutcome, ServiceError> {
         self.authorize(caller, Interface::Auth, Some(user))?;
-        let user = user.to_string();
-        self.run(None, move |e| e.challenge_now(&user, &ctx)).await
+        let (u, uid) = (user.to_string(), caller.uid);
+        let c = ctx.clone();
+        let prepared = self
+            .run(Some(user), move |e| e.challenge_locked(&u, &c, uid))
+            .await?;
+        match prepared {
+            Prepared::Answer(outcome) => Ok(outcome),
+            Prepared::Mail(mail) => {
+                let purpose = Purpose::Login {
+                    service: ctx.service.clone(),
+                };
+                self.send_mail(user, mail, purpose, &ctx, uid).await
+            }
+        }
     }
 
-    fn challenge_now(&self, user: &str, _ctx: &Context) -> Result<ChallengeOutcome, ServiceError> {
+    /// Under the user's lock: what Challenge answers, and for an e-mail
+    /// user whose code must be (re)sent, the code to mail. The new code's
+    /// hash is on disk before the mail leaves.
+    fn challenge_locked(
+        &self,
+        user: &str,
+        ctx: &Context,
+        caller_uid: u32,
+    ) -> Result<Prepared<ChallengeOutcome>, ServiceError> {
         let now = self.clock.now();
-        let rec = match self.load(user)? {
+        let mut rec = match self.load(user)? {
             Some(r) if r.enrolled() => r,
             _ => {
-                return Ok(ChallengeOutcome {
+                return Ok(Prepared::Answer(ChallengeOutcome {
                     state: ChallengeState::NotEnrolled,
                     method: None,
                     locked_until: 0,
                     message: format!("{user} has no second factor enrolled"),
-                })
+                }))
             }
         };
+        let method = rec.method();
         if rec.locked_until > now {
-            return Ok(ChallengeOutcome {
+            return Ok(Prepared::Answer(ChallengeOutcome {
                 state: ChallengeState::Locked,
-                method: Some(otpgate_proto::Method::Totp),
+                method,
                 locked_until: rec.locked_until,
                 message: "Too many wrong codes: the second factor is locked.".into(),
-            });
+            }));
         }
-        Ok(ChallengeOutcome {
-            state: ChallengeState::CodeRequired,
-            method: Some(otpgate_proto::Method::Totp),
-            locked_until: 0,
-            message: String::new(),
-        })
+        let Some(address) = rec.email().map(|f| f.address.clone()) else {
+            return Ok(Prepared::Answer(ChallengeOutcome {
+                state: ChallengeState::CodeRequired,
+                method,
+                locked_until: 0,
+                message: String::new(),
+            }));
+        };
+        let cfg = &self.config.email;
+        let sent_to = format!("A code was sent to {}.", email::mask(&address));
+        let live = rec
+            .email_code
+            .as_ref()
+            .filter(|c| now < c.expires_at)
+            .is_some();
+        // A login flood must not become a mail flood: within the cooldown
+        // the code already sent stands.
+        let cooling = rec
+            .email_code
+            .as_ref()
+            .is_some_and(|c| now < c.expires_at && now < c.sent_at + cfg.resend_cooldown_secs);
+        let code_required = |message: String| {
+            Ok(Prepared::Answer(ChallengeOutcome {
+                state: ChallengeState::CodeRequired,
+                method,
+                locked_until: 0,
+                message,
+            }))
+        };
+        if cooling {
+            return code_required(sent_to);
+        }
+        rec.email_sends.retain(|&t| t + 3600 > now);
+        if rec.email_sends.len() >= EMAIL_SENDS_PER_HOUR {
+            self.audit.event(
+                Level::Warning,
+                "email-send-limited",
+                user,
+                ctx,
+                caller_uid,
+                "",
+            );
+            if live {
+                return code_required(sent_to);
+            }
+            let next = rec.email_sends.iter().min().copied().unwrap_or(now) + 3600;
+            return Ok(Prepared::Answer(ChallengeOutcome {
+                state: ChallengeState::Locked,
+                method,
+                locked_until: next,
+                message: "Too many codes were mailed in the last hour: try again later, or use a backup code.".into(),
+            }));
+        }
+        let code = email::new_code().map_err(internal)?;
+        let hash = email::code_hash(&self.key, user, &code);
+        rec.email_code = Some(EmailCode {
+            hash: hash.clone(),
+            expires_at: now + cfg.code_ttl_secs,
+            sent_at: now,
+        });
+        rec.email_sends.push(now);
+        self.save(&mut rec)?;
+        Ok(Prepared::Mail(Mail {
+            address,
+            code,
+            hash,
+            answer: ChallengeOutcome {
+                state: ChallengeState::CodeRequired,
+                method,
+                locked_until: 0,
+                message: sent_to,
+            },
+        }))
+    }
+
+    /// Mails a code prepared under the lock, without holding it: a slow
+    /// mail server delays this login only. If the mail cannot be sent,
+    /// the stored code (or pending enrolment) is withdrawn and the caller
+    /// gets an error saying why: the login fails closed.
+    async fn send_mail<T: Send + 'static>(
+        self: &Arc<Self>,
+        user: &str,
+        mail: Mail<T>,
+        purpose: Purpose,
+        ctx: &Context,
+        caller_uid: u32,
+    ) -> Result<T, ServiceError> {
+        if self.mailer.is_none() {
+            return Err(ServiceError::Unavailable(
+                "the e-mail factor is off on this host ([email] smtp_url is not set)".into(),
+            ));
+        }
+        let masked = email::mask(&mail.address);
+        let enrolment = matches!(purpose, Purpose::Enrolment);
+        let ttl = self.config.email.code_ttl_secs;
+        // lettre's transport runs on Tokio; the bus may be on another executor.
+        let sent = {
+            let this = Arc::clone(self);
+            let (address, code) = (mail.address.clone(), mail.code.clone());
+            self.blocking
+                .spawn(async move {
+                    match this.mailer.as_ref() {
+                        Some(m) => m.send(&address, &code, purpose, ttl).await,
+                        None => Err("the e-mail factor is off".into()),
+                    }
+                })
+                .await
+                .map_err(internal)?
+        };
+        match sent {
+            Ok(()) => {
+                self.audit.event(
+                    Level::Info,
+                    "email-sent",
+                    user,
+                    ctx,
+                    caller_uid,
+                    &format!("to={}", crate::audit::clean(&masked)),
+                );
+                Ok(mail.answer)
+            }
+            Err(reason) => {
+                self.audit.event(
+                    Level::Error,
+                    "email-send-failed",
+                    user,
+                    ctx,
+                    caller_uid,
+                    &format!(
+                        "to={} error=\"{}\"",
+                        crate::audit::clean(&masked),
+                        crate::audit::clean(&reason)
+                    ),
+                );
+                let (u, hash) = (user.to_string(), mail.hash);
+                self.run(Some(user), move |e| e.withdraw_code(&u, &hash, enrolment))
+                    .await?;
+                Err(ServiceError::Unavailable(format!(
+                    "the code could not be mailed to {masked} (mail server: {}); try again later or use a backup code",
+                    crate::audit::clean(&reason)
+                )))
+            }
+        }
+    }
+
+    fn withdraw_code(&self, user: &str, hash: &[u8], enrolment: bool) -> Result<(), ServiceError> {
+        let Some(mut rec) = self.load(user)? else {
+            return Ok(());
+        };
+        if enrolment {
+            let ours = rec
+                .pending
+                .as_ref()
+                .and_then(|p| p.code.as_ref())
+                .is_some_and(|c| c.hash == hash);
+            if ours {
+                rec.pending = None;
+            }
+        } else if rec.email_code.as_ref().is_some_and(|c| c.hash == hash) {
+            rec.email_code = None;
+            rec.email_sends.pop();
+        }
+        self.save(&mut rec)
     }
 
     pub async fn verify(
@@ -445,27 +666,62 @@ impl Engine {
             return Ok(o);
         }
 
-        let factor = rec
-            .totp()
-            .cloned()
-            .ok_or_else(|| self.corrupt(&user, "no factor"))?;
-        let params = self.params_of(&user, &factor)?;
-        let candidate = totp::normalise(code, params.digits);
         let mut result = VerifyResult::Invalid;
         let mut method = None;
-
-        if let Some(t) = &candidate.totp {
-            let secret = self.open_totp(&user, &factor)?;
-            if let Some(step) = totp::matched_step(&secret, params, self.config.totp.window, t, now)
-            {
-                if factor.last_step.is_some_and(|last| step <= last) {
-                    result = VerifyResult::Replayed;
-                } else {
-                    result = VerifyResult::Ok;
-                    method = Some(MethodUsed::Totp);
-                    rec.totp_mut().expect("checked above").last_step = Some(step);
+        let candidate;
+        match rec.factors.first().cloned() {
+            Some(Factor::Totp(factor)) => {
+                let params = self.params_of(&user, &factor)?;
+                candidate = totp::normalise(code, params.digits);
+                if let Some(t) = &candidate.totp {
+                    let secret = self.open_totp(&user, &factor)?;
+                    let step = totp::matched_step(&secret, params, self.config.totp.window, t, now);
+                    if let Some(step) = step {
+                        if factor.last_step.is_some_and(|last| step <= last) {
+                            result = VerifyResult::Replayed;
+                        } else {
+                            result = VerifyResult::Ok;
+                            method = Some(MethodUsed::Totp);
+                            rec.totp_mut().expect("checked above").last_step = Some(step);
+                        }
+                    }
                 }
             }
+            Some(Factor::Email(_)) => {
+                candidate = totp::normalise(code, EMAIL_CODE_DIGITS);
+                if let (Some(t), Some(sent)) = (&candidate.totp, rec.email_code.clone()) {
+                    if now >= sent.expires_at {
+                        // Said once, then forgotten: the next try is plain wrong.
+                        rec.email_code = None;
+                        self.save(rec)?;
+                        self.audit.event(
+                            Level::Notice,
+                            "verify-expired",
+                            &user,
+                            ctx,
+                            caller_uid,
+                            "",
+                        );
+                        let mut o = VerifyOutcome::plain(
+                            VerifyResult::Expired,
+                            "That code has expired: log in again to get a new one.",
+                        );
+                        o.attempts_left = Some(
+                            self.config
+                                .lockout
+                                .max_failures
+                                .saturating_sub(rec.failures),
+                        );
+                        return Ok(o);
+                    }
+                    if email::code_matches(&self.key, &user, t, &sent.hash) {
+                        result = VerifyResult::Ok;
+                        method = Some(MethodUsed::Email);
+                        rec.email_code = None;
+                    }
+                }
+            }
+            None => return Err(self.corrupt(&user, "no factor")),
         }
         if result == VerifyResult::Invalid {
             if let (Some(b), Some(set)) = (&candidate.backup, &rec.backup) {
@@ -574,29 +830,68 @@ impl Engine {
         caller: &Caller,
         user: &str,
         method: Option<String>,
+        address: Option<String>,
     ) -> Result<Enrollment, ServiceError> {
         self.authorize(caller, Interface::Manager, Some(user))?;
-        match method.as_deref() {
-            None | Some("totp") => {}
-            Some("email") => {
-                return Err(ServiceError::InvalidArgument(
-                    "the e-mail method is not available in this build; use totp".into(),
-                ))
-            }
+        let method = match method.as_deref() {
+            None | Some("totp") => Method::Totp,
+            Some("email") => Method::Email,
             Some(other) => {
                 return Err(ServiceError::InvalidArgument(format!(
-                    "unknown method {:?}: use totp",
+                    "unknown method {:?}: use totp or email",
                     crate::audit::clean(other)
                 )))
             }
+        };
+        if method == Method::Email {
+            if self.mailer.is_none() {
+                return Err(ServiceError::InvalidArgument(
+                    "the e-mail factor is off on this host: an administrator sets [email] smtp_url"
+                        .into(),
+                ));
+            }
+            match &address {
+                Some(a) if email::valid_address(a) => {}
+                Some(a) => {
+                    return Err(ServiceError::InvalidArgument(format!(
+                        "{:?} is not an e-mail address",
+                        crate::audit::clean(a)
+                    )))
+                }
+                None => {
+                    return Err(ServiceError::InvalidArgument(
+                        "the e-mail method needs an address (--email ADDR)".into(),
+                    ))
+                }
+            }
+        } else if address.is_some() {
+            return Err(ServiceError::InvalidArgument(
+                "an e-mail address goes with --method email".into(),
+            ));
         }
-        let (user, uid) = (user.to_string(), caller.uid);
-        let u = user.clone();
-        self.run(Some(&u), move |e| e.enroll_locked(&user, uid))
-            .await
+        let (u, uid) = (user.to_string(), caller.uid);
+        let prepared = self
+            .run(Some(user), move |e| {
+                e.enroll_locked(&u, uid, method, address)
+            })
+            .await?;
+        match prepared {
+            Prepared::Answer(e) => Ok(e),
+            Prepared::Mail(mail) => {
+                let ctx = Context::default();
+                self.send_mail(user, mail, Purpose::Enrolment, &ctx, uid)
+                    .await
+            }
+        }
     }
 
-    fn enroll_locked(&self, user: &str, caller_uid: u32) -> Result<Enrollment, ServiceError> {
+    fn enroll_locked(
+        &self,
+        user: &str,
+        caller_uid: u32,
+        method: Method,
+        address: Option<String>,
+    ) -> Result<Prepared<Enrollment>, ServiceError> {
         if !system_user_exists(user) {
             return Err(ServiceError::InvalidUser(format!(
                 "there is no user {user} on this system"
@@ -611,9 +906,50 @@ impl Engine {
                 "{user} is already enrolled: disable it first (`otpgate disable`, or an administrator's `otpgate reset {user}`)"
             )));
         }
+        let id = crypto::hex(&crypto::random_bytes::<8>().map_err(internal)?);
+        let expires = now + PENDING_TTL_SECS;
+        if let (Method::Email, Some(address)) = (method, address) {
+            let code = email::new_code().map_err(internal)?;
+            let hash = email::code_hash(&self.key, user, &code);
+            rec.pending = Some(Pending {
+                factor: Factor::Email(EmailFactor {
+                    id,
+                    address: address.clone(),
+                    created_at: now,
+                }),
+                started_by: caller_uid,
+                expires_at: expires,
+                attempts: 0,
+                code: Some(EmailCode {
+                    hash: hash.clone(),
+                    expires_at: expires,
+                    sent_at: now,
+                }),
+            });
+            self.save(&mut rec)?;
+            self.audit.event(
+                Level::Notice,
+                "enroll-started",
+                user,
+                &Context::default(),
+                caller_uid,
+                &format!(
+                    "method=email to={}",
+                    crate::audit::clean(&email::mask(&address))
+                ),
+            );
+            return Ok(Prepared::Mail(Mail {
+                answer: Enrollment::Email {
+                    sent_to: email::mask(&address),
+                    expires,
+                },
+                address,
+                code,
+                hash,
+            }));
+        }
         let secret =
             Zeroizing::new(crypto::random_bytes::<{ totp::SECRET_LEN }>().map_err(internal)?);
-        let id = crypto::hex(&crypto::random_bytes::<8>().map_err(internal)?);
         let sealed = crypto::seal(&self.key, user, &id, secret.as_ref()).map_err(internal)?;
         let params = self.new_params();
         rec.pending = Some(Pending {
@@ -628,8 +964,9 @@ impl Engine {
                 origin: "enrolled".into(),
             }),
             started_by: caller_uid,
-            expires_at: now + PENDING_TTL_SECS,
+            expires_at: expires,
             attempts: 0,
+            code: None,
         });
         self.save(&mut rec)?;
         self.audit.event(
@@ -650,11 +987,11 @@ impl Engine {
             params.digits,
             params.period,
         );
-        Ok(Enrollment {
+        Ok(Prepared::Answer(Enrollment::Totp {
             uri,
             secret: b32,
-            expires: now + PENDING_TTL_SECS,
-        })
+            expires,
+        }))
     }
 
     pub async fn confirm(
@@ -700,13 +1037,29 @@ impl Engine {
                 pending.started_by
             )));
         }
-        let Factor::Totp(mut factor) = pending.factor;
-        let params = self.params_of(user, &factor)?;
-        let secret = self.open_totp(user, &factor)?;
-        let step = totp::normalise(code, params.digits)
-            .totp
-            .and_then(|c| totp::matched_step(&secret, params, self.config.totp.window, &c, now));
-        let Some(step) = step else {
+        let confirmed = match pending.factor {
+            Factor::Totp(mut factor) => {
+                let params = self.params_of(user, &factor)?;
+                let secret = self.open_totp(user, &factor)?;
+                let step = totp::normalise(code, params.digits).totp.and_then(|c| {
+                    totp::matched_step(&secret, params, self.config.totp.window, &c, now)
+                });
+                step.map(|step| {
+                    // The confirming code is used: it cannot log in afterwards.
+                    factor.last_step = Some(step);
+                    Factor::Totp(factor)
+                })
+            }
+            Factor::Email(factor) => {
+                let sent = pending.code.as_ref();
+                let right = totp::normalise(code, EMAIL_CODE_DIGITS)
+                    .totp
+                    .zip(sent)
+                    .is_some_and(|(c, s)| email::code_matches(&self.key, user, &c, &s.hash));
+                right.then_some(Factor::Email(factor))
+            }
+        };
+        let Some(factor) = confirmed else {
             let p = rec.pending.as_mut().expect("checked above");
             p.attempts += 1;
             let left = PENDING_MAX_ATTEMPTS.saturating_sub(p.attempts);
@@ -725,15 +1078,18 @@ impl Engine {
             return Err(ServiceError::InvalidCode(if left == 0 {
                 "wrong code, and too many of them: the enrolment was dropped; start again with `otpgate enroll`".into()
             } else {
-                format!("wrong code: check the authenticator app's clock and try again ({left} tries left)")
+                format!("wrong code: check the code (and for an app, its clock) and try again ({left} tries left)")
             }));
         };
-        // The confirming code is used: it cannot log in afterwards.
-        factor.last_step = Some(step);
+        let method = match &factor {
+            Factor::Totp(_) => "totp",
+            Factor::Email(_) => "email",
+        };
         let codes = backup::generate(self.config.backup_codes.count).map_err(internal)?;
         rec.backup = Some(backup::hash_set(&self.key, user, &codes, now).map_err(internal)?);
-        rec.factors = vec![Factor::Totp(factor)];
+        rec.factors = vec![factor];
         rec.pending = None;
+        rec.email_code = None;
         rec.failures = 0;
         rec.locked_until = 0;
         rec.lock_streak = 0;
@@ -744,7 +1100,7 @@ impl Engine {
             user,
             &Context::default(),
             caller_uid,
-            &format!("method=totp backup_codes={}", codes.len()),
+            &format!("method={method} backup_codes={}", codes.len()),
         );
         Ok(codes)
     }
@@ -756,11 +1112,10 @@ impl Engine {
             user: rec.user.clone(),
             enrolled: rec.enrolled(),
             pending: rec.pending_live(now).is_some(),
-            method: if rec.enrolled() {
-                "totp".into()
-            } else {
-                String::new()
-            },
+            method: rec
+                .method()
+                .map(|m| m.as_str().to_string())
+                .unwrap_or_default(),
             backup_codes_left: rec.backup_codes_left() as u32,
             locked,
             locked_until: if locked { rec.locked_until } else { 0 },

@@ -17,6 +17,8 @@ pub enum Error {
     StateDir { path: PathBuf, reason: String },
     #[error("{path}: {reason}")]
     Unsafe { path: PathBuf, reason: String },
+    #[error("e-mail: {0}")]
+    Email(String),
     #[error("D-Bus: {0}")]
     Bus(String),
     #[error("otpgated must run as root (it owns the secrets and answers for every user)")]

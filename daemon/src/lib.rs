@@ -12,6 +12,7 @@ pub mod bus;
 pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod email;
 pub mod engine;
 pub mod error;
 pub mod import;

@@ -10,6 +10,7 @@ use otpgated::audit::{Audit, Level};
 use otpgated::clock::SystemClock;
 use otpgated::config::{Backend, Config, DEFAULT_CONFIG_PATH};
 use otpgated::crypto::MasterKey;
+use otpgated::email::Mailer;
 use otpgated::engine::Engine;
 use otpgated::error::Error;
 use otpgated::store::LocalStore;
@@ -126,14 +127,21 @@ fn run(args: &Args, audit: Audit) -> Result<(), Error> {
         .thread_name("otpgated")
         .build()
         .map_err(|e| Error::Bus(format!("cannot start the runtime: {e}")))?;
-    let engine = Arc::new(Engine::new(
-        config,
-        Box::new(store),
-        key,
-        Arc::new(SystemClock),
-        audit,
-        runtime.handle().clone(),
-    ));
+    let mailer = {
+        let _in_runtime = runtime.enter();
+        Mailer::from_config(&config.email, &otpgated::engine::hostname())?
+    };
+    let engine = Arc::new(
+        Engine::new(
+            config,
+            Box::new(store),
+            key,
+            Arc::new(SystemClock),
+            audit,
+            runtime.handle().clone(),
+        )
+        .with_mailer(mailer),
+    );
     runtime.block_on(async {
         let conn = otpgated::serve(&address, Arc::clone(&engine)).await?;
         engine.audit().log(

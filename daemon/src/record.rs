@@ -38,12 +38,38 @@ pub struct UserRecord {
     pub updated_at: u64,
     #[serde(default)]
     pub days: Vec<DayStats>,
+    /// The login code mailed last, while it may still be used.
+    #[serde(default)]
+    pub email_code: Option<EmailCode>,
+    /// When codes were mailed in the last hour (the per-user send limit).
+    #[serde(default)]
+    pub email_sends: Vec<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Factor {
     Totp(TotpFactor),
+    Email(EmailFactor),
+}
+
+/// Codes sent by mail to a confirmed address.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailFactor {
+    pub id: String,
+    pub address: String,
+    pub created_at: u64,
+}
+
+/// A code that was mailed: only its keyed hash is kept.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailCode {
+    #[serde(with = "b64")]
+    pub hash: Vec<u8>,
+    pub expires_at: u64,
+    pub sent_at: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -75,6 +101,9 @@ pub struct Pending {
     /// Wrong confirmation codes so far.
     #[serde(default)]
     pub attempts: u32,
+    /// For an e-mail factor: the confirmation code that was mailed.
+    #[serde(default)]
+    pub code: Option<EmailCode>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -122,6 +151,8 @@ impl UserRecord {
             created_at: now,
             updated_at: now,
             days: Vec::new(),
+            email_code: None,
+            email_sends: Vec::new(),
         }
     }
 
@@ -130,11 +161,32 @@ impl UserRecord {
     }
 
     pub fn totp(&self) -> Option<&TotpFactor> {
-        self.factors.iter().map(|Factor::Totp(t)| t).next()
+        self.factors.iter().find_map(|f| match f {
+            Factor::Totp(t) => Some(t),
+            _ => None,
+        })
     }
 
     pub fn totp_mut(&mut self) -> Option<&mut TotpFactor> {
-        self.factors.iter_mut().map(|Factor::Totp(t)| t).next()
+        self.factors.iter_mut().find_map(|f| match f {
+            Factor::Totp(t) => Some(t),
+            _ => None,
+        })
+    }
+
+    pub fn email(&self) -> Option<&EmailFactor> {
+        self.factors.iter().find_map(|f| match f {
+            Factor::Email(e) => Some(e),
+            _ => None,
+        })
+    }
+
+    /// The method of the enrolled factor.
+    pub fn method(&self) -> Option<otpgate_proto::Method> {
+        self.factors.first().map(|f| match f {
+            Factor::Totp(_) => otpgate_proto::Method::Totp,
+            Factor::Email(_) => otpgate_proto::Method::Email,
+        })
     }
 
     pub fn pending_live(&self, now: u64) -> Option<&Pending> {

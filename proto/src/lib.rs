@@ -67,6 +67,8 @@ pub mod enroll {
     pub const URI: &str = "uri";
     pub const SECRET: &str = "secret";
     pub const EXPIRES: &str = "expires";
+    /// For `method = "email"`: where the confirmation code went (masked).
+    pub const SENT_TO: &str = "sent_to";
 }
 
 /// Keys of the `Admin.Stats` reply.
@@ -338,7 +340,9 @@ pub trait Auth {
     default_path = "/org/otpgate/Otpgate1"
 )]
 pub trait Manager {
-    /// options: `method` (s), `email` (s). Reply: `uri`, `secret`, `expires`.
+    /// options: `method` (s: `totp` | `email`), `email` (s, the address).
+    /// Reply: `method`, `expires`, and `uri` + `secret` (TOTP) or
+    /// `sent_to` (e-mail: the masked address the code went to).
     fn enroll(&self, user: &str, options: Dict<'_>) -> zbus::Result<OwnedDict>;
     /// Returns the backup codes, once.
     fn confirm(&self, user: &str, code: &str) -> zbus::Result<Vec<String>>;

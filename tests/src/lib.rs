@@ -20,6 +20,8 @@ use nix::unistd::Pid;
 
 pub use otpgate_proto as proto;
 
+pub mod smtp;
+
 /// Generous: CI machines are shared and slow; a healthy start takes < 1 s.
 pub const START_DEADLINE: Duration = Duration::from_secs(30);
 

@@ -57,6 +57,12 @@ pub async fn enroll(ctx: &Ctx, args: &EnrollArgs) -> Result<(), CliError> {
         if let Some(s) = &secret {
             obj.insert("secret".into(), s.as_str().into());
         }
+        if let Some(m) = dict_str(&reply, keys::METHOD) {
+            obj.insert("method".into(), m.into());
+        }
+        if let Some(t) = dict_str(&reply, keys::SENT_TO) {
+            obj.insert("sent_to".into(), t.into());
+        }
         obj.insert("expires".into(), expires.into());
         if let Some(p) = &args.qr_svg {
             obj.insert("qr_svg".into(), p.display().to_string().into());
@@ -118,7 +124,12 @@ pub async fn enroll(ctx: &Ctx, args: &EnrollArgs) -> Result<(), CliError> {
 
     let mut tries = 0;
     while tries < ATTEMPTS {
-        let Some(line) = term::prompt("Code from the app (or Enter to confirm later): ")? else {
+        let prompt = if uri.is_some() {
+            "Code from the app (or Enter to confirm later): "
+        } else {
+            "Code from the mail (or Enter to confirm later): "
+        };
+        let Some(line) = term::prompt(prompt)? else {
             // End of input (Ctrl-D) leaves the cursor after the prompt.
             output::print("\n")?;
             return later();

@@ -5,7 +5,7 @@
 //!
 //! INTERFACE is Auth, Manager or Admin. Arguments by method:
 //! Challenge USER [CONTEXT_JSON] · Verify USER CODE [CONTEXT_JSON] ·
-//! Enroll USER [METHOD] · Confirm USER CODE · Status USER ·
+//! Enroll USER [METHOD [EMAIL]] · Confirm USER CODE · Status USER ·
 //! Disable USER [CODE] · RegenerateBackupCodes USER [CODE] · ListUsers ·
 //! Unlock USER · Reset USER · Stats · Import USER FILE
 
@@ -85,6 +85,9 @@ async fn call(address: &str, iface: &str, method: &str, a: &[String]) -> zbus::R
             let mut opts = HashMap::new();
             if let Some(m) = a.get(1) {
                 opts.insert("method", Variant::from(m.as_str()));
+            }
+            if let Some(addr) = a.get(2) {
+                opts.insert("email", Variant::from(addr.as_str()));
             }
             dict_json(&ManagerProxy::new(&conn).await?.enroll(arg(0), opts).await?)
         }

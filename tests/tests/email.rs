@@ -1,0 +1,353 @@
+//! The e-mail factor end to end: the real otpgated mailing codes to a real
+//! SMTP server (the test's own, on 127.0.0.1), logins through pamtester and
+//! the real PAM module, and the expiry with a manual clock.
+
+#[path = "pam_common/mod.rs"]
+mod pam_common;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use otpgate_tests::smtp::{Mail, SmtpSink};
+use otpgate_tests::*;
+use pam_common::*;
+
+const MAIL_DEADLINE: Duration = Duration::from_secs(30);
+const ADDRESS: &str = "alice.example@example.org";
+
+fn email_config(smtp_url: &str, extra: &str) -> String {
+    format!("[email]\nsmtp_url = \"{smtp_url}\"\nfrom = \"otpgate@example.org\"\n{extra}\n")
+}
+
+/// Enrols `user` by e-mail as root: the confirmation code comes by mail.
+fn enrol_by_mail(bus: &Bus, sink: &SmtpSink, user: &str) -> Vec<String> {
+    let before = sink.mails().len();
+    let e = call(bus, "Manager", "Enroll", &[user, "email", ADDRESS]).ok();
+    assert_eq!(e["method"], "email");
+    assert_eq!(e["sent_to"], "a***@example.org");
+    assert!(e.get("secret").is_none() && e.get("uri").is_none());
+    let mails = sink.wait_for(before + 1, MAIL_DEADLINE);
+    let mail = &mails[before];
+    assert!(mail.to.iter().any(|t| t.contains(ADDRESS)), "{mail:?}");
+    let subject = mail.header("subject").unwrap_or_default();
+    assert!(subject.starts_with("Confirm your e-mail"), "{subject}");
+    let code = mail.code().expect("a code in the mail");
+    let codes = call(bus, "Manager", "Confirm", &[user, &code]).ok();
+    codes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// pamtester, answering the prompt with the code that arrives by mail
+/// (or with `fixed`), as a user would.
+fn login(
+    service: &str,
+    user: &str,
+    sink: &SmtpSink,
+    fixed: Option<&str>,
+) -> (bool, String, Option<Mail>) {
+    let before = sink.mails().len();
+    let mut child = Command::new("pamtester")
+        .args([service, user, "authenticate"])
+        .env_remove("DBUS_SYSTEM_BUS_ADDRESS")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("pamtester");
+    let _guard = ChildGuard(Some(child.id()));
+    let mail = match fixed {
+        Some(_) => None,
+        None => sink
+            .wait_for(before + 1, MAIL_DEADLINE)
+            .get(before)
+            .cloned(),
+    };
+    let code = match (fixed, &mail) {
+        (Some(c), _) => c.to_string(),
+        (None, Some(m)) => m.code().expect("code in mail"),
+        (None, None) => String::new(),
+    };
+    let mut stdin = child.stdin.take().unwrap();
+    let _ = writeln!(stdin, "{code}");
+    drop(stdin);
+    let end = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < end, "pamtester hung");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text, mail)
+}
+
+#[test]
+fn a_mailed_code_logs_in_once_and_says_where_it_went() {
+    require_root();
+    let bus = Bus::start();
+    let sink = SmtpSink::start();
+    let _d = Daemon::start(&bus, &email_config(&sink.url(), ""));
+    let u = test_user("otpgmail1");
+    let backup = enrol_by_mail(&bus, &sink, &u.name);
+    assert_eq!(backup.len(), 10);
+    let st = call(&bus, "Manager", "Status", &[&u.name]).ok();
+    assert_eq!(st["method"], "email");
+    assert_eq!(st["enrolled"], true);
+
+    let (service, _f) = etc_pam_service("mail", &module_line(&format!("bus={}", bus.address)));
+    let (ok, text, mail) = login(&service, &u.name, &sink, None);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("A code was sent to a***@example.org."),
+        "{text}"
+    );
+    let mail = mail.unwrap();
+    let subject = mail.header("subject").unwrap();
+    let host = otpgated::engine::hostname();
+    assert_eq!(subject, format!("Your code for {service} on {host}"));
+    let ctype = mail.header("content-type").unwrap_or_default();
+    assert!(ctype.starts_with("multipart/alternative"), "{ctype}");
+    assert!(mail.data.contains("text/plain") && mail.data.contains("text/html"));
+    // The same code again: it was used up.
+    let code = mail.code().unwrap();
+    let (r, info) = verify(&bus, &u.name, &code);
+    assert_eq!(r, "invalid", "{info}");
+    // A backup code works for an e-mail user too.
+    let (ok, text, _) = login(&service, &u.name, &sink, Some(&backup[0]));
+    assert!(ok, "{text}");
+}
+
+#[test]
+fn a_new_challenge_within_the_cooldown_mails_nothing() {
+    let bus = Bus::start();
+    let sink = SmtpSink::start();
+    let _d = Daemon::start(
+        &bus,
+        &email_config(&sink.url(), "resend_cooldown_secs = 600"),
+    );
+    let u = test_user("otpgmail2");
+    enrol_by_mail(&bus, &sink, &u.name);
+    let before = sink.mails().len();
+    for _ in 0..5 {
+        let v = call(&bus, "Auth", "Challenge", &[&u.name]).ok();
+        assert_eq!(v[0], "code-required");
+        assert_eq!(v[1]["method"], "email");
+        assert_eq!(v[1]["message"], "A code was sent to a***@example.org.");
+    }
+    let mails = sink.wait_for(before + 1, MAIL_DEADLINE);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(sink.mails().len(), before + 1, "{mails:?}");
+    // That one code still works.
+    let code = sink.mails()[before].code().unwrap();
+    assert_eq!(verify(&bus, &u.name, &code).0, "ok");
+}
+
+#[test]
+fn wrong_codes_lock_the_e_mail_factor_too() {
+    let bus = Bus::start();
+    let sink = SmtpSink::start();
+    let _d = Daemon::start(
+        &bus,
+        &format!(
+            "{}\n[lockout]\nmax_failures = 3\n",
+            email_config(&sink.url(), "")
+        ),
+    );
+    let u = test_user("otpgmail3");
+    enrol_by_mail(&bus, &sink, &u.name);
+    let before = sink.mails().len();
+    call(&bus, "Auth", "Challenge", &[&u.name]).ok();
+    let code = sink.wait_for(before + 1, MAIL_DEADLINE)[before]
+        .code()
+        .unwrap();
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let answers: Vec<String> = (0..3).map(|_| verify(&bus, &u.name, wrong).0).collect();
+    assert_eq!(answers, ["invalid", "invalid", "invalid"]);
+    assert_eq!(verify(&bus, &u.name, &code).0, "locked");
+    let v = call(&bus, "Auth", "Challenge", &[&u.name]).ok();
+    assert_eq!(v[0], "locked");
+}
+
+#[test]
+fn a_mail_server_outage_fails_closed_with_a_message() {
+    require_root();
+    let bus = Bus::start();
+    let sink = SmtpSink::start();
+    let url = sink.url();
+    let mut d = Daemon::start(&bus, &email_config(&url, "timeout_secs = 3"));
+    let u = test_user("otpgmail4");
+    enrol_by_mail(&bus, &sink, &u.name);
+    drop(sink); // the mail server goes away
+    let r = call(&bus, "Auth", "Challenge", &[&u.name]);
+    assert_eq!(
+        r.err_name(),
+        Some("org.otpgate.Otpgate1.Error.Unavailable"),
+        "{r:?}"
+    );
+    if let CallResult::Err { message, .. } = &r {
+        assert!(
+            message.contains("could not be mailed to a***@example.org"),
+            "{message}"
+        );
+    }
+    let (service, _f) = etc_pam_service("mailout", &module_line(&format!("bus={}", bus.address)));
+    let out = pamtester(&service, &u.name, "123456");
+    assert!(!out.success, "{}", out.all());
+    assert!(out.says("second factor unavailable"), "{}", out.all());
+    assert!(d.log().contains("event=email-send-failed"), "{}", d.log());
+    // Other users are served meanwhile.
+    let other = test_user("otpgmail5");
+    let e = enroll(&bus, &other.name);
+    assert_eq!(
+        verify(
+            &bus,
+            &other.name,
+            &oathtool_at(&e.secret, e.confirmed_at + 30)
+        )
+        .0,
+        "ok"
+    );
+    assert!(d.alive());
+}
+
+#[test]
+fn enrolling_by_mail_needs_the_factor_on_and_an_address() {
+    let bus = Bus::start();
+    let _d = Daemon::start(&bus, "");
+    let u = test_user("otpgmail6");
+    let r = call(&bus, "Manager", "Enroll", &[&u.name, "email", ADDRESS]);
+    assert_eq!(
+        r.err_name(),
+        Some("org.otpgate.Otpgate1.Error.InvalidArgument")
+    );
+    let sink = SmtpSink::start();
+    let bus2 = Bus::start();
+    let _d2 = Daemon::start(&bus2, &email_config(&sink.url(), ""));
+    for bad in ["not-an-address", "a b@example.org"] {
+        let r = call(&bus2, "Manager", "Enroll", &[&u.name, "email", bad]);
+        assert_eq!(
+            r.err_name(),
+            Some("org.otpgate.Otpgate1.Error.InvalidArgument"),
+            "{bad}"
+        );
+    }
+}
+
+/// Expiry and the per-user send limit, with a clock the test moves.
+#[test]
+fn codes_expire_and_sending_is_limited_per_user() {
+    use otpgated::audit::Audit;
+    use otpgated::clock::{Clock, ManualClock};
+    use otpgated::config::Config;
+    use otpgated::crypto::MasterKey;
+    use otpgated::email::Mailer;
+    use otpgated::engine::Engine;
+    use otpgated::store::LocalStore;
+
+    let bus = Bus::start();
+    let sink = SmtpSink::start();
+    let dir = TestDir::new("mailclock");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let clock = Arc::new(ManualClock::new(1_900_000_000));
+    let config = Config::parse(
+        &email_config(&sink.url(), "code_ttl_secs = 60\nresend_cooldown_secs = 0"),
+        Path::new("test.toml"),
+    )
+    .unwrap();
+    let mailer = {
+        let _e = rt.enter();
+        Mailer::from_config(&config.email, "test-host").unwrap()
+    };
+    let engine = Arc::new(
+        Engine::new(
+            config,
+            Box::new(LocalStore::open(&dir.join("state")).unwrap()),
+            MasterKey::generate().unwrap(),
+            clock.clone(),
+            Audit::none(),
+            rt.handle().clone(),
+        )
+        .with_mailer(mailer),
+    );
+    let _conn = rt.block_on(otpgated::serve(&bus.address, engine)).unwrap();
+    let u = test_user("otpgmail7");
+    enrol_by_mail(&bus, &sink, &u.name);
+
+    let before = sink.mails().len();
+    call(&bus, "Auth", "Challenge", &[&u.name]).ok();
+    let code = sink.wait_for(before + 1, MAIL_DEADLINE)[before]
+        .code()
+        .unwrap();
+    clock.advance(61);
+    let (r, info) = verify(&bus, &u.name, &code);
+    assert_eq!(r, "expired", "{info}");
+    assert_eq!(verify(&bus, &u.name, &code).0, "invalid");
+
+    // 5 mails an hour at most: the 6th challenge mails nothing and, with
+    // no live code left, the factor is locked until the hour is over.
+    let first = clock.now();
+    for _ in 0..4 {
+        call(&bus, "Auth", "Challenge", &[&u.name]).ok();
+        clock.advance(61);
+    }
+    let sent = sink.wait_for(before + 5, MAIL_DEADLINE).len();
+    assert_eq!(sent, before + 5);
+    let v = call(&bus, "Auth", "Challenge", &[&u.name]).ok();
+    assert_eq!(v[0], "locked", "{v}");
+    assert_eq!(v[1]["locked_until"], first - 61 + 3600);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(sink.mails().len(), before + 5);
+}
+
+#[test]
+fn the_cli_enrols_by_mail() {
+    let bus = Bus::start();
+    let sink = SmtpSink::start();
+    let _d = Daemon::start(&bus, &email_config(&sink.url(), ""));
+    let u = test_user("otpgmail8");
+    let run = |args: &[&str]| {
+        let mut c = Command::new(bin("otpgate"));
+        c.args(args)
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)
+            .stdin(Stdio::null());
+        output_within(&mut c, Duration::from_secs(60))
+    };
+    let out = run(&[
+        "enroll", "--user", &u.name, "--method", "email", "--email", ADDRESS, "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["method"], "email");
+    assert_eq!(j["sent_to"], "a***@example.org");
+    assert!(j.get("secret").is_none());
+    let code = sink.wait_for(1, MAIL_DEADLINE)[0].code().unwrap();
+    let out = run(&["confirm", "--user", &u.name, &code, "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["backup_codes"].as_array().unwrap().len(), 10);
+    let out = run(&["status", "--user", &u.name, "--json"]);
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["method"], "email");
+}
