@@ -130,6 +130,9 @@ fn pamtester(service: &str, user: &str, input: &str) -> Ran {
 fn debian_package_install_pam_profile_remove_purge() {
     require_root();
     let _lock = system_lock();
+    // An installation from the README's quick start waits aside and comes
+    // back when the test ends (dropped last).
+    let _aside = SetAside::new();
     require_clean_machine();
     // Dropped in reverse order: purge, restore the PAM files, stop a
     // leftover daemon by pid, stop the system bus if the package started it.

@@ -33,7 +33,8 @@ fn install_sh() -> Command {
 }
 
 /// Uninstalls and purges whatever the test left installed, also when it
-/// fails (require_clean_machine made sure none of it was there before).
+/// fails (SetAside and require_clean_machine made sure none of it was
+/// there before).
 struct Uninstaller;
 
 impl Drop for Uninstaller {
@@ -56,6 +57,9 @@ impl Drop for Uninstaller {
 fn install_sh_quick_start_upgrade_uninstall_purge() {
     require_root();
     let _lock = system_lock();
+    // An installation from the README's quick start waits aside and comes
+    // back when the test ends (dropped last).
+    let _aside = SetAside::new();
     require_clean_machine();
     // Dropped in reverse order: uninstall, then stop a leftover daemon by
     // pid, then stop the system bus if the installer started it.

@@ -348,13 +348,15 @@ fn unit_sandbox_leaves_room_for_what_the_daemon_does() {
         ) {
             for p in quoted_paths(args) {
                 // ProcSubset=pid and ProtectProc=invisible: only its own
-                // /proc entries. glibc's sysconf(_SC_NGROUPS_MAX) falls back
-                // to 65536 when /proc/sys/kernel/ngroups_max is hidden.
+                // /proc entries, and files glibc reads with a fallback when
+                // they are hidden: sysconf(_SC_NGROUPS_MAX) (65536) and
+                // malloc's heap shrinking (madvise instead of remapping).
                 if let Some(rest) = p.strip_prefix("/proc/") {
                     let first = rest.split('/').next().unwrap_or_default();
                     let fine = matches!(first, "self" | "thread-self")
                         || own_pids.contains(first)
-                        || p == "/proc/sys/kernel/ngroups_max";
+                        || p == "/proc/sys/kernel/ngroups_max"
+                        || p == "/proc/sys/vm/overcommit_memory";
                     if !fine {
                         problems.push(format!("/proc outside its own: {name}{args}"));
                     }
@@ -430,43 +432,32 @@ fn shipped_config_is_valid_and_shows_every_key() {
         "config with every default set refused: {out}{err}\n{uncommented}"
     );
 
-    let spec_keys = [
-        "backend",
-        "path",
-        "key_file",
-        "url",
-        "issuer",
-        "digits",
-        "period_secs",
-        "algorithm",
-        "window",
-        "max_failures",
-        "duration_secs",
-        "count",
-        "admin_group",
-        "smtp_url",
-        "from",
-        "username",
-        "password_file",
-        "timeout_secs",
-        "code_ttl_secs",
-        "resend_cooldown_secs",
-    ];
-    for k in spec_keys {
-        assert!(keys.contains(k), "otpgate.toml does not show {k}");
-    }
-    for section in [
-        "storage",
-        "totp",
-        "lockout",
-        "backup_codes",
-        "access",
-        "email",
-    ] {
+    // Every section and key the daemon knows, as it lists them when it
+    // refuses an unknown one.
+    let known = |probe: &str| -> Vec<String> {
+        let (ok, out, err) = check(probe);
+        assert!(!ok, "{probe:?} was accepted");
+        let msg = format!("{out}{err}");
+        let list = msg
+            .split_once("(known: ")
+            .and_then(|(_, rest)| rest.split_once(')'))
+            .map(|(list, _)| list)
+            .unwrap_or_else(|| panic!("no known list in {msg:?}"));
+        list.split(", ").map(String::from).collect()
+    };
+    let sections = known("[no_such_section_probe]\n");
+    assert!(sections.len() >= 6, "{sections:?}");
+    for section in &sections {
         assert!(
             text.lines().any(|l| l.starts_with(&format!("[{section}]"))),
-            "no [{section}]"
+            "otpgate.toml has no [{section}]"
         );
+        for key in known(&format!("[{section}]\nno_such_key_probe = 1\n")) {
+            assert!(
+                keys.contains(&key),
+                "otpgate.toml does not show [{section}] {key}"
+            );
+        }
     }
 }
 

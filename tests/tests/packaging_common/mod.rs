@@ -65,15 +65,201 @@ pub fn system_lock() -> SystemLock {
     }
 }
 
-/// The tests install, uninstall and purge otpgate: they must not run over a
-/// real installation or its state.
+pub const INSTALL_MANIFEST: &str = "/usr/share/otpgate/install-manifest";
+/// Where an installation made by install.sh waits while a packaging test
+/// runs (root only). A run that was killed leaves it there; the next run
+/// refuses to start and says how to put it back.
+pub const SET_ASIDE: &str = "/var/backups/otpgate-packaging-test";
+
+/// An otpgate installed by `packaging/install.sh` (the README's quick
+/// start, which comes before the test suite), moved out of the way while a
+/// packaging test installs and purges otpgate, and put back byte for byte,
+/// daemon restarted, when the guard drops.
+pub struct SetAside {
+    moved: Vec<(PathBuf, PathBuf)>,
+    was_running: bool,
+    was_enabled: bool,
+}
+
+fn mv(from: &Path, to: &Path) -> Result<(), String> {
+    if let Some(parent) = to.parent() {
+        fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+    }
+    let r = try_run(
+        Command::new("mv").arg("-T").arg(from).arg(to),
+        "",
+        STEP_DEADLINE,
+    )?;
+    if r.ok {
+        Ok(())
+    } else {
+        Err(format!("mv {} {}: {}", from.display(), to.display(), r.out))
+    }
+}
+
+fn systemd_running() -> bool {
+    Path::new("/run/systemd/system").is_dir()
+}
+
+fn quiet(cmd: &mut Command) -> bool {
+    try_run(cmd, "", STEP_DEADLINE).is_ok_and(|r| r.ok)
+}
+
+impl SetAside {
+    pub fn new() -> SetAside {
+        let nothing = SetAside {
+            moved: Vec::new(),
+            was_running: false,
+            was_enabled: false,
+        };
+        assert!(
+            !Path::new(SET_ASIDE).exists(),
+            "{SET_ASIDE} holds an otpgate installation set aside by a packaging test that did not \
+             finish: put its files back where their paths under it say (e.g. \
+             {SET_ASIDE}/usr/sbin/otpgated -> /usr/sbin/otpgated, {SET_ASIDE}/etc/otpgate -> \
+             /etc/otpgate), remove {SET_ASIDE}, then run /usr/libexec/otpgate/otpgated-ctl start"
+        );
+        let pkg = dpkg_status("otpgate");
+        assert!(
+            pkg.is_none(),
+            "the otpgate Debian package is installed ({pkg:?}); the packaging tests install and \
+             purge otpgate and do not set a package installation aside: remove it first (dpkg -P \
+             otpgate) or run the suite on another machine"
+        );
+        // An installation, or the configuration and state an uninstall
+        // kept.
+        let manifest = fs::read_to_string(INSTALL_MANIFEST).unwrap_or_default();
+        let state = ["/etc/otpgate", "/var/lib/otpgate", "/var/log/otpgated.log"];
+        if manifest.is_empty() && !state.iter().any(|p| Path::new(p).exists()) {
+            return nothing;
+        }
+        // With the module enabled in a PAM stack, setting it aside would
+        // fail every login through that stack for the test's duration.
+        let users: Vec<String> = fs::read_dir("/etc/pam.d")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| {
+                fs::read_to_string(e.path()).is_ok_and(|t| {
+                    t.lines()
+                        .filter(|l| !l.trim_start().starts_with('#'))
+                        .any(|l| {
+                            l.split_whitespace().any(|w| {
+                                w == "pam_otpgate.so" || w.ends_with("/security/pam_otpgate.so")
+                            })
+                        })
+                })
+            })
+            .map(|e| e.path().display().to_string())
+            .collect();
+        assert!(
+            users.is_empty(),
+            "otpgate is installed and enabled in PAM ({users:?}); the packaging tests would have \
+             to remove it while they run. Run them on a machine where otpgate is not in use."
+        );
+
+        let was_enabled = systemd_running()
+            && quiet(admin("systemctl").args(["is-enabled", "--quiet", "otpgated.service"]));
+        let was_running = if systemd_running() {
+            let active =
+                quiet(admin("systemctl").args(["is-active", "--quiet", "otpgated.service"]));
+            quiet(admin("systemctl").args(["stop", "otpgated.service"]));
+            active
+        } else if let Some(pid) = daemon_pid() {
+            assert!(
+                quiet(admin("/usr/libexec/otpgate/otpgated-ctl").arg("stop")),
+                "cannot stop the installed otpgated (pid {pid})"
+            );
+            true
+        } else {
+            false
+        };
+
+        let mut paths: Vec<PathBuf> = manifest
+            .lines()
+            .filter(|l| l.starts_with('/'))
+            .map(PathBuf::from)
+            .collect();
+        paths.extend(state.into_iter().map(PathBuf::from));
+        let mut aside = SetAside {
+            moved: Vec::new(),
+            was_running,
+            was_enabled,
+        };
+        fs::create_dir_all(SET_ASIDE).expect("create the set-aside directory");
+        fs::set_permissions(SET_ASIDE, fs::Permissions::from_mode(0o700)).expect("chmod");
+        for p in paths {
+            if fs::symlink_metadata(&p).is_err() {
+                continue;
+            }
+            let to = Path::new(SET_ASIDE).join(p.strip_prefix("/").expect("absolute"));
+            if let Err(e) = mv(&p, &to) {
+                // Put back what moved so far (the guard's drop) and stop.
+                drop(aside);
+                panic!("cannot set the installed otpgate aside: {e}");
+            }
+            aside.moved.push((p, to));
+        }
+        // The directories install.sh made and --uninstall would remove.
+        for d in ["/usr/share/otpgate", "/usr/libexec/otpgate"] {
+            let _ = fs::remove_dir(d);
+        }
+        if systemd_running() {
+            quiet(admin("systemctl").arg("daemon-reload"));
+        }
+        aside
+    }
+}
+
+impl Drop for SetAside {
+    fn drop(&mut self) {
+        if self.moved.is_empty() {
+            return;
+        }
+        let mut failed = Vec::new();
+        for (orig, aside) in self.moved.iter().rev() {
+            if fs::symlink_metadata(orig).is_ok() {
+                let _ = try_run(Command::new("rm").arg("-rf").arg(orig), "", STEP_DEADLINE);
+            }
+            if let Err(e) = mv(aside, orig) {
+                failed.push(e);
+            }
+        }
+        if !failed.is_empty() {
+            eprintln!(
+                "could not put the installed otpgate back from {SET_ASIDE}: {}",
+                failed.join("; ")
+            );
+            return;
+        }
+        let _ = try_run(
+            Command::new("rm").arg("-rf").arg(SET_ASIDE),
+            "",
+            STEP_DEADLINE,
+        );
+        if systemd_running() {
+            quiet(admin("systemctl").arg("daemon-reload"));
+            if self.was_enabled {
+                quiet(admin("systemctl").args(["enable", "otpgated.service"]));
+            }
+        }
+        // Also makes the system bus read the restored policy.
+        quiet(admin("/usr/libexec/otpgate/otpgated-ctl").arg("reload-bus"));
+        if self.was_running && !quiet(admin("/usr/libexec/otpgate/otpgated-ctl").arg("start")) {
+            eprintln!("the installed otpgate is back but its daemon did not start: /usr/libexec/otpgate/otpgated-ctl start");
+        }
+    }
+}
+
+/// The tests install, uninstall and purge otpgate: after `SetAside`, nothing
+/// of a real installation may be left for them to overwrite or delete.
 pub fn require_clean_machine() {
     let leftovers: Vec<&str> = [
         "/usr/sbin/otpgated",
         "/usr/bin/otpgate",
         "/etc/otpgate",
         "/var/lib/otpgate",
-        "/usr/share/otpgate",
+        INSTALL_MANIFEST,
         PIDFILE,
     ]
     .into_iter()
@@ -82,9 +268,9 @@ pub fn require_clean_machine() {
     let pkg = dpkg_status("otpgate");
     assert!(
         leftovers.is_empty() && pkg.is_none(),
-        "otpgate is already installed on this machine ({leftovers:?}, dpkg: {pkg:?}); the packaging \
-         tests install and purge it and will not touch a real installation. Remove it first with \
-         `packaging/install.sh --uninstall --purge` or `dpkg -P otpgate`."
+        "otpgate files that packaging/install.sh did not record are on this machine \
+         ({leftovers:?}, dpkg: {pkg:?}); the packaging tests install and purge otpgate and will \
+         not touch them. Remove them first (`dpkg -P otpgate`, or by hand)."
     );
 }
 
