@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use otpgate_tests::smtp::SmtpSink;
 use otpgate_tests::*;
 
 fn packaging(p: &str) -> PathBuf {
@@ -192,12 +193,13 @@ impl Drop for Traced {
     }
 }
 
-/// The unit confines the daemon (seccomp allow list, no W+X memory,
-/// AF_UNIX only, read-only file system except the state directory, /proc
-/// limited to itself, a private /dev). This runs the real daemon under
-/// strace through enrolment, confirmation, codes, the admin calls, an
-/// import and a graceful stop, and checks that everything it did is
-/// something the unit allows.
+/// The unit confines the daemon (seccomp allow list, no W+X memory, the
+/// address families it lists, read-only file system except the state
+/// directory, /proc limited to itself, a private /dev, no home
+/// directories). This runs the real daemon under strace through
+/// enrolment, confirmation, codes, the admin calls, an import, an
+/// enrolment and a login by e-mail (SMTP to a local sink) and a graceful
+/// stop, and checks that everything it did is something the unit allows.
 #[test]
 fn unit_sandbox_leaves_room_for_what_the_daemon_does() {
     let bus = Bus::start();
@@ -207,13 +209,17 @@ fn unit_sandbox_leaves_room_for_what_the_daemon_does() {
     // The installers create the key; under the unit /etc is read-only.
     fs::write(&key, [7u8; 32]).expect("key");
     fs::set_permissions(&key, fs::Permissions::from_mode(0o400)).expect("chmod key");
+    // The e-mail factor on, so that SMTP is part of the session.
+    let sink = SmtpSink::start();
     let config = dir.join("otpgate.toml");
     fs::write(
         &config,
         format!(
-            "[storage]\npath = \"{}\"\nkey_file = \"{}\"\n",
+            "[storage]\npath = \"{}\"\nkey_file = \"{}\"\n\n\
+             [email]\nsmtp_url = \"{}\"\nfrom = \"otpgate@example.org\"\n",
             state.display(),
-            key.display()
+            key.display(),
+            sink.url()
         ),
     )
     .expect("config");
@@ -268,6 +274,31 @@ fn unit_sandbox_leaves_room_for_what_the_daemon_does() {
         "Import",
         &[&user.name, &ga.display().to_string()],
     );
+    call(&bus, "Admin", "Reset", &[&user.name]).ok();
+
+    // Enrolment by e-mail and a login with a mailed code.
+    let mail_deadline = Duration::from_secs(30);
+    call(
+        &bus,
+        "Manager",
+        "Enroll",
+        &[&user.name, "email", "trace@example.org"],
+    )
+    .ok();
+    let mails = sink.wait_for(1, mail_deadline);
+    let code = mails.first().and_then(|m| m.code()).expect("a mailed code");
+    call(&bus, "Manager", "Confirm", &[&user.name, &code]).ok();
+    assert_eq!(
+        call(&bus, "Auth", "Challenge", &[&user.name]).ok()[0],
+        "code-required"
+    );
+    let mails = sink.wait_for(2, mail_deadline);
+    let code = mails
+        .get(1)
+        .and_then(|m| m.code())
+        .expect("a mailed login code");
+    let (r, _) = verify(&bus, &user.name, &code);
+    assert_eq!(r, "ok");
     call(&bus, "Admin", "Reset", &[&user.name]).ok();
 
     // Graceful stop, as systemd does it.
