@@ -570,3 +570,152 @@ fn scripts_parse() {
     assert!(ok, "{err}");
     assert!(Path::new(out.trim()).join("pam_unix.so").exists(), "{out}");
 }
+
+/// An otpgated of the test's own on `bus` with `config`, extra environment
+/// `env`; stopped (SIGTERM, then SIGKILL) on drop.
+struct OwnDaemon {
+    child: Child,
+}
+
+impl OwnDaemon {
+    fn start(bus: &Bus, config: &Path, env: &[(&str, &Path)]) -> OwnDaemon {
+        let mut cmd = Command::new(bin("otpgated"));
+        cmd.arg("--config")
+            .arg(config)
+            .arg("--bus")
+            .arg(&bus.address)
+            .env_remove("DBUS_SYSTEM_BUS_ADDRESS")
+            .env_remove("CREDENTIALS_DIRECTORY")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut d = OwnDaemon {
+            child: cmd.spawn().expect("start otpgated"),
+        };
+        let up = wait_until(START_DEADLINE, || {
+            bus.has_owner(proto::BUS_NAME) || !matches!(d.child.try_wait(), Ok(None))
+        });
+        assert!(
+            up && bus.has_owner(proto::BUS_NAME),
+            "otpgated did not take its name"
+        );
+        d
+    }
+
+    fn stop(mut self, bus: &Bus) {
+        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
+        assert!(
+            wait_until(Duration::from_secs(20), || matches!(
+                self.child.try_wait(),
+                Ok(Some(_))
+            )),
+            "otpgated did not stop on SIGTERM"
+        );
+        assert!(wait_until(Duration::from_secs(10), || !bus.has_owner(proto::BUS_NAME)));
+    }
+}
+
+impl Drop for OwnDaemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGKILL);
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The README's way to seal the master key: `systemd-creds encrypt` of the
+/// existing key file under the credential name the daemon looks for. What
+/// systemd then hands the service (`LoadCredentialEncrypted=` decrypts into
+/// $CREDENTIALS_DIRECTORY) is the key the daemon uses, without a key file,
+/// and it is the same key: enrolments made with it open with the old file.
+/// A private host secret (SYSTEMD_CREDENTIAL_SECRET) keeps the machine's own
+/// untouched; the README's command lets systemd pick the TPM2 when present.
+#[test]
+fn key_sealed_with_systemd_creds_is_the_key_the_daemon_uses() {
+    let dir = TestDir::new("pkg-creds");
+    let key = dir.join("master.key");
+    let mut bytes = [0u8; 32];
+    std::io::Read::read_exact(
+        &mut fs::File::open("/dev/urandom").expect("urandom"),
+        &mut bytes,
+    )
+    .expect("random key");
+    fs::write(&key, bytes).expect("key");
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o400)).expect("chmod key");
+    let sealed = dir.join("master.key.cred");
+    let secret = dir.join("host.secret");
+    let creds = |args: &[&str]| {
+        let (ok, out, err) = output(
+            Command::new("systemd-creds")
+                .args(args)
+                .env("SYSTEMD_CREDENTIAL_SECRET", &secret),
+        );
+        assert!(ok, "systemd-creds {args:?}: {out}{err}");
+    };
+    creds(&[
+        "encrypt",
+        "--with-key=host",
+        "--name=otpgate-master-key",
+        &key.display().to_string(),
+        &sealed.display().to_string(),
+    ]);
+    assert!(
+        !fs::read(&sealed)
+            .expect("sealed")
+            .windows(32)
+            .any(|w| w == bytes),
+        "the credential holds the key in clear"
+    );
+    // What systemd does for LoadCredentialEncrypted= at service start.
+    let cred_dir = dir.join("credentials");
+    fs::create_dir(&cred_dir).expect("credentials dir");
+    fs::set_permissions(&cred_dir, fs::Permissions::from_mode(0o700)).expect("chmod");
+    creds(&[
+        "decrypt",
+        "--name=otpgate-master-key",
+        &sealed.display().to_string(),
+        &cred_dir.join("otpgate-master-key").display().to_string(),
+    ]);
+
+    let bus = Bus::start();
+    let state = dir.join("state");
+    let config_with = |key_file: &Path| {
+        let c = dir.join("otpgate.toml");
+        fs::write(
+            &c,
+            format!(
+                "[storage]\npath = \"{}\"\nkey_file = \"{}\"\n",
+                state.display(),
+                key_file.display()
+            ),
+        )
+        .expect("config");
+        c
+    };
+    // The key file is gone (the README removes it after sealing).
+    let no_file = dir.join("removed.key");
+    let d = OwnDaemon::start(
+        &bus,
+        &config_with(&no_file),
+        &[("CREDENTIALS_DIRECTORY", &cred_dir)],
+    );
+    let user = test_user("otpgpkgcreds");
+    let e = enroll(&bus, &user.name);
+    assert!(
+        !no_file.exists(),
+        "with the credential the daemon still made a key file"
+    );
+    d.stop(&bus);
+
+    // The same enrolment, read with the original key file.
+    let d = OwnDaemon::start(&bus, &config_with(&key), &[]);
+    let status = call(&bus, "Manager", "Status", &[&user.name]).ok();
+    assert_eq!(status["enrolled"], true, "{status}");
+    let (r, _) = verify(&bus, &user.name, &e.backup_codes[0]);
+    assert_eq!(r, "ok");
+    d.stop(&bus);
+}
