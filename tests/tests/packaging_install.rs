@@ -5,8 +5,9 @@
 //! release build. Then: `otpgate enroll --json` as a normal user, a re-run
 //! that upgrades in place, the Debian package refusing to install over it,
 //! an uninstall that refuses while a PAM service still loads the module,
-//! an uninstall that keeps the configuration, key and enrolments, a
-//! reinstall that uses them, and a purge.
+//! an uninstall that keeps the configuration, key and enrolments, a switch
+//! to the Debian package and back that carries them over (and a purge of
+//! the removed package that leaves them to install.sh), and a purge.
 
 mod packaging_common;
 
@@ -183,17 +184,38 @@ fn install_sh_quick_start_upgrade_uninstall_purge() {
         .contains("# edited by the administrator"));
     assert_root_dir("/var/lib/otpgate", 0o700);
 
-    // Installing again uses the kept key and state.
-    run_ok(&mut install_sh());
+    // Switching to the Debian package keeps the configuration (dpkg asked
+    // to keep the administrator's file), the key and the state.
+    let r = run(admin("dpkg").args(["-i", "--force-confold"]).arg(&deb));
+    assert!(r.ok, "dpkg -i after install.sh --uninstall: {r:?}");
     let pid3 = assert_daemon_serving();
+    assert_installed_files();
     assert_eq!(fs::read(KEY).expect("key"), key);
+    assert!(fs::read_to_string(CONF)
+        .expect("config")
+        .contains("# edited by the administrator"));
     enroll_as(&user.name);
+    run_ok(admin("dpkg").args(["-r", "otpgate"]));
+    assert_daemon_stopped(pid3);
+    assert_files_gone();
+
+    // And back to install.sh: the enrolment made under the package is there.
+    run_ok(&mut install_sh());
+    let pid4 = assert_daemon_serving();
+    assert_eq!(fs::read(KEY).expect("key"), key);
+    assert_eq!(status_of(&user.name)["pending"], true);
+    // Purging the removed package now must leave install.sh's state alone.
+    let r = run(admin("dpkg").args(["-P", "otpgate"]));
+    assert!(r.ok, "{r:?}");
+    assert_eq!(dpkg_status("otpgate"), None);
+    assert_eq!(fs::read(KEY).expect("key kept"), key);
+    assert_eq!(status_of(&user.name)["pending"], true);
 
     // --purge removes the rest.
     let out = run_ok(install_sh().args(["--uninstall", "--purge"]));
     assert!(out.contains("removed otpgate, its configuration"), "{out}");
     assert_files_gone();
-    assert_daemon_stopped(pid3);
+    assert_daemon_stopped(pid4);
     for gone in ["/etc/otpgate", "/var/lib/otpgate", "/var/log/otpgated.log"] {
         assert!(!Path::new(gone).exists(), "{gone} survived --purge");
     }
