@@ -382,19 +382,22 @@ fn an_unprivileged_flood_is_locked_and_starves_nobody() {
     let c = Client::connect(&bus.address);
     let mut lat = Vec::new();
     let t0 = Instant::now();
+    let mut calm_login = None;
     while t0.elapsed() < Duration::from_millis(FLOOD_MS) {
         let t = Instant::now();
         c.status(&victim.name).answer();
         lat.push(t.elapsed());
+        // The calm user logs in in the middle of the flood.
+        if calm_login.is_none() && t0.elapsed() > Duration::from_millis(FLOOD_MS / 2) {
+            let t = Instant::now();
+            let code = oathtool_at(&ev.secret, ev.confirmed_at + PERIOD);
+            let (w, info) = c.verify(&victim.name, &code).answer();
+            assert_eq!(w, "ok", "{info:?}");
+            calm_login = Some(t.elapsed());
+        }
         std::thread::sleep(Duration::from_millis(10));
     }
-    // The calm user logs in during the flood's tail.
-    let (w, info) = verify(
-        &bus,
-        &victim.name,
-        &oathtool_at(&ev.secret, ev.confirmed_at + PERIOD),
-    );
-    assert_eq!(w, "ok", "{info}");
+    let calm_login = calm_login.expect("the calm user logged in");
     let out = flood.join().expect("flood thread");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let line = stdout
@@ -417,7 +420,7 @@ fn an_unprivileged_flood_is_locked_and_starves_nobody() {
     eprintln!(
         "attack_garbage flood: uid {} sent {total} Verify calls in {FLOOD_MS} ms ({rate:.0}/s): {got:?}; \
          root's Status meanwhile: {} calls, p50 {:?}, p99 {:?}, max {:?}; daemon RSS {rss_before} -> {rss_after} KiB; \
-         {log_lines} log lines written during the flood",
+         {log_lines} log lines written during the flood; the calm user's login mid-flood took {calm_login:?}",
         flooder.uid,
         lat.len(),
         pct(0.5),
@@ -431,7 +434,8 @@ fn an_unprivileged_flood_is_locked_and_starves_nobody() {
         total,
         "{got:?}"
     );
-    assert!(rate > 1000.0, "only {rate:.0} calls/s: not a flood");
+    // About 1,300/s on an idle 2-core machine; a busy CI host does less.
+    assert!(rate > 300.0, "only {rate:.0} calls/s: not a flood");
     assert!(lat[lat.len() - 1] < Duration::from_secs(2), "root starved");
     let st = c.status(&flooder.name).answer();
     assert_eq!(dict_u32(&st, "failures"), Some(5));
