@@ -21,6 +21,7 @@ packages=(
   sudo openssh-server openssh-client util-linux passwd login  # real sudo, sshd, su, setpriv, useradd
   zbar-tools librsvg2-bin      # decode the enrolment QR codes back to the URI
   libpam-google-authenticator  # make a real ~/.google_authenticator for the import test
+  dbus systemd strace dpkg-dev libpam-runtime  # the packaging tests: system bus, systemd-analyze/-creds, the sandbox trace, the .deb
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -120,7 +120,11 @@ impl MasterKey {
                     .create_new(true)
                     .mode(0o400)
                     .open(path)
-                    .map_err(|e| err(format!("creating it: {e}")))?;
+                    .map_err(|e| {
+                        err(format!(
+                            "creating it: {e} (where /etc is read-only, as under the systemd unit, create it at install time: /usr/libexec/otpgate/otpgated-ctl prepare)"
+                        ))
+                    })?;
                 f.write_all(key.as_bytes())
                     .and_then(|_| f.sync_all())
                     .map_err(|e| err(format!("writing it: {e}")))?;
