@@ -524,6 +524,21 @@ pub fn oathtool(args: &[&str], secret_b32: &str) -> String {
         .to_string()
 }
 
+/// A 6-digit code that is none of the codes of the 25 time steps around
+/// now (±12): wrong for any window up to 10, for the next few minutes.
+pub fn wrong_code(secret_b32: &str) -> String {
+    let from = now().saturating_sub(12 * 30);
+    let near = oathtool(
+        &["--totp", "-b", "-", "-N", &format!("@{from}"), "-w", "24"],
+        secret_b32,
+    );
+    let near: Vec<&str> = near.lines().map(str::trim).collect();
+    (0u32..)
+        .map(|n| format!("{:06}", (n * 7919 + 13) % 1_000_000))
+        .find(|c| !near.contains(&c.as_str()))
+        .expect("25 codes cannot cover them all")
+}
+
 // ---- calls -----------------------------------------------------------------
 
 /// What `otpgate-testcall` printed: the reply as JSON, or the D-Bus error.

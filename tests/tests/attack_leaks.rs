@@ -153,7 +153,7 @@ fn the_secret_is_in_no_file_log_error_or_reply() {
     typed.push(ok_code.clone());
     assert_eq!(c.verify(&alice.name, &ok_code).answer().0, "ok");
     note(&mut errors, "replay", c.verify(&alice.name, &ok_code));
-    let wrong = pam_common::wrong_code(&e.secret);
+    let wrong = otpgate_tests::wrong_code(&e.secret);
     typed.push(wrong.clone());
     for _ in 0..3 {
         c.verify(&alice.name, &wrong).answer();
@@ -170,7 +170,7 @@ fn the_secret_is_in_no_file_log_error_or_reply() {
     // Bob: a pending enrolment, and a wrong confirmation.
     let pending = c.enroll(&bob.name).answer();
     let bob_secret = otpgate_proto::dict_str(&pending, "secret").expect("secret");
-    let bob_wrong = pam_common::wrong_code(&bob_secret);
+    let bob_wrong = otpgate_tests::wrong_code(&bob_secret);
     match c.confirm(&bob.name, &bob_wrong) {
         Reply::Refused(err) => errors.push(("confirm wrong".into(), err.to_string())),
         other => panic!("{other:?}"),

@@ -13,18 +13,6 @@ use zbus::Variant;
 
 const PERIOD: u64 = 30;
 
-/// A 6-digit code that is none of the codes of the 7 steps around now.
-fn wrong_code(secret: &str) -> String {
-    let t = now();
-    let near: Vec<String> = (0..7)
-        .map(|k| oathtool_at(secret, t + k * PERIOD - 3 * PERIOD))
-        .collect();
-    (0..10)
-        .map(|d| d.to_string().repeat(6))
-        .find(|c| !near.contains(c))
-        .expect("seven codes cannot cover ten candidates")
-}
-
 /// `n` parallel `Verify(user, code)` calls; the answers in no order.
 fn parallel_verify(bus: &Bus, user: &str, code: &str, n: usize) -> Vec<(String, OwnedDict)> {
     let barrier = Arc::new(Barrier::new(n));

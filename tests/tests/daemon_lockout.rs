@@ -9,18 +9,6 @@ use serde_json::Value;
 
 const PERIOD: u64 = 30;
 
-/// A 6-digit code that is none of the codes of the 7 steps around now.
-fn wrong_code(secret: &str) -> String {
-    let t = now();
-    let near: Vec<String> = (0..7)
-        .map(|k| oathtool_at(secret, t + k * PERIOD - 3 * PERIOD))
-        .collect();
-    (0..10)
-        .map(|d| d.to_string().repeat(6))
-        .find(|c| !near.contains(c))
-        .expect("seven codes cannot cover ten candidates")
-}
-
 fn u(info: &Value, key: &str) -> Option<u64> {
     info.get(key).and_then(Value::as_u64)
 }

@@ -104,19 +104,6 @@ fn common_auth_loads_otpgate() -> bool {
         .any(|l| l.contains("pam_otpgate.so"))
 }
 
-/// A code that is none of the codes around now.
-fn wrong_code(secret: &str) -> String {
-    let t = now();
-    let near: Vec<String> = (-3i64..=3)
-        .map(|k| oathtool_at(secret, (t as i64 + k * 30) as u64))
-        .collect();
-    let base: u32 = near[3].parse().expect("numeric code");
-    (1..)
-        .map(|d| format!("{:06}", (base + d) % 1_000_000))
-        .find(|c| !near.contains(c))
-        .expect("a wrong code")
-}
-
 fn pamtester(service: &str, user: &str, input: &str) -> Ran {
     try_run(
         admin("pamtester").args([service, user, "authenticate"]),

@@ -207,18 +207,6 @@ pub fn strings(v: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
-/// A 6-digit code that is none of the codes valid around now (±10 steps).
-pub fn wrong_code(secret: &str) -> String {
-    let t = now();
-    let valid: Vec<String> = (0..=20u64)
-        .map(|i| oathtool_at(secret, t + i * 30 - 300))
-        .collect();
-    (0..1_000_000u32)
-        .map(|n| format!("{:06}", (n * 7919 + 123_457) % 1_000_000))
-        .find(|c| !valid.contains(c))
-        .expect("some code is wrong")
-}
-
 /// A directory `who` may write to (for `--qr-svg` files and the like).
 pub fn writable_dir(dir: &TestDir, name: &str, who: As) -> PathBuf {
     let p = dir.join(name);

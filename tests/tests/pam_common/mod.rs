@@ -266,18 +266,6 @@ impl Drop for FakeDaemon {
     }
 }
 
-/// A 6-digit code that is wrong for `secret` at any step near now.
-pub fn wrong_code(secret: &str) -> String {
-    let t = now();
-    let near: Vec<String> = (0..=24)
-        .map(|i| oathtool_at(secret, t - 360 + i * 30))
-        .collect();
-    (0u32..)
-        .map(|n| format!("{:06}", (n * 7919 + 13) % 1_000_000))
-        .find(|c| !near.contains(c))
-        .expect("some code is wrong")
-}
-
 /// Suspends a process (SIGSTOP) until the guard drops (SIGCONT): a daemon
 /// that hangs.
 pub struct Stopped(pub i32);
