@@ -1,0 +1,213 @@
+//! Criterion micro-benchmarks of what one login costs inside otpgated:
+//!
+//! - `totp/*`: `totp::matched_step` with window 1, right and wrong code;
+//! - `record/*`: `LocalStore` load, `crypto::open`, durable `save` (temp
+//!   file, fsync, rename, fsync of the directory), on a temporary directory
+//!   on the same disk as /tmp;
+//! - `backup/find`: one argon2id evaluation against a set of 10 codes;
+//! - `bus/*`: the real service in-process (`otpgated::serve`) on a private
+//!   dbus-daemon with the real policy: Challenge and Verify on one kept
+//!   connection, and Verify through pam_otpgate's own client (a fresh
+//!   connection and the owner checks per call, as the module does).
+//!
+//! `cargo bench -p otpgate-bench` (as root: the service checks the caller's
+//! uid and the bus policy lets only root own the name).
+
+use std::hint::black_box;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use otpgated::backup;
+use otpgated::clock::{Clock, ManualClock};
+use otpgated::config::Config;
+use otpgated::crypto::{self, MasterKey};
+use otpgated::engine::Engine;
+use otpgated::record::{Factor, TotpFactor, UserRecord};
+use otpgated::store::{LocalStore, Store};
+use otpgated::totp::{self, Params};
+use totp_rs::Algorithm;
+
+const SECRET: &[u8; 20] = b"0123456789abcdefghij";
+/// A step boundary far from now, so the manual clock owns its codes.
+const T0: u64 = 1_900_000_020;
+
+fn params() -> Params {
+    Params {
+        algorithm: Algorithm::SHA1,
+        digits: 6,
+        period: 30,
+    }
+}
+
+fn code_at(t: u64) -> String {
+    let b32 = totp::base32(SECRET);
+    let g = otpgate_bench::totp(&b32).expect("a valid secret");
+    otpgate_bench::code_at_step(&g, t / 30)
+}
+
+/// An enrolled record for `user`, sealed under `key`.
+fn record(key: &MasterKey, user: &str) -> UserRecord {
+    let id = "0011223344556677".to_string();
+    let mut r = UserRecord::new(user, T0);
+    r.factors = vec![Factor::Totp(TotpFactor {
+        secret: crypto::seal(key, user, &id, SECRET).expect("seal"),
+        id,
+        algorithm: "SHA1".into(),
+        digits: 6,
+        period: 30,
+        last_step: None,
+        created_at: T0,
+        origin: "enrolled".into(),
+    })];
+    r
+}
+
+fn totp_check(c: &mut Criterion) {
+    let right = code_at(T0);
+    let wrong = otpgate_bench::wrong_code(
+        &otpgate_bench::totp(&totp::base32(SECRET)).expect("secret"),
+        T0 / 30,
+    );
+    assert_eq!(
+        totp::matched_step(SECRET, params(), 1, &right, T0),
+        Some(T0 / 30)
+    );
+    let mut g = c.benchmark_group("totp");
+    g.bench_function("matched_step_window1_right", |b| {
+        b.iter(|| totp::matched_step(black_box(SECRET), params(), 1, black_box(&right), T0))
+    });
+    g.bench_function("matched_step_window1_wrong", |b| {
+        b.iter(|| totp::matched_step(black_box(SECRET), params(), 1, black_box(&wrong), T0))
+    });
+    g.finish();
+}
+
+fn record_io(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = LocalStore::open(&dir.path().join("state")).expect("store");
+    let key = MasterKey::generate().expect("key");
+    let rec = record(&key, "benchuser");
+    store.save(&rec).expect("save");
+    let f = rec.totp().expect("a TOTP factor").clone();
+    let mut g = c.benchmark_group("record");
+    g.bench_function("load", |b| {
+        b.iter(|| store.load(black_box("benchuser")).expect("load"))
+    });
+    g.bench_function("open_secret", |b| {
+        b.iter(|| crypto::open(&key, "benchuser", &f.id, black_box(&f.secret)).expect("open"))
+    });
+    g.sample_size(30);
+    g.measurement_time(Duration::from_secs(10));
+    g.bench_function("save_durable", |b| {
+        b.iter(|| store.save(black_box(&rec)).expect("save"))
+    });
+    g.bench_function("verify_cycle_load_open_check_save", |b| {
+        let mut t = T0;
+        b.iter(|| {
+            t += 30;
+            let mut r = store.load("benchuser").expect("load").expect("there");
+            let f = r.totp().expect("factor").clone();
+            let s = crypto::open(&key, "benchuser", &f.id, &f.secret).expect("open");
+            let step = totp::matched_step(&s, params(), 1, &code_at(t), t).expect("matches");
+            r.totp_mut().expect("factor").last_step = Some(step);
+            store.save(&r).expect("save");
+        })
+    });
+    g.finish();
+}
+
+fn backup_find(c: &mut Criterion) {
+    let key = MasterKey::generate().expect("key");
+    let codes = backup::generate(10).expect("codes");
+    let set = backup::hash_set(&key, "benchuser", &codes, T0).expect("hash");
+    let mut g = c.benchmark_group("backup");
+    g.sample_size(20);
+    g.bench_function("find_argon2id_10_codes", |b| {
+        b.iter(|| backup::find(&key, "benchuser", &set, black_box("0000000000")).expect("find"))
+    });
+    g.finish();
+}
+
+fn bus_round_trip(c: &mut Criterion) {
+    use pam_otpgate::client::Daemon as _;
+    let bus = otpgate_tests::Bus::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    let key_bytes = *MasterKey::generate().expect("key").as_bytes();
+    let key = MasterKey::from_bytes(key_bytes);
+    LocalStore::open(&state)
+        .expect("store")
+        .save(&record(&key, "benchuser"))
+        .expect("save");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let clock = Arc::new(ManualClock::new(T0));
+    let engine = Arc::new(Engine::new(
+        Config::parse(
+            "[backup_codes]\ncount = 0\n[lockout]\nmax_failures = 100\n",
+            Path::new("bench.toml"),
+        )
+        .expect("config"),
+        Box::new(LocalStore::open(&state).expect("store")),
+        key,
+        clock.clone(),
+        otpgated::audit::Audit::none(),
+        rt.handle().clone(),
+    ));
+    let _conn = rt
+        .block_on(otpgated::serve(&bus.address, engine))
+        .expect("serve");
+
+    let mut g = c.benchmark_group("bus");
+    g.sample_size(30);
+    g.measurement_time(Duration::from_secs(10));
+    // The connection outlives this block_on (zbus then drives it from a
+    // helper thread): each call below is one block_on on a kept connection.
+    let (conn, auth) = zruntime::block_on(async {
+        let conn = zbus::connection::Builder::address(bus.address.as_str())
+            .build()
+            .await
+            .expect("connect");
+        let auth = otpgate_proto::AuthProxy::new(&conn).await.expect("proxy");
+        (conn, auth)
+    });
+    g.bench_function("challenge_kept_connection", |b| {
+        b.iter(|| {
+            zruntime::block_on(auth.challenge("benchuser", otpgate_proto::Dict::new()))
+                .expect("challenge")
+        })
+    });
+    g.bench_function("verify_valid_kept_connection", |b| {
+        b.iter(|| {
+            clock.advance(30);
+            let code = code_at(clock.now());
+            let (r, _) =
+                zruntime::block_on(auth.verify("benchuser", &code, otpgate_proto::Dict::new()))
+                    .expect("verify");
+            assert_eq!(r, "ok");
+        })
+    });
+    drop(auth);
+    zruntime::block_on(async {
+        let _ = conn.close().await;
+    });
+    let client = pam_otpgate::client::BusDaemon::new(&bus.address, Duration::from_secs(5));
+    let ctx = pam_otpgate::client::Context::default();
+    g.bench_function("verify_valid_module_client", |b| {
+        b.iter(|| {
+            clock.advance(30);
+            let code = code_at(clock.now());
+            let r = client.verify("benchuser", &code, &ctx).expect("verify");
+            assert_eq!(r.result, otpgate_proto::VerifyResult::Ok);
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, totp_check, record_io, backup_find, bus_round_trip);
+criterion_main!(benches);

@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# otpgate against google-authenticator-libpam and pam_oath, through the real
+# PAM library, on this machine. Run as root from anywhere:
+#
+#   bench/run.sh [--users 1000,10000,100000] [--workers 1,4] [--seconds 10] [--quick]
+#
+# --quick is --users 1000 --seconds 5. What it does (details in bench/README.md):
+#   1. installs libpam-google-authenticator and libpam-oath (and what the
+#      build needs) when missing;
+#   2. builds otpgated, pam_otpgate.so and the load generator in release
+#      (target/release, or $CARGO_TARGET_DIR/release);
+#   3. backs up /etc/passwd and /etc/shadow, adds the bench's system users
+#      (otpgbn000000…) in one batch, and removes them again on exit, even
+#      on failure or Ctrl-C (trap), then checks the files against the backup;
+#   4. runs `otpgate-bench run`, which prints the table and the targets.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+users=1000,10000,100000
+workers=1,4
+seconds=10
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --users) users="$2"; shift 2 ;;
+    --users=*) users="${1#*=}"; shift ;;
+    --workers) workers="$2"; shift 2 ;;
+    --workers=*) workers="${1#*=}"; shift ;;
+    --seconds) seconds="$2"; shift 2 ;;
+    --seconds=*) seconds="${1#*=}"; shift ;;
+    --quick) users=1000; seconds=5; shift ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    *) echo "bench/run.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
+  esac
+done
+if ! [[ "$users" =~ ^[0-9]+(,[0-9]+)*$ && "$workers" =~ ^[0-9]+(,[0-9]+)*$ && "$seconds" =~ ^[0-9]+$ ]]; then
+  echo "bench/run.sh: --users and --workers take comma-separated numbers, --seconds a number" >&2
+  exit 2
+fi
+if [ "$(id -u)" != 0 ]; then
+  echo "bench/run.sh: run as root (system users, otpgated, PAM modules reading root-only files)" >&2
+  exit 1
+fi
+
+t_all=$(date +%s)
+echo "bench/run.sh: $(date -u '+%Y-%m-%d %H:%M:%S UTC') on $(hostname), $(nproc) cores; uptime:$(uptime | sed 's/.*up/ up/')"
+
+packages=(
+  libpam-google-authenticator libpam-oath   # the peers
+  dbus-daemon                               # the private bus
+  libpam0g-dev build-essential pkg-config   # building against libpam
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "bench/run.sh: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null
+fi
+
+t=$(date +%s)
+cargo build --release -p otpgated -p pam_otpgate -p otpgate-bench
+echo "bench/run.sh: release build took $(( $(date +%s) - t )) s"
+target="${CARGO_TARGET_DIR:-target}"
+case "$target" in /*) ;; *) target="$PWD/$target" ;; esac
+bench="$target/release/otpgate-bench"
+export OTPGATE_BIN_DIR="$target/release"
+
+max=0
+IFS=, read -r -a ns <<< "$users"
+for n in "${ns[@]}"; do [ "$n" -gt "$max" ] && max=$n; done
+
+backup=$(mktemp -d /var/tmp/otpgate-bench-etc.XXXXXX)
+cp -p /etc/passwd /etc/shadow "$backup/"
+
+restore() {
+  local rc=$?
+  trap - EXIT INT TERM
+  local t0; t0=$(date +%s)
+  if ! "$bench" users remove; then
+    # The tool failed: drop the lines with grep instead (same lines, no lock).
+    echo "bench/run.sh: otpgate-bench users remove failed; removing otpgbn* lines with grep" >&2
+    for f in passwd shadow; do
+      grep -v -E '^otpgbn[0-9]+:' "/etc/$f" > "/etc/.$f.otpgate-bench-restore" || true
+      chown --reference="/etc/$f" "/etc/.$f.otpgate-bench-restore"
+      chmod --reference="/etc/$f" "/etc/.$f.otpgate-bench-restore"
+      mv "/etc/.$f.otpgate-bench-restore" "/etc/$f"
+    done
+  fi
+  local same=1
+  for f in passwd shadow; do cmp -s "/etc/$f" "$backup/$f" || same=0; done
+  if [ "$same" = 1 ]; then
+    echo "bench/run.sh: /etc/passwd and /etc/shadow are back to the backup ($(( $(date +%s) - t0 )) s)"
+    rm -rf "$backup"
+  else
+    # Someone else (useradd in another test suite) changed them meanwhile:
+    # their lines are kept; the backup stays for inspection.
+    echo "bench/run.sh: no otpgbn* user is left, but /etc/passwd or /etc/shadow differ from the backup in $backup (changed by another program meanwhile?)" >&2
+  fi
+  echo "bench/run.sh: $(( $(date +%s) - t_all )) s in all; uptime:$(uptime | sed 's/.*up/ up/')"
+  exit "$rc"
+}
+trap restore EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# A run killed with SIGKILL leaves its users behind: clear them first.
+"$bench" users remove >/dev/null
+cmp -s /etc/passwd "$backup/passwd" || cp -p /etc/passwd /etc/shadow "$backup/"
+"$bench" users add --count "$max"
+"$bench" run --users "$users" --workers "$workers" --seconds "$seconds"

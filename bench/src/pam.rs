@@ -1,0 +1,160 @@
+//! One full PAM transaction per attempt through the system's libpam:
+//! `pam_start_confdir` (a private directory of service files, so nothing
+//! under /etc/pam.d changes), `pam_authenticate`, `pam_end`. The
+//! conversation answers every prompt with the code it was given.
+
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::ptr;
+
+pub const PAM_SUCCESS: c_int = 0;
+pub const PAM_AUTH_ERR: c_int = 7;
+const PAM_PROMPT_ECHO_OFF: c_int = 1;
+const PAM_PROMPT_ECHO_ON: c_int = 2;
+const PAM_BUF_ERR: c_int = 5;
+const PAM_CONV_ERR: c_int = 19;
+
+#[repr(C)]
+struct PamMessage {
+    msg_style: c_int,
+    msg: *const c_char,
+}
+
+#[repr(C)]
+struct PamResponse {
+    resp: *mut c_char,
+    resp_retcode: c_int,
+}
+
+type ConvFn = unsafe extern "C" fn(
+    c_int,
+    *mut *const PamMessage,
+    *mut *mut PamResponse,
+    *mut c_void,
+) -> c_int;
+
+#[repr(C)]
+struct PamConv {
+    conv: Option<ConvFn>,
+    appdata_ptr: *mut c_void,
+}
+
+#[link(name = "pam")]
+extern "C" {
+    fn pam_start_confdir(
+        service: *const c_char,
+        user: *const c_char,
+        conv: *const PamConv,
+        confdir: *const c_char,
+        pamh: *mut *mut c_void,
+    ) -> c_int;
+    fn pam_authenticate(pamh: *mut c_void, flags: c_int) -> c_int;
+    fn pam_end(pamh: *mut c_void, status: c_int) -> c_int;
+    fn pam_strerror(pamh: *mut c_void, errnum: c_int) -> *const c_char;
+}
+
+/// What the conversation answers with, and how often it was asked.
+struct Answer<'a> {
+    code: &'a CStr,
+    prompts: u32,
+}
+
+unsafe extern "C" fn conversation(
+    num_msg: c_int,
+    msg: *mut *const PamMessage,
+    resp: *mut *mut PamResponse,
+    appdata: *mut c_void,
+) -> c_int {
+    // SAFETY: appdata is the `Answer` that `authenticate` passed to
+    // pam_start_confdir; it outlives the handle.
+    let answer = unsafe { &mut *(appdata as *mut Answer) };
+    let Ok(n) = usize::try_from(num_msg) else {
+        return PAM_CONV_ERR;
+    };
+    if n == 0 {
+        return PAM_CONV_ERR;
+    }
+    // SAFETY: calloc of n zeroed responses; the module frees them (that is
+    // the PAM conversation contract).
+    let out = unsafe { libc::calloc(n, std::mem::size_of::<PamResponse>()) } as *mut PamResponse;
+    if out.is_null() {
+        return PAM_BUF_ERR;
+    }
+    for i in 0..n {
+        // SAFETY: Linux-PAM passes an array of n message pointers.
+        let m = unsafe { &**msg.add(i) };
+        if matches!(m.msg_style, PAM_PROMPT_ECHO_OFF | PAM_PROMPT_ECHO_ON) {
+            answer.prompts += 1;
+            // SAFETY: strdup gives the malloc()ed string the module frees;
+            // `out` has n slots.
+            unsafe { (*out.add(i)).resp = libc::strdup(answer.code.as_ptr()) };
+        }
+    }
+    // SAFETY: resp is PAM's out pointer.
+    unsafe { *resp = out };
+    PAM_SUCCESS
+}
+
+/// One transaction's outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    /// `pam_authenticate`'s result.
+    pub rc: c_int,
+    /// How many prompts the stack asked.
+    pub prompts: u32,
+}
+
+/// Runs pam_start_confdir, pam_authenticate, pam_end for `user` with the
+/// service file `confdir/service`, answering prompts with `code`.
+/// `Err` only when the transaction could not start.
+pub fn authenticate(
+    confdir: &CStr,
+    service: &CStr,
+    user: &CStr,
+    code: &CStr,
+) -> Result<Outcome, String> {
+    let mut answer = Answer { code, prompts: 0 };
+    let conv = PamConv {
+        conv: Some(conversation),
+        appdata_ptr: &mut answer as *mut Answer as *mut c_void,
+    };
+    let mut pamh: *mut c_void = ptr::null_mut();
+    // SAFETY: every string is NUL-terminated; `conv` and `answer` outlive
+    // the handle, which pam_end closes below before they go out of scope.
+    let rc = unsafe {
+        pam_start_confdir(
+            service.as_ptr(),
+            user.as_ptr(),
+            &conv,
+            confdir.as_ptr(),
+            &mut pamh,
+        )
+    };
+    if rc != PAM_SUCCESS {
+        return Err(format!("pam_start_confdir: {}", strerror(rc)));
+    }
+    // SAFETY: a live handle from pam_start_confdir.
+    let result = unsafe { pam_authenticate(pamh, 0) };
+    // SAFETY: ends the handle; nothing uses it afterwards.
+    unsafe { pam_end(pamh, result) };
+    Ok(Outcome {
+        rc: result,
+        prompts: answer.prompts,
+    })
+}
+
+/// PAM's name for a result code, e.g. `Authentication failure`.
+pub fn strerror(code: c_int) -> String {
+    // SAFETY: Linux-PAM's pam_strerror ignores the handle and returns a
+    // static string.
+    let s = unsafe { pam_strerror(ptr::null_mut(), code) };
+    if s.is_null() {
+        return code.to_string();
+    }
+    // SAFETY: a static NUL-terminated string.
+    unsafe { CStr::from_ptr(s) }.to_string_lossy().into_owned()
+}
+
+/// A C string from Rust text that has no NUL (names, paths, codes).
+pub fn cstring(s: &str) -> CString {
+    CString::new(s).expect("no NUL in names, paths and codes")
+}
