@@ -4,7 +4,7 @@
 #
 #   bench/run.sh [--users 1000,10000,100000] [--workers 1,4] [--seconds 10] [--quick]
 #
-# --quick is --users 1000 --seconds 5. What it does (details in bench/README.md):
+# --quick is --users 1000 --seconds 6. What it does (details in bench/README.md):
 #   1. installs libpam-google-authenticator and libpam-oath (and what the
 #      build needs) when missing;
 #   2. builds otpgated, pam_otpgate.so and the load generator in release
@@ -27,7 +27,7 @@ while [ $# -gt 0 ]; do
     --workers=*) workers="${1#*=}"; shift ;;
     --seconds) seconds="$2"; shift 2 ;;
     --seconds=*) seconds="${1#*=}"; shift ;;
-    --quick) users=1000; seconds=5; shift ;;
+    --quick) users=1000; seconds=6; shift ;;
     -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "bench/run.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
   esac

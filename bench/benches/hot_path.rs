@@ -4,6 +4,10 @@
 //! - `record/*`: `LocalStore` load, `crypto::open`, durable `save` (temp
 //!   file, fsync, rename, fsync of the directory), on a temporary directory
 //!   on the same disk as /tmp;
+//! - `fs/*`: the durable-write patterns on this disk, for one 700-byte
+//!   record: otpgated's (new file, fsync, rename, fsync of the directory),
+//!   google-authenticator's (the same without the directory fsync), and two
+//!   alternatives (overwrite in place + fdatasync; append + fdatasync);
 //! - `backup/find`: one argon2id evaluation against a set of 10 codes;
 //! - `bus/*`: the real service in-process (`otpgated::serve`) on a private
 //!   dbus-daemon with the real policy: Challenge and Verify on one kept
@@ -118,6 +122,76 @@ fn record_io(c: &mut Criterion) {
     g.finish();
 }
 
+fn fs_patterns(c: &mut Criterion) {
+    use std::fs::{self, File, OpenOptions};
+    use std::io::Write;
+    use std::os::unix::fs::FileExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().to_path_buf();
+    let payload = vec![b'x'; 700];
+    let mut g = c.benchmark_group("fs");
+    g.sample_size(30);
+    g.measurement_time(Duration::from_secs(8));
+    let mut n = 0u64;
+    g.bench_function("new_fsync_rename_fsyncdir_otpgated", |b| {
+        b.iter(|| {
+            n += 1;
+            let tmp = d.join(format!(".tmp-{n}"));
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)
+                .expect("create");
+            f.write_all(&payload).expect("write");
+            f.sync_all().expect("fsync");
+            fs::rename(&tmp, d.join("a.json")).expect("rename");
+            File::open(&d).expect("dir").sync_all().expect("fsync dir");
+        })
+    });
+    g.bench_function("new_fsync_rename_google_authenticator", |b| {
+        b.iter(|| {
+            n += 1;
+            let tmp = d.join(format!(".tmp-{n}"));
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)
+                .expect("create");
+            f.write_all(&payload).expect("write");
+            f.sync_all().expect("fsync");
+            fs::rename(&tmp, d.join("b.json")).expect("rename");
+        })
+    });
+    let slot = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(d.join("slots"))
+        .expect("slots");
+    slot.write_all_at(&[0u8; 8192], 0).expect("preallocate");
+    slot.sync_all().expect("fsync");
+    g.bench_function("overwrite_in_place_fdatasync", |b| {
+        b.iter(|| {
+            n += 1;
+            slot.write_all_at(&payload, (n % 2) * 4096).expect("pwrite");
+            slot.sync_data().expect("fdatasync");
+        })
+    });
+    let mut log = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(d.join("journal"))
+        .expect("journal");
+    g.bench_function("append_fdatasync", |b| {
+        b.iter(|| {
+            log.write_all(&payload[..100]).expect("append");
+            log.sync_data().expect("fdatasync");
+        })
+    });
+    g.finish();
+}
+
 fn backup_find(c: &mut Criterion) {
     let key = MasterKey::generate().expect("key");
     let codes = backup::generate(10).expect("codes");
@@ -209,5 +283,12 @@ fn bus_round_trip(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, totp_check, record_io, backup_find, bus_round_trip);
+criterion_group!(
+    benches,
+    totp_check,
+    record_io,
+    fs_patterns,
+    backup_find,
+    bus_round_trip
+);
 criterion_main!(benches);
