@@ -37,4 +37,17 @@ fi
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace --bins --lib
-cargo test --workspace --no-fail-fast
+# Keep the test output for the summary line at the very end.
+test_log=$(mktemp)
+trap 'rm -f "$test_log"' EXIT
+cargo test --workspace --no-fail-fast 2>&1 | tee "$test_log"
+
+# A short fuzzing run of every fuzz target (fuzz/run.sh SECONDS); set
+# OTPGATE_FUZZ=0 to skip it, OTPGATE_FUZZ_SECONDS for longer.
+if [ "${OTPGATE_FUZZ:-1}" != 0 ]; then
+  fuzz/run.sh "${OTPGATE_FUZZ_SECONDS:-5}"
+fi
+
+# One closing line for the whole suite (cargo prints one per test binary).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1) } }
+     END { printf "otpgate: %d passed, %d failed\n", p, f }' "$test_log"

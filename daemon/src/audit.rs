@@ -2,6 +2,7 @@
 //! matters, also written to stderr for the journal. Values that come from
 //! callers are escaped and cut short; codes and secrets are never passed in.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
 
@@ -12,7 +13,16 @@ use crate::engine::Context;
 pub struct Audit {
     syslog: Mutex<Option<Logger<LoggerBackend, Formatter3164>>>,
     stderr: bool,
+    /// Repeated refusals (a locked account hammered, a denied caller
+    /// retrying) are logged once a minute per key, with the number held
+    /// back, so no local user can flood the log or push others' lines past
+    /// syslog's rate limit.
+    throttle: Mutex<HashMap<String, (u64, u32)>>,
 }
+
+/// One line per key per this many seconds for throttled events.
+pub const THROTTLE_SECS: u64 = 60;
+const THROTTLE_KEYS: usize = 10_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {
@@ -51,6 +61,7 @@ impl Audit {
         Audit {
             syslog: Mutex::new(syslog::unix(formatter).ok()),
             stderr,
+            throttle: Mutex::default(),
         }
     }
 
@@ -59,6 +70,7 @@ impl Audit {
         Audit {
             syslog: Mutex::new(None),
             stderr: false,
+            throttle: Mutex::default(),
         }
     }
 
@@ -76,6 +88,27 @@ impl Audit {
                 };
             }
         }
+    }
+
+    /// Whether a throttled line under `key` may go out at `now`; if so,
+    /// how many were held back since the last one.
+    pub fn admit(&self, key: &str, now: u64) -> Option<u32> {
+        let mut map = self.throttle.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((start, held)) = map.get_mut(key) {
+            if now < *start + THROTTLE_SECS {
+                *held = held.saturating_add(1);
+                return None;
+            }
+            let n = *held;
+            *start = now;
+            *held = 0;
+            return Some(n);
+        }
+        if map.len() >= THROTTLE_KEYS {
+            map.retain(|_, (start, _)| now < *start + THROTTLE_SECS);
+        }
+        map.insert(key.to_string(), (now, 0));
+        Some(0)
     }
 
     /// `event=NAME user=U [detail] service=S rhost=H ruser=R tty=T uid=N`.
@@ -105,5 +138,23 @@ impl Audit {
         }
         let _ = write!(line, " caller_uid={caller_uid}");
         self.log(level, &line);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_lines_go_out_once_a_minute_with_the_count_held_back() {
+        let a = Audit::none();
+        assert_eq!(a.admit("locked:alice", 1000), Some(0));
+        for t in 1001..1060 {
+            assert_eq!(a.admit("locked:alice", t), None);
+        }
+        assert_eq!(a.admit("locked:bob", 1001), Some(0), "keys are separate");
+        assert_eq!(a.admit("locked:alice", 1060), Some(59));
+        assert_eq!(a.admit("locked:alice", 1061), None);
+        assert_eq!(a.admit("locked:alice", 1200), Some(1));
     }
 }

@@ -345,13 +345,24 @@ impl Engine {
             check_user_name(u)?;
         }
         authz::check(caller, iface, user).inspect_err(|e| {
+            let Some(held) = self
+                .audit
+                .admit(&format!("denied:{}", caller.uid), self.clock.now())
+            else {
+                return;
+            };
             self.audit.log(
                 Level::Warning,
                 &format!(
-                    "event=access-denied caller_uid={} user={} reason=\"{}\"",
+                    "event=access-denied caller_uid={} user={} reason=\"{}\"{}",
                     caller.uid,
                     user.map(crate::audit::clean).unwrap_or_default(),
-                    e
+                    e,
+                    if held > 0 {
+                        format!(" suppressed={held}")
+                    } else {
+                        String::new()
+                    }
                 ),
             )
         })
@@ -624,8 +635,21 @@ impl Engine {
             if dirty {
                 self.save(rec)?;
             }
-            self.audit
-                .event(Level::Notice, "verify-locked", &user, ctx, caller_uid, "");
+            if let Some(held) = self.audit.admit(&format!("locked:{user}"), now) {
+                let detail = if held > 0 {
+                    format!("suppressed={held}")
+                } else {
+                    String::new()
+                };
+                self.audit.event(
+                    Level::Notice,
+                    "verify-locked",
+                    &user,
+                    ctx,
+                    caller_uid,
+                    &detail,
+                );
+            }
             let mut o = VerifyOutcome::plain(
                 VerifyResult::Locked,
                 "Too many wrong codes: the second factor is locked.",
@@ -649,14 +673,21 @@ impl Engine {
             if dirty {
                 self.save(rec)?;
             }
-            self.audit.event(
-                Level::Warning,
-                "verify-source-blocked",
-                &user,
-                ctx,
-                caller_uid,
-                "",
-            );
+            if let Some(held) = self.audit.admit(&format!("source:{source}"), now) {
+                let detail = if held > 0 {
+                    format!("suppressed={held}")
+                } else {
+                    String::new()
+                };
+                self.audit.event(
+                    Level::Warning,
+                    "verify-source-blocked",
+                    &user,
+                    ctx,
+                    caller_uid,
+                    &detail,
+                );
+            }
             let mut o = VerifyOutcome::plain(
                 VerifyResult::Locked,
                 "Too many failed logins from this host: try again later.",

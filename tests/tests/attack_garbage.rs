@@ -435,8 +435,21 @@ fn an_unprivileged_flood_is_locked_and_starves_nobody() {
         "{got:?}"
     );
     // About 1,300/s on an idle 2-core machine; a busy CI host does less.
-    assert!(rate > 300.0, "only {rate:.0} calls/s: not a flood");
-    assert!(lat[lat.len() - 1] < Duration::from_secs(2), "root starved");
+    // The bounds only say that a flood happened and root was still served.
+    assert!(rate > 50.0, "only {rate:.0} calls/s: not a flood");
+    assert!(lat[lat.len() - 1] < Duration::from_secs(10), "root starved");
+    // The refusals are logged once a minute with a count, not per call.
+    let flood_log = d.log();
+    let locked_lines = flood_log
+        .lines()
+        .skip(log_before)
+        .filter(|l| l.contains("event=verify-locked"))
+        .count();
+    assert!(
+        locked_lines <= 2,
+        "{locked_lines} verify-locked lines: the log is floodable"
+    );
+    assert!(log_lines < 50, "{log_lines} log lines during the flood");
     let st = c.status(&flooder.name).answer();
     assert_eq!(dict_u32(&st, "failures"), Some(5));
     assert!(d.alive());
