@@ -45,6 +45,10 @@ impl Shared {
             .map_err(|e| {
                 ServiceError::AccessDenied(format!("the bus could not vouch for the caller: {e}"))
             })?;
+        if uid == 0 {
+            // Every PAM login is root's call: no hand-off to resolve it.
+            return Ok(Caller::root());
+        }
         let group = self.engine.config().access.admin_group.clone();
         // NSS may be remote (LDAP, sssd): resolve off the bus's executor.
         self.engine
