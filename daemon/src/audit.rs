@@ -111,6 +111,29 @@ impl Audit {
         Some(0)
     }
 
+    /// `event`, at most once a minute per `key`, with `suppressed=N` for
+    /// the lines held back since the last one.
+    #[allow(clippy::too_many_arguments)]
+    pub fn event_throttled(
+        &self,
+        key: &str,
+        now: u64,
+        level: Level,
+        event: &str,
+        user: &str,
+        ctx: &Context,
+        caller_uid: u32,
+    ) {
+        if let Some(held) = self.admit(key, now) {
+            let detail = if held > 0 {
+                format!("suppressed={held}")
+            } else {
+                String::new()
+            };
+            self.event(level, event, user, ctx, caller_uid, &detail);
+        }
+    }
+
     /// `event=NAME user=U [detail] service=S rhost=H ruser=R tty=T uid=N`.
     pub fn event(
         &self,

@@ -67,6 +67,13 @@ pub struct VerifyOutcome {
 }
 
 impl VerifyOutcome {
+    fn locked(message: &str, until: u64) -> VerifyOutcome {
+        let mut o = VerifyOutcome::plain(VerifyResult::Locked, message);
+        o.locked_until = until;
+        o.attempts_left = Some(0);
+        o
+    }
+
     fn plain(result: VerifyResult, message: impl Into<String>) -> VerifyOutcome {
         VerifyOutcome {
             result,
@@ -635,28 +642,19 @@ impl Engine {
             if dirty {
                 self.save(rec)?;
             }
-            if let Some(held) = self.audit.admit(&format!("locked:{user}"), now) {
-                let detail = if held > 0 {
-                    format!("suppressed={held}")
-                } else {
-                    String::new()
-                };
-                self.audit.event(
-                    Level::Notice,
-                    "verify-locked",
-                    &user,
-                    ctx,
-                    caller_uid,
-                    &detail,
-                );
-            }
-            let mut o = VerifyOutcome::plain(
-                VerifyResult::Locked,
-                "Too many wrong codes: the second factor is locked.",
+            self.audit.event_throttled(
+                &format!("locked:{user}"),
+                now,
+                Level::Notice,
+                "verify-locked",
+                &user,
+                ctx,
+                caller_uid,
             );
-            o.locked_until = rec.locked_until;
-            o.attempts_left = Some(0);
-            return Ok(o);
+            return Ok(VerifyOutcome::locked(
+                "Too many wrong codes: the second factor is locked.",
+                rec.locked_until,
+            ));
         }
 
         // Only root's callers (the PAM module in sshd, sudo, login) report
@@ -673,28 +671,19 @@ impl Engine {
             if dirty {
                 self.save(rec)?;
             }
-            if let Some(held) = self.audit.admit(&format!("source:{source}"), now) {
-                let detail = if held > 0 {
-                    format!("suppressed={held}")
-                } else {
-                    String::new()
-                };
-                self.audit.event(
-                    Level::Warning,
-                    "verify-source-blocked",
-                    &user,
-                    ctx,
-                    caller_uid,
-                    &detail,
-                );
-            }
-            let mut o = VerifyOutcome::plain(
-                VerifyResult::Locked,
-                "Too many failed logins from this host: try again later.",
+            self.audit.event_throttled(
+                &format!("source:{source}"),
+                now,
+                Level::Warning,
+                "verify-source-blocked",
+                &user,
+                ctx,
+                caller_uid,
             );
-            o.locked_until = until;
-            o.attempts_left = Some(0);
-            return Ok(o);
+            return Ok(VerifyOutcome::locked(
+                "Too many failed logins from this host: try again later.",
+                until,
+            ));
         }
 
         let mut result = VerifyResult::Invalid;
