@@ -20,6 +20,7 @@ use nix::unistd::Pid;
 
 pub use otpgate_proto as proto;
 
+pub mod libpam;
 pub mod smtp;
 
 /// Generous: CI machines are shared and slow; a healthy start takes < 1 s.
