@@ -16,6 +16,7 @@ pub mod email;
 pub mod engine;
 pub mod error;
 pub mod import;
+pub mod journal;
 pub mod lockout;
 pub mod record;
 pub mod store;

@@ -117,6 +117,12 @@ fn run(args: &Args, audit: Audit) -> Result<(), Error> {
         });
     }
     let store = LocalStore::open(&config.storage.path)?;
+    for notice in store.notices() {
+        audit.log(
+            Level::Warning,
+            &format!("event=journal detail=\"{notice}\""),
+        );
+    }
     let key = load_key(&config)?;
     let address = bus_address(args);
 

@@ -2,9 +2,13 @@
 //! second engine (PostgreSQL for fleets) can be added without touching it.
 //!
 //! `LocalStore` is the embedded engine: one JSON file per user under
-//! `<path>/users/`, written to a temporary file, fsynced, renamed over the
-//! old one and the directory fsynced, so a crash leaves either the old or the
-//! new record, never a torn one, and `save` returning means it is on disk.
+//! `<path>/users/`, replaced by writing a temporary file and renaming it over
+//! the old one (so a reader never sees a torn record), and the same bytes
+//! appended to the journal (`<path>/journal`, see `journal.rs`), whose flush
+//! makes the change durable and is shared by every save waiting at the same
+//! time. `save` returning means the change is on disk: in the journal until
+//! the next checkpoint, in the user's file after it. At open, whatever the
+//! journal holds is written back into the users' files and flushed first.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
@@ -14,6 +18,7 @@ use std::path::{Path, PathBuf};
 use otpgate_proto::valid_user_name;
 
 use crate::error::Error;
+use crate::journal::{Change, Journal};
 use crate::record::UserRecord;
 
 /// A record larger than this is corrupt, not read into memory.
@@ -35,6 +40,8 @@ pub trait Store: Send + Sync {
 
 pub struct LocalStore {
     users_dir: PathBuf,
+    journal: Journal,
+    notices: Vec<String>,
 }
 
 impl LocalStore {
@@ -73,14 +80,37 @@ impl LocalStore {
                     .map_err(|e| err(format!("cannot make {} 0700: {e}", dir.display())))?;
             }
         }
-        let store = LocalStore { users_dir };
-        store.remove_leftovers();
-        let probe = store.users_dir.join(format!("{TMP_PREFIX}probe"));
+        remove_leftovers(&users_dir);
+        let probe = users_dir.join(format!("{TMP_PREFIX}probe"));
         File::create(&probe)
             .and_then(|f| f.sync_all())
             .and_then(|_| fs::remove_file(&probe))
             .map_err(|e| err(format!("is not writable: {e}")))?;
-        Ok(store)
+
+        let journal_path = path.join("journal");
+        let jerr = |e: std::io::Error| err(format!("journal {}: {e}", journal_path.display()));
+        let (journal, recovery) = Journal::open(&journal_path, &users_dir).map_err(jerr)?;
+        let mut notices: Vec<String> = recovery.notice.into_iter().collect();
+        if !recovery.changes.is_empty() {
+            replay(&users_dir, &recovery.changes).map_err(jerr)?;
+            notices.push(format!(
+                "applied {} change(s) from the journal {} to the user records (otpgated stopped without a checkpoint)",
+                recovery.changes.len(),
+                journal_path.display()
+            ));
+        }
+        journal.restart().map_err(jerr)?;
+        Ok(LocalStore {
+            users_dir,
+            journal,
+            notices,
+        })
+    }
+
+    /// What opening the store found worth telling the administrator
+    /// (a journal replayed or restarted), for the daemon's log.
+    pub fn notices(&self) -> &[String] {
+        &self.notices
     }
 
     fn path_of(&self, user: &str) -> Result<PathBuf, Error> {
@@ -94,17 +124,69 @@ impl LocalStore {
         }
         Ok(self.users_dir.join(format!("{user}{EXT}")))
     }
+}
 
-    /// Temporary files of saves interrupted by a crash.
-    fn remove_leftovers(&self) {
-        if let Ok(entries) = fs::read_dir(&self.users_dir) {
-            for e in entries.flatten() {
-                if e.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
-                    let _ = fs::remove_file(e.path());
-                }
+/// Temporary files of saves interrupted by a crash.
+fn remove_leftovers(users_dir: &Path) {
+    if let Ok(entries) = fs::read_dir(users_dir) {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
+                let _ = fs::remove_file(e.path());
             }
         }
     }
+}
+
+/// Replaces `path` by way of a temporary file and a rename, so that it holds
+/// either the old or the new bytes whenever anyone looks. Not flushed: the
+/// journal (or `replay`) is what makes it durable.
+fn replace_file(users_dir: &Path, path: &Path, user: &str, bytes: &[u8]) -> std::io::Result<()> {
+    let nonce =
+        crate::crypto::hex(&crate::crypto::random_bytes::<6>().map_err(std::io::Error::other)?);
+    let tmp = users_dir.join(format!("{TMP_PREFIX}{user}-{nonce}"));
+    let write = || -> std::io::Result<()> {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        fs::rename(&tmp, path)
+    };
+    write().inspect_err(|_| {
+        let _ = fs::remove_file(&tmp);
+    })
+}
+
+/// Applies the journal's changes to the users' files, in order, and flushes
+/// each file touched and the directory before the journal may forget them.
+fn replay(users_dir: &Path, changes: &[Change]) -> std::io::Result<()> {
+    let mut touched = std::collections::BTreeSet::new();
+    for change in changes {
+        match change {
+            Change::Save { user, bytes } if valid_user_name(user) => {
+                let path = users_dir.join(format!("{user}{EXT}"));
+                replace_file(users_dir, &path, user, bytes)?;
+                touched.insert(path);
+            }
+            Change::Delete { user } if valid_user_name(user) => {
+                let path = users_dir.join(format!("{user}{EXT}"));
+                match fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+                touched.remove(&path);
+            }
+            // Entries are written only for valid names; one that is not
+            // came from elsewhere and must not name a path.
+            _ => {}
+        }
+    }
+    for path in &touched {
+        File::open(path)?.sync_all()?;
+    }
+    fsync_dir(users_dir)
 }
 
 pub fn fsync_dir(dir: &Path) -> std::io::Result<()> {
@@ -149,34 +231,39 @@ impl Store for LocalStore {
 
     fn save(&self, record: &UserRecord) -> Result<(), Error> {
         let path = self.path_of(&record.user)?;
-        let nonce = crate::crypto::hex(&crate::crypto::random_bytes::<6>()?);
-        let tmp = self
-            .users_dir
-            .join(format!("{TMP_PREFIX}{}-{nonce}", record.user));
-        let write = || -> std::io::Result<()> {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(&record.to_bytes())?;
-            f.sync_all()?;
-            fs::rename(&tmp, &path)?;
-            fsync_dir(&self.users_dir)
-        };
-        write().map_err(|e| {
-            let _ = fs::remove_file(&tmp);
-            Error::io(&path, e)
-        })
+        let bytes = record.to_bytes();
+        if bytes.len() as u64 > MAX_RECORD_BYTES {
+            return Err(Error::io(
+                &path,
+                std::io::Error::other("the record would be larger than 1 MiB"),
+            ));
+        }
+        // The file first: if it cannot be written (full or read-only disk)
+        // nothing is journaled and the caller answers an error. The reverse
+        // order could leave a journaled change missing from the file that
+        // the next load reads.
+        replace_file(&self.users_dir, &path, &record.user, &bytes)
+            .map_err(|e| Error::io(&path, e))?;
+        self.journal
+            .append(Change::Save {
+                user: record.user.clone(),
+                bytes,
+            })
+            .map_err(|e| Error::io(self.journal.path(), e))
     }
 
     fn delete(&self, user: &str) -> Result<(), Error> {
         let path = self.path_of(user)?;
         match fs::remove_file(&path) {
-            Ok(()) => fsync_dir(&self.users_dir).map_err(|e| Error::io(&self.users_dir, e)),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::io(&path, e)),
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(&path, e)),
         }
+        // Journaled even when the file was already gone, so that no older
+        // entry of this user can bring the record back at the next replay.
+        self.journal
+            .append(Change::Delete { user: user.into() })
+            .map_err(|e| Error::io(self.journal.path(), e))
     }
 
     fn users(&self) -> Result<Vec<String>, Error> {
@@ -234,6 +321,39 @@ mod tests {
         let e = store.load("dave").unwrap_err().to_string();
         assert!(e.contains("not of \"dave\""), "{e}");
         assert!(store.load("bob").unwrap().is_some());
+    }
+
+    #[test]
+    fn the_journal_restores_files_a_crash_left_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        let mut r = UserRecord::new("alice", 1);
+        r.failures = 2;
+        store.save(&r).unwrap();
+        store.save(&UserRecord::new("bob", 1)).unwrap();
+        store.delete("bob").unwrap();
+        drop(store);
+        // As if the unflushed rename had not reached the disk before a
+        // power cut: the file is empty, and bob's deleted file is back.
+        fs::write(dir.path().join("users/alice.json"), b"").unwrap();
+        fs::write(
+            dir.path().join("users/bob.json"),
+            UserRecord::new("bob", 1).to_bytes(),
+        )
+        .unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        assert_eq!(store.load("alice").unwrap().unwrap().failures, 2);
+        assert!(store.load("bob").unwrap().is_none());
+        assert!(
+            store.notices()[0].contains("applied 3 change(s)"),
+            "{:?}",
+            store.notices()
+        );
+        drop(store);
+        // Replayed once: the next start has nothing to apply.
+        let store = LocalStore::open(dir.path()).unwrap();
+        assert!(store.notices().is_empty(), "{:?}", store.notices());
+        assert_eq!(store.users().unwrap(), vec!["alice".to_string()]);
     }
 
     #[test]
