@@ -221,33 +221,34 @@ impl Journal {
             notice: None,
         };
         let mut generation = 0;
-        let capacity = if usable_size(len) {
+        let mut keep = false;
+        if usable_size(len) {
             let mut all = vec![0u8; len as usize];
             file.read_exact_at(&mut all, 0)?;
-            match parse_header(&all[..HEADER_BYTES as usize]) {
-                Some(g) => {
-                    generation = g;
-                    recovery.changes = scan(&all[HEADER_BYTES as usize..], g);
-                }
-                None if all[..32].iter().all(|b| *b == 0) => {}
-                None => {
-                    // Headers are written only when every older entry is
-                    // already in the per-user files (see the module
-                    // comment), so an unreadable one loses nothing.
-                    recovery.notice = Some(format!(
-                        "{}: unreadable header; starting a new journal (the user records are not affected)",
-                        path.display()
-                    ));
-                }
-            }
-            len
-        } else {
-            if len != 0 {
+            if let Some(g) = parse_header(&all[..HEADER_BYTES as usize]) {
+                generation = g;
+                recovery.changes = scan(&all[HEADER_BYTES as usize..], g);
+                keep = true;
+            } else if all[..32].iter().any(|b| *b != 0) {
+                // Headers are written only when every older entry is
+                // already in the per-user files (see the module comment),
+                // so an unreadable one loses nothing.
                 recovery.notice = Some(format!(
-                    "{}: {len} bytes is not a journal's size; starting a new journal (the user records are not affected)",
+                    "{}: unreadable header; starting a new journal (the user records are not affected)",
                     path.display()
                 ));
             }
+        } else if len != 0 {
+            recovery.notice = Some(format!(
+                "{}: {len} bytes is not a journal's size; starting a new journal (the user records are not affected)",
+                path.display()
+            ));
+        }
+        let capacity = if keep {
+            len
+        } else {
+            // A new journal is all zeroes, so that nothing of an old one
+            // (whose generations are unknown) can ever pass for an entry.
             let free = nix::sys::statvfs::fstatvfs(&fs_handle)
                 .map(|s| s.blocks_available() * s.fragment_size())
                 .map_err(io::Error::from)?;
@@ -322,7 +323,15 @@ impl Journal {
                 let batch = std::mem::take(&mut st.queue);
                 let (generation, end) = (st.generation, st.end);
                 drop(st);
-                let result = self.commit(&batch, generation, end);
+                // Only a failure after writing began poisons the journal; one
+                // that could not even open it (deleted, out of descriptors)
+                // fails this batch alone.
+                let result = match self.open_for_writing() {
+                    Ok(file) => self
+                        .commit(&file, &batch, generation, end)
+                        .map_err(|e| (e, true)),
+                    Err(e) => Err((e, false)),
+                };
                 st = self.lock();
                 st.committing = false;
                 let outcome = match result {
@@ -331,9 +340,11 @@ impl Journal {
                         st.end = end;
                         Ok(())
                     }
-                    Err(e) => {
+                    Err((e, wrote)) => {
                         let why = e.to_string();
-                        st.broken = Some(why.clone());
+                        if wrote {
+                            st.broken = Some(why.clone());
+                        }
                         Err((e.kind(), why))
                     }
                 };
@@ -357,17 +368,17 @@ impl Journal {
     /// entry does not fit. Returns the generation and end after it.
     fn commit(
         &self,
+        file: &File,
         batch: &[Waiting],
         mut generation: u64,
         mut end: u64,
     ) -> io::Result<(u64, u64)> {
-        let file = self.open_for_writing()?;
         let mut buf = Vec::with_capacity(batch.iter().map(|w| w.change.encoded_len()).sum());
         for w in batch {
             let len = w.change.encoded_len() as u64;
             if end + buf.len() as u64 + len > self.capacity {
                 file.write_all_at(&buf, end)?;
-                generation = self.checkpoint(&file, generation)?;
+                generation = self.checkpoint(file, generation)?;
                 end = HEADER_BYTES;
                 buf.clear();
                 if HEADER_BYTES + len > self.capacity {

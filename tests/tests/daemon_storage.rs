@@ -469,3 +469,39 @@ fn the_daemon_refuses_to_start_half_configured() {
         "{err}"
     );
 }
+
+/// A power cut after the answer: the users' files are renamed into place
+/// without a flush of their own, so they may come back older than what was
+/// answered. The journal was flushed before every answer and puts them
+/// right at the next start.
+#[test]
+fn what_was_answered_survives_files_lost_in_a_power_cut() {
+    let bus = Bus::start();
+    let mut d = Daemon::start(&bus, "");
+    let user = test_user("otpgd-st-power");
+    let e = enroll(&bus, &user.name);
+    let as_enrolled = fs::read(d.record_path(&user.name)).expect("record");
+
+    let (r, info) = verify(&bus, &user.name, &e.backup_codes[0]);
+    assert_eq!(r, "ok", "{info}");
+    let (r, info) = verify(&bus, &user.name, &wrong_code(&e.secret));
+    assert_eq!(r, "invalid", "{info}");
+
+    // The cut: the daemon dies and the record is as it was at enrolment,
+    // as if neither save had reached the disk.
+    d.kill();
+    fs::write(d.record_path(&user.name), &as_enrolled).expect("roll back");
+    d.restart(&bus);
+
+    let log = d.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("event=journal") && l.contains("applied")),
+        "the start says it wrote changes back: {log}"
+    );
+    let st = call(&bus, "Manager", "Status", &[&user.name]).ok();
+    assert_eq!(st["failures"], 1, "the counted failure is back: {st}");
+    assert_eq!(st["backup_codes_left"], 9, "the used code is spent: {st}");
+    let (r, info) = verify(&bus, &user.name, &e.backup_codes[0]);
+    assert_ne!(r, "ok", "a used backup code worked again: {info}");
+}
