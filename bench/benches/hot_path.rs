@@ -133,7 +133,7 @@ fn fs_patterns(c: &mut Criterion) {
     g.sample_size(30);
     g.measurement_time(Duration::from_secs(8));
     let mut n = 0u64;
-    g.bench_function("new_fsync_rename_fsyncdir_otpgated", |b| {
+    g.bench_function("new_fsync_rename_fsyncdir_otpgated_before_journal", |b| {
         b.iter(|| {
             n += 1;
             let tmp = d.join(format!(".tmp-{n}"));
@@ -176,6 +176,34 @@ fn fs_patterns(c: &mut Criterion) {
             n += 1;
             slot.write_all_at(&payload, (n % 2) * 4096).expect("pwrite");
             slot.sync_data().expect("fdatasync");
+        })
+    });
+    // otpgated's save since the journal, for one saver alone: the user's
+    // file replaced without a flush, the entry written into the reserved
+    // journal, one fdatasync (shared when saves come together).
+    let journal = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(d.join("reserved"))
+        .expect("reserved");
+    journal.write_all_at(&[0u8; 1 << 20], 0).expect("reserve");
+    journal.sync_all().expect("fsync");
+    g.bench_function("new_rename_then_journal_fdatasync_otpgated", |b| {
+        b.iter(|| {
+            n += 1;
+            let tmp = d.join(format!(".tmp-{n}"));
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)
+                .expect("create");
+            f.write_all(&payload).expect("write");
+            fs::rename(&tmp, d.join("c.json")).expect("rename");
+            journal
+                .write_all_at(&payload, (n % 1000) * 740)
+                .expect("pwrite");
+            journal.sync_data().expect("fdatasync");
         })
     });
     let mut log = OpenOptions::new()
