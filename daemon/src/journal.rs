@@ -318,6 +318,15 @@ impl Journal {
                 return outcome.map_err(|(kind, msg)| io::Error::new(kind, msg));
             }
             if !st.committing {
+                if let Some(why) = st.broken.clone() {
+                    // Broken while this entry waited: nobody leads again.
+                    for w in std::mem::take(&mut st.queue) {
+                        let e = broken_error(&why);
+                        st.outcomes.insert(w.ticket, Err((e.kind(), e.to_string())));
+                    }
+                    self.turn.notify_all();
+                    continue;
+                }
                 // Lead: commit everything queued so far, this entry included.
                 st.committing = true;
                 let batch = std::mem::take(&mut st.queue);
