@@ -122,6 +122,19 @@ fn record_io(c: &mut Criterion) {
     g.finish();
 }
 
+/// A new temporary file `n` in `dir` holding `payload`, not flushed.
+fn new_file(dir: &std::path::Path, n: u64, payload: &[u8]) -> (std::path::PathBuf, std::fs::File) {
+    use std::io::Write;
+    let tmp = dir.join(format!(".tmp-{n}"));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .expect("create");
+    f.write_all(payload).expect("write");
+    (tmp, f)
+}
+
 fn fs_patterns(c: &mut Criterion) {
     use std::fs::{self, File, OpenOptions};
     use std::io::Write;
@@ -136,13 +149,7 @@ fn fs_patterns(c: &mut Criterion) {
     g.bench_function("new_fsync_rename_fsyncdir_otpgated_before_journal", |b| {
         b.iter(|| {
             n += 1;
-            let tmp = d.join(format!(".tmp-{n}"));
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&tmp)
-                .expect("create");
-            f.write_all(&payload).expect("write");
+            let (tmp, f) = new_file(&d, n, &payload);
             f.sync_all().expect("fsync");
             fs::rename(&tmp, d.join("a.json")).expect("rename");
             File::open(&d).expect("dir").sync_all().expect("fsync dir");
@@ -151,13 +158,7 @@ fn fs_patterns(c: &mut Criterion) {
     g.bench_function("new_fsync_rename_google_authenticator", |b| {
         b.iter(|| {
             n += 1;
-            let tmp = d.join(format!(".tmp-{n}"));
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&tmp)
-                .expect("create");
-            f.write_all(&payload).expect("write");
+            let (tmp, f) = new_file(&d, n, &payload);
             f.sync_all().expect("fsync");
             fs::rename(&tmp, d.join("b.json")).expect("rename");
         })
@@ -192,13 +193,7 @@ fn fs_patterns(c: &mut Criterion) {
     g.bench_function("new_rename_then_journal_fdatasync_otpgated", |b| {
         b.iter(|| {
             n += 1;
-            let tmp = d.join(format!(".tmp-{n}"));
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&tmp)
-                .expect("create");
-            f.write_all(&payload).expect("write");
+            let (tmp, _unflushed) = new_file(&d, n, &payload);
             fs::rename(&tmp, d.join("c.json")).expect("rename");
             journal
                 .write_all_at(&payload, (n % 1000) * 740)
