@@ -248,6 +248,16 @@ impl Engine {
         self.inflight.load(Ordering::SeqCst)
     }
 
+    /// At a clean stop, once nothing is in flight: leaves the store needing
+    /// no recovery at the next start.
+    pub async fn checkpoint(self: &Arc<Self>) -> Result<(), String> {
+        let this = Arc::clone(self);
+        match self.blocking(move || this.store.checkpoint()).await {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
     /// Runs `f` on the blocking pool (no lock, no engine access).
     pub async fn blocking<T, F>(&self, f: F) -> Result<T, ServiceError>
     where

@@ -20,13 +20,16 @@
 //!
 //! Generations. The header's generation is raised (and flushed) at every
 //! open, after the entries found were applied to the per-user files and
-//! those files flushed, and at every checkpoint, when the journal is full:
-//! `syncfs` first makes every per-user file written so far durable, then the
-//! generation is raised and appends start again at the front. So a header is
-//! only ever written when nothing depends on the journal's older entries,
-//! and an entry of an older generation can never be replayed.
+//! those files flushed, and at every checkpoint — when the journal is full,
+//! and at a clean stop: the store's `MakeDurable` first flushes every
+//! per-user file written in the generation, then the generation is raised
+//! and appends start again at the front. So a header is only ever written
+//! when nothing depends on the journal's older entries, an entry of an older
+//! generation can never be replayed, and after a clean stop the journal
+//! holds nothing (an older otpgated, or a journal deleted by hand, loses
+//! nothing).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io::{self, ErrorKind};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -35,7 +38,7 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 
 use sha2::{Digest, Sha256};
 
-/// The journal's size: a checkpoint (one `syncfs`) comes about every
+/// The journal's size: a checkpoint comes about every
 /// 8 MiB / ~1 KiB ≈ 8,000 saves. On a small file system it is a quarter of
 /// the space free when it is created, down to `MIN_BYTES`; a journal found
 /// at open keeps the size it has.
@@ -164,6 +167,9 @@ fn scan(body: &[u8], generation: u64) -> Vec<Change> {
     changes
 }
 
+/// Makes the named users' files durable; the store's side of a checkpoint.
+pub type MakeDurable = Box<dyn Fn(&BTreeSet<String>) -> io::Result<()> + Send + Sync>;
+
 /// What `Journal::open` found: the changes to apply before the journal is
 /// restarted, and what to tell the administrator about it.
 pub struct Recovery {
@@ -185,6 +191,9 @@ struct State {
     queue: Vec<Waiting>,
     /// The outcome of each committed ticket until its owner collects it.
     outcomes: HashMap<u64, Result<(), (ErrorKind, String)>>,
+    /// Users whose files were written in this generation, for the
+    /// checkpoint. Only the leader touches it (it takes it while it leads).
+    dirty: BTreeSet<String>,
     /// Set when a flush failed: after a failed `fdatasync` the kernel may
     /// have dropped the dirty pages and a later flush can report success
     /// without having written them, so no later append may be trusted.
@@ -195,8 +204,7 @@ pub struct Journal {
     path: PathBuf,
     /// The file's size, fixed for its life.
     capacity: u64,
-    /// Any file on the state's file system, for `syncfs` at a checkpoint.
-    fs_handle: File,
+    make_durable: MakeDurable,
     state: Mutex<State>,
     turn: Condvar,
 }
@@ -204,10 +212,8 @@ pub struct Journal {
 impl Journal {
     /// Opens the journal at `path`, creating it if missing. Returns the
     /// changes of the current generation, which the caller must apply
-    /// durably and then pass to `restart`. `fs_dir` is the directory whose
-    /// file system `syncfs` flushes at a checkpoint.
-    pub fn open(path: &Path, fs_dir: &Path) -> io::Result<(Journal, Recovery)> {
-        let fs_handle = File::open(fs_dir)?;
+    /// durably before calling `restart`.
+    pub fn open(path: &Path, make_durable: MakeDurable) -> io::Result<(Journal, Recovery)> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -249,7 +255,7 @@ impl Journal {
         } else {
             // A new journal is all zeroes, so that nothing of an old one
             // (whose generations are unknown) can ever pass for an entry.
-            let free = nix::sys::statvfs::fstatvfs(&fs_handle)
+            let free = nix::sys::statvfs::fstatvfs(&file)
                 .map(|s| s.blocks_available() * s.fragment_size())
                 .map_err(io::Error::from)?;
             let size = (free / 4 / HEADER_BYTES * HEADER_BYTES).clamp(MIN_BYTES, JOURNAL_BYTES);
@@ -263,7 +269,7 @@ impl Journal {
         let journal = Journal {
             path: path.to_path_buf(),
             capacity,
-            fs_handle,
+            make_durable,
             state: Mutex::new(State {
                 generation,
                 end: HEADER_BYTES,
@@ -271,6 +277,7 @@ impl Journal {
                 next_ticket: 0,
                 queue: Vec::new(),
                 outcomes: HashMap::new(),
+                dirty: BTreeSet::new(),
                 broken: None,
             }),
             turn: Condvar::new(),
@@ -330,6 +337,7 @@ impl Journal {
                 // Lead: commit everything queued so far, this entry included.
                 st.committing = true;
                 let batch = std::mem::take(&mut st.queue);
+                let mut dirty = std::mem::take(&mut st.dirty);
                 let (generation, end) = (st.generation, st.end);
                 drop(st);
                 // Only a failure after writing began poisons the journal; one
@@ -337,7 +345,7 @@ impl Journal {
                 // fails this batch alone.
                 let result = match self.open_for_writing() {
                     Ok(file) => self
-                        .commit(&file, &batch, generation, end)
+                        .commit(&file, &batch, generation, end, &mut dirty)
                         .map_err(|e| (e, true)),
                     Err(e) => Err((e, false)),
                 };
@@ -347,6 +355,7 @@ impl Journal {
                     Ok((generation, end)) => {
                         st.generation = generation;
                         st.end = end;
+                        st.dirty = dirty;
                         Ok(())
                     }
                     Err((e, wrote)) => {
@@ -381,13 +390,18 @@ impl Journal {
         batch: &[Waiting],
         mut generation: u64,
         mut end: u64,
+        dirty: &mut BTreeSet<String>,
     ) -> io::Result<(u64, u64)> {
         let mut buf = Vec::with_capacity(batch.iter().map(|w| w.change.encoded_len()).sum());
         for w in batch {
             let len = w.change.encoded_len() as u64;
+            // Its file is written already; the checkpoint below, if any,
+            // must cover it.
+            dirty.insert(w.change.user().to_string());
             if end + buf.len() as u64 + len > self.capacity {
                 file.write_all_at(&buf, end)?;
-                generation = self.checkpoint(file, generation)?;
+                generation = self.checkpoint(file, generation, dirty)?;
+                dirty.insert(w.change.user().to_string());
                 end = HEADER_BYTES;
                 buf.clear();
                 if HEADER_BYTES + len > self.capacity {
@@ -414,12 +428,55 @@ impl Journal {
             .open(&self.path)
     }
 
-    /// Makes every per-user file written so far durable with one `syncfs`,
-    /// then starts a new generation. Returns it.
-    fn checkpoint(&self, file: &File, generation: u64) -> io::Result<u64> {
-        nix::unistd::syncfs(&self.fs_handle).map_err(io::Error::from)?;
+    /// Makes every per-user file written in this generation durable, then
+    /// starts a new generation. Returns it.
+    fn checkpoint(
+        &self,
+        file: &File,
+        generation: u64,
+        dirty: &mut BTreeSet<String>,
+    ) -> io::Result<u64> {
+        (self.make_durable)(dirty)?;
         self.write_header(file, generation + 1)?;
+        dirty.clear();
         Ok(generation + 1)
+    }
+
+    /// A checkpoint now, whatever the journal holds (a clean stop): after
+    /// it, the per-user files are the whole state.
+    pub fn checkpoint_now(&self) -> io::Result<()> {
+        let mut st = self.lock();
+        while st.committing {
+            st = self.turn.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+        if let Some(why) = &st.broken {
+            return Err(broken_error(why));
+        }
+        if st.end == HEADER_BYTES && st.dirty.is_empty() {
+            return Ok(());
+        }
+        st.committing = true;
+        let mut dirty = std::mem::take(&mut st.dirty);
+        let generation = st.generation;
+        drop(st);
+        let result = self
+            .open_for_writing()
+            .and_then(|file| self.checkpoint(&file, generation, &mut dirty));
+        let mut st = self.lock();
+        st.committing = false;
+        let result = match result {
+            Ok(next) => {
+                st.generation = next;
+                st.end = HEADER_BYTES;
+                Ok(())
+            }
+            Err(e) => {
+                st.broken = Some(e.to_string());
+                Err(e)
+            }
+        };
+        self.turn.notify_all();
+        result
     }
 
     fn write_header(&self, file: &File, generation: u64) -> io::Result<()> {
@@ -474,8 +531,12 @@ mod tests {
         }
     }
 
+    fn nothing_to_sync() -> MakeDurable {
+        Box::new(|_| Ok(()))
+    }
+
     fn reopen(dir: &Path) -> (Journal, Vec<Change>) {
-        let (j, r) = Journal::open(&dir.join("journal"), dir).unwrap();
+        let (j, r) = Journal::open(&dir.join("journal"), nothing_to_sync()).unwrap();
         (j, r.changes)
     }
 
@@ -504,6 +565,33 @@ mod tests {
         assert!(found.is_empty(), "a restarted journal replays nothing");
         let len = std::fs::metadata(dir.path().join("journal")).unwrap().len();
         assert!(usable_size(len), "{len}");
+    }
+
+    #[test]
+    fn a_checkpoint_makes_the_written_users_durable_and_empties_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let synced = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&synced);
+        let make_durable: MakeDurable = Box::new(move |users| {
+            seen.lock().unwrap().push(users.clone());
+            Ok(())
+        });
+        let (j, _) = Journal::open(&dir.path().join("journal"), make_durable).unwrap();
+        j.restart().unwrap();
+        j.checkpoint_now().unwrap();
+        assert!(
+            synced.lock().unwrap().is_empty(),
+            "nothing written, nothing to sync"
+        );
+        j.append(save("alice", 1)).unwrap();
+        j.append(Change::Delete { user: "bob".into() }).unwrap();
+        j.checkpoint_now().unwrap();
+        let expected: BTreeSet<String> = ["alice".to_string(), "bob".to_string()].into();
+        assert_eq!(*synced.lock().unwrap(), vec![expected]);
+        j.append(save("carol", 3)).unwrap();
+        drop(j);
+        let (_j, found) = reopen(dir.path());
+        assert_eq!(found, vec![save("carol", 3)], "only what came after it");
     }
 
     #[test]
@@ -595,7 +683,7 @@ mod tests {
         let path = dir.path().join("journal");
         let f = OpenOptions::new().write(true).open(&path).unwrap();
         f.write_all_at(b"garbage!", 0).unwrap();
-        let (j, r) = Journal::open(&path, dir.path()).unwrap();
+        let (j, r) = Journal::open(&path, nothing_to_sync()).unwrap();
         assert!(r.changes.is_empty());
         assert!(r.notice.unwrap().contains("unreadable header"));
         j.restart().unwrap();

@@ -168,6 +168,16 @@ fn run(args: &Args, audit: Audit) -> Result<(), Error> {
         while engine.inflight() > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        // Safe even with a call still running: its change then lands in the
+        // new generation and is replayed at the next start.
+        if let Err(e) = engine.checkpoint().await {
+            engine.audit().log(
+                Level::Warning,
+                &format!(
+                    "event=checkpoint-failed error=\"{e}\" (the next start replays the journal)"
+                ),
+            );
+        }
         engine.audit().log(
             Level::Info,
             &format!("event=stopped unfinished={}", engine.inflight()),

@@ -10,6 +10,7 @@
 //! the next checkpoint, in the user's file after it. At open, whatever the
 //! journal holds is written back into the users' files and flushed first.
 
+use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -36,6 +37,11 @@ pub trait Store: Send + Sync {
     fn delete(&self, user: &str) -> Result<(), Error>;
     /// Every user with a record (readable or not).
     fn users(&self) -> Result<Vec<String>, Error>;
+    /// Called at a clean stop: afterwards the store needs no recovery at
+    /// the next start.
+    fn checkpoint(&self) -> Result<(), Error> {
+        Ok(())
+    }
 }
 
 pub struct LocalStore {
@@ -89,7 +95,12 @@ impl LocalStore {
 
         let journal_path = path.join("journal");
         let jerr = |e: std::io::Error| err(format!("journal {}: {e}", journal_path.display()));
-        let (journal, recovery) = Journal::open(&journal_path, &users_dir).map_err(jerr)?;
+        let dir = users_dir.clone();
+        let (journal, recovery) = Journal::open(
+            &journal_path,
+            Box::new(move |users| make_durable(&dir, users)),
+        )
+        .map_err(jerr)?;
         let mut notices: Vec<String> = recovery.notice.into_iter().collect();
         if !recovery.changes.is_empty() {
             replay(&users_dir, &recovery.changes).map_err(jerr)?;
@@ -161,13 +172,13 @@ fn replace_file(users_dir: &Path, path: &Path, user: &str, bytes: &[u8]) -> std:
 /// Applies the journal's changes to the users' files, in order, and flushes
 /// each file touched and the directory before the journal may forget them.
 fn replay(users_dir: &Path, changes: &[Change]) -> std::io::Result<()> {
-    let mut touched = std::collections::BTreeSet::new();
+    let mut touched = BTreeSet::new();
     for change in changes {
         match change {
             Change::Save { user, bytes } if valid_user_name(user) => {
                 let path = users_dir.join(format!("{user}{EXT}"));
                 replace_file(users_dir, &path, user, bytes)?;
-                touched.insert(path);
+                touched.insert(user.clone());
             }
             Change::Delete { user } if valid_user_name(user) => {
                 let path = users_dir.join(format!("{user}{EXT}"));
@@ -176,15 +187,33 @@ fn replay(users_dir: &Path, changes: &[Change]) -> std::io::Result<()> {
                     Err(e) if e.kind() == ErrorKind::NotFound => {}
                     Err(e) => return Err(e),
                 }
-                touched.remove(&path);
+                touched.insert(user.clone());
             }
             // Entries are written only for valid names; one that is not
             // came from elsewhere and must not name a path.
             _ => {}
         }
     }
-    for path in &touched {
-        File::open(path)?.sync_all()?;
+    make_durable(users_dir, &touched)
+}
+
+/// Past this many users a checkpoint flushes the whole file system at once
+/// (`syncfs`) rather than each file: one flush, but it also writes out
+/// whatever else is pending there.
+const PER_FILE_SYNC_LIMIT: usize = 256;
+
+/// Makes the files of `users` (saved or deleted) durable: each file's data
+/// and inode, then the directory for the renames and removals.
+fn make_durable(users_dir: &Path, users: &BTreeSet<String>) -> std::io::Result<()> {
+    if users.len() > PER_FILE_SYNC_LIMIT {
+        return nix::unistd::syncfs(File::open(users_dir)?).map_err(std::io::Error::from);
+    }
+    for user in users.iter().filter(|u| valid_user_name(u)) {
+        match File::open(users_dir.join(format!("{user}{EXT}"))) {
+            Ok(f) => f.sync_all()?,
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
     }
     fsync_dir(users_dir)
 }
@@ -263,6 +292,12 @@ impl Store for LocalStore {
         // entry of this user can bring the record back at the next replay.
         self.journal
             .append(Change::Delete { user: user.into() })
+            .map_err(|e| Error::io(self.journal.path(), e))
+    }
+
+    fn checkpoint(&self) -> Result<(), Error> {
+        self.journal
+            .checkpoint_now()
             .map_err(|e| Error::io(self.journal.path(), e))
     }
 

@@ -505,3 +505,39 @@ fn what_was_answered_survives_files_lost_in_a_power_cut() {
     let (r, info) = verify(&bus, &user.name, &e.backup_codes[0]);
     assert_ne!(r, "ok", "a used backup code worked again: {info}");
 }
+
+/// A clean stop (SIGTERM) checkpoints: the users' files are flushed and the
+/// journal emptied, so the next start has nothing to apply and an older
+/// otpgated, which knows no journal, would read the whole state.
+#[test]
+fn a_clean_stop_leaves_nothing_to_replay() {
+    let bus = Bus::start();
+    let mut d = Daemon::start(&bus, "");
+    let user = test_user("otpgd-st-clean");
+    let e = enroll(&bus, &user.name);
+    let (r, info) = verify(&bus, &user.name, &wrong_code(&e.secret));
+    assert_eq!(r, "invalid", "{info}");
+
+    d.restart(&bus);
+    let log = d.log();
+    assert!(log.contains("event=stopped"), "{log}");
+    assert!(!log.contains("event=checkpoint-failed"), "{log}");
+    assert!(
+        !log.contains("event=journal"),
+        "nothing to apply after a clean stop: {log}"
+    );
+    let st = call(&bus, "Manager", "Status", &[&user.name]).ok();
+    assert_eq!(st["failures"], 1, "{st}");
+
+    // The contrast: the same after SIGKILL has something to apply.
+    let (r, info) = verify(&bus, &user.name, &wrong_code(&e.secret));
+    assert_eq!(r, "invalid", "{info}");
+    d.kill();
+    d.restart(&bus);
+    let log = d.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("event=journal") && l.contains("applied")),
+        "{log}"
+    );
+}
