@@ -16,7 +16,7 @@ seconds="${1:-60}"
 case "$seconds" in
   ''|*[!0-9]*) echo "usage: fuzz/run.sh [SECONDS]" >&2; exit 2 ;;
 esac
-targets=(config record import normalise)
+targets=(config record import normalise journal)
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "fuzz/run.sh: installing cargo-fuzz"

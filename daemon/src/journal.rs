@@ -121,10 +121,21 @@ fn parse_header(block: &[u8]) -> Option<u64> {
     (block.get(..32)? == header_bytes(generation)).then_some(generation)
 }
 
+/// `changes` as entries of `generation`, back to back, as `append` writes
+/// them (for tests and the fuzz target's round trip).
+pub fn encode_entries(changes: &[Change], generation: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    for c in changes {
+        c.encode(generation, &mut out);
+    }
+    out
+}
+
 /// The entries of `generation` from the front of `body` (the journal after
 /// its header), up to the first that is missing, torn or of another
-/// generation.
-fn scan(body: &[u8], generation: u64) -> Vec<Change> {
+/// generation. Public for the fuzz target: this is what reads the journal
+/// file back at start.
+pub fn scan(body: &[u8], generation: u64) -> Vec<Change> {
     let max_payload = body.len();
     let mut changes = Vec::new();
     let mut at = 0usize;

@@ -8,6 +8,7 @@ use std::path::Path;
 
 use otpgated::config::Config;
 use otpgated::import::{parse_google_authenticator_bytes, MIN_SECRET_BITS};
+use otpgated::journal::{encode_entries, scan, Change};
 use otpgated::record::UserRecord;
 use otpgated::totp::normalise;
 
@@ -124,4 +125,29 @@ pub fn normalise_code(data: &[u8]) {
             Some(b.as_str())
         );
     }
+}
+
+/// The journal reader on any bytes (the first 8 are the generation, the
+/// rest the entries): never panics, takes only entries whose user is a
+/// short UTF-8 name, and what it takes re-encodes to exactly the bytes it
+/// was read from, so a replay applies what was written, nothing else.
+pub fn journal(data: &[u8]) {
+    let Some((generation, body)) = data.split_first_chunk::<8>() else {
+        return;
+    };
+    let generation = u64::from_le_bytes(*generation);
+    let changes = scan(body, generation);
+    for c in &changes {
+        let user = match c {
+            Change::Save { user, .. } | Change::Delete { user } => user,
+        };
+        assert!(user.len() <= 255, "{} bytes of user name", user.len());
+    }
+    let again = encode_entries(&changes, generation);
+    assert_eq!(
+        &body[..again.len()],
+        &again[..],
+        "an entry read back differs"
+    );
+    assert_eq!(scan(&again, generation), changes);
 }

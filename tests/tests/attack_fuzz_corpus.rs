@@ -41,3 +41,27 @@ fn import_corpus() {
 fn normalise_corpus() {
     replay("normalise", checks::normalise_code);
 }
+
+#[test]
+fn journal_corpus() {
+    replay("journal", checks::journal);
+}
+
+/// The journal seeds reach the accepting paths, not only the refusals: the
+/// fuzzer mutates from entries with valid checksums.
+#[test]
+fn journal_seeds_hold_valid_entries() {
+    let dir = otpgate_tests::repo_root().join("fuzz/corpus/journal");
+    for (name, entries) in [
+        ("one-save", 1),
+        ("save-delete-save", 3),
+        ("torn-tail", 1),
+        ("older-generation-after", 1),
+        ("bad-kind", 0),
+    ] {
+        let data = fs::read(dir.join(name)).expect("seed");
+        let generation = u64::from_le_bytes(data[..8].try_into().unwrap());
+        let found = otpgated::journal::scan(&data[8..], generation).len();
+        assert_eq!(found, entries, "{name}");
+    }
+}
