@@ -517,7 +517,11 @@ fn reserve(file: &File, size: u64) -> io::Result<()> {
         size as libc::off_t,
     ) {
         Ok(()) => Ok(()),
-        Err(nix::errno::Errno::EOPNOTSUPP) => {
+        // EOPNOTSUPP is the documented answer of a file system without
+        // preallocation; some older ones answer EINVAL or ENOSYS instead.
+        Err(
+            nix::errno::Errno::EOPNOTSUPP | nix::errno::Errno::EINVAL | nix::errno::Errno::ENOSYS,
+        ) => {
             let zeros = vec![0u8; HEADER_BYTES as usize];
             let mut at = 0;
             while at < size {
