@@ -4,10 +4,12 @@
 //! conversation answers every prompt with the code it was given.
 
 use std::ffi::{c_int, c_void, CStr, CString};
-use std::ptr;
 
-use otpgate_tests::libpam::*;
-pub use otpgate_tests::libpam::{PAM_AUTH_ERR, PAM_SUCCESS};
+use otpgate_tests::libpam::{
+    self, PamMessage, PamResponse, PAM_BUF_ERR, PAM_CONV_ERR, PAM_PROMPT_ECHO_OFF,
+    PAM_PROMPT_ECHO_ON,
+};
+pub use otpgate_tests::libpam::{strerror, PAM_AUTH_ERR, PAM_SUCCESS};
 
 /// What the conversation answers with, and how often it was asked.
 struct Answer<'a> {
@@ -70,45 +72,12 @@ pub fn authenticate(
     code: &CStr,
 ) -> Result<Outcome, String> {
     let mut answer = Answer { code, prompts: 0 };
-    let conv = PamConv {
-        conv: Some(conversation),
-        appdata_ptr: &mut answer as *mut Answer as *mut c_void,
-    };
-    let mut pamh: *mut c_void = ptr::null_mut();
-    // SAFETY: every string is NUL-terminated; `conv` and `answer` outlive
-    // the handle, which pam_end closes below before they go out of scope.
-    let rc = unsafe {
-        pam_start_confdir(
-            service.as_ptr(),
-            user.as_ptr(),
-            &conv,
-            confdir.as_ptr(),
-            &mut pamh,
-        )
-    };
-    if rc != PAM_SUCCESS {
-        return Err(format!("pam_start_confdir: {}", strerror(rc)));
-    }
-    // SAFETY: a live handle from pam_start_confdir.
-    let result = unsafe { pam_authenticate(pamh, 0) };
-    // SAFETY: ends the handle; nothing uses it afterwards.
-    unsafe { pam_end(pamh, result) };
+    let rc = libpam::authenticate(confdir, service, user, conversation, &mut answer)
+        .map_err(|rc| format!("pam_start_confdir: {}", strerror(rc)))?;
     Ok(Outcome {
-        rc: result,
+        rc,
         prompts: answer.prompts,
     })
-}
-
-/// PAM's name for a result code, e.g. `Authentication failure`.
-pub fn strerror(code: c_int) -> String {
-    // SAFETY: Linux-PAM's pam_strerror ignores the handle and returns a
-    // static string.
-    let s = unsafe { pam_strerror(ptr::null_mut(), code) };
-    if s.is_null() {
-        return code.to_string();
-    }
-    // SAFETY: a static NUL-terminated string.
-    unsafe { CStr::from_ptr(s) }.to_string_lossy().into_owned()
 }
 
 /// A C string from Rust text that has no NUL (names, paths, codes).

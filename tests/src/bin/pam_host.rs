@@ -123,45 +123,16 @@ fn figures() -> Figures {
     }
 }
 
-fn strerror(code: c_int) -> String {
-    // SAFETY: pam_strerror accepts a NULL handle in Linux-PAM and returns a
-    // static string.
-    let s = unsafe { pam_strerror(ptr::null_mut(), code) };
-    if s.is_null() {
-        return code.to_string();
-    }
-    // SAFETY: a static NUL-terminated string.
-    unsafe { CStr::from_ptr(s) }
-        .to_string_lossy()
-        .replace(' ', "_")
+/// PAM's name for a result code, one word for the figures line.
+fn result_word(code: c_int) -> String {
+    strerror(code).replace(' ', "_")
 }
 
 fn authenticate_once(confdir: &CStr, service: &CStr, user: &CStr, answers: &mut Answers) -> c_int {
-    let conv = PamConv {
-        conv: Some(conversation),
-        appdata_ptr: answers as *mut Answers as *mut c_void,
-    };
-    let mut pamh: *mut c_void = ptr::null_mut();
-    // SAFETY: all strings are NUL-terminated and `conv` outlives the handle
-    // (pam_end is called below, before it goes out of scope).
-    let rc = unsafe {
-        pam_start_confdir(
-            service.as_ptr(),
-            user.as_ptr(),
-            &conv,
-            confdir.as_ptr(),
-            &mut pamh,
-        )
-    };
-    if rc != PAM_SUCCESS {
-        eprintln!("pam_start_confdir failed: {}", strerror(rc));
+    authenticate(confdir, service, user, conversation, answers).unwrap_or_else(|rc| {
+        eprintln!("pam_start_confdir failed: {}", result_word(rc));
         std::process::exit(3);
-    }
-    // SAFETY: a live handle from pam_start_confdir.
-    let result = unsafe { pam_authenticate(pamh, 0) };
-    // SAFETY: ends the handle; nothing uses it afterwards.
-    unsafe { pam_end(pamh, result) };
-    result
+    })
 }
 
 fn run(
@@ -180,7 +151,7 @@ fn run(
         let t = Instant::now();
         let rc = authenticate_once(confdir, service, user, answers);
         slowest = slowest.max(t.elapsed());
-        *results.entry(strerror(rc)).or_insert(0) += 1;
+        *results.entry(result_word(rc)).or_insert(0) += 1;
     }
     let elapsed = started.elapsed();
     let after = figures();
