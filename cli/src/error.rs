@@ -180,6 +180,9 @@ fn daemon_line(err: &ServiceError, user: Option<&str>) -> String {
             msg,
         ),
         ServiceError::Unavailable(_) => with_detail("otpgated is unavailable".to_owned(), msg),
+        ServiceError::TooManyRequests(_) => {
+            with_detail("too many requests: wait a minute".to_owned(), msg)
+        }
         ServiceError::Failed(_) => with_detail("otpgated failed".to_owned(), msg),
     }
 }
@@ -288,6 +291,7 @@ mod tests {
                 ServiceError::CorruptRecord(m()),
                 ServiceError::Storage(m()),
                 ServiceError::Unavailable(m()),
+                ServiceError::TooManyRequests(m()),
                 ServiceError::Failed(m()),
             ]
             .into_iter()

@@ -7,7 +7,7 @@
 //! | member of admin_group     | its own user  | any user      | yes     |
 //! | any other uid             | its own user  | its own user  | no      |
 //!
-//! SPEC's table gives administrators no Auth rights over *other* users;
+//! The published access table (README) gives administrators no Auth rights over *other* users;
 //! an administrator's own screen locker still verifies its own codes, as
 //! any user's does.
 
@@ -15,6 +15,8 @@ use std::ffi::CString;
 
 use nix::unistd::{Gid, Group, Uid, User};
 use otpgate_proto::ServiceError;
+
+use crate::accounts::Account;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Interface {
@@ -78,14 +80,20 @@ impl Caller {
         self.is_root() || self.admin
     }
 
-    fn is_self(&self, user: &str) -> bool {
-        self.name.as_deref() == Some(user)
+    /// By uid, not by name: any spelling of the caller's own account (an
+    /// alias, another case) is the caller, and no other account is.
+    fn is_self(&self, user: &Account) -> bool {
+        self.uid == user.uid
     }
 }
 
-/// The table. `user` is the user the call is about (None for Admin calls
-/// that are about no one in particular).
-pub fn check(caller: &Caller, iface: Interface, user: Option<&str>) -> Result<(), ServiceError> {
+/// The table. `user` is the account the call is about, as the name service
+/// resolved it (None for Admin calls that are about no one in particular).
+pub fn check(
+    caller: &Caller,
+    iface: Interface,
+    user: Option<&Account>,
+) -> Result<(), ServiceError> {
     let allowed = match iface {
         Interface::Auth => caller.is_root() || user.is_some_and(|u| caller.is_self(u)),
         Interface::Manager => caller.is_admin() || user.is_some_and(|u| caller.is_self(u)),
@@ -105,8 +113,8 @@ pub fn check(caller: &Caller, iface: Interface, user: Option<&str>) -> Result<()
             caller.uid
         ),
         (_, Some(u)) => format!(
-            "uid {} may not {what} of user {u}: only its own",
-            caller.uid
+            "uid {} may not {what} of user {}: only its own",
+            caller.uid, u.name
         ),
     }))
 }
@@ -115,19 +123,31 @@ pub fn check(caller: &Caller, iface: Interface, user: Option<&str>) -> Result<()
 mod tests {
     use super::*;
 
-    fn user(name: &str, admin: bool) -> Caller {
+    fn user(name: &str, uid: u32, admin: bool) -> Caller {
         Caller {
-            uid: 1000,
+            uid,
             name: Some(name.into()),
             admin,
+        }
+    }
+
+    fn account(name: &str) -> Account {
+        let uid = match name {
+            "ann" => 1000,
+            "bob" => 1001,
+            _ => 4242,
+        };
+        Account {
+            uid,
+            name: name.into(),
         }
     }
 
     #[test]
     fn the_table() {
         let root = Caller::root();
-        let admin = user("ann", true);
-        let bob = user("bob", false);
+        let admin = user("ann", 1000, true);
+        let bob = user("bob", 1001, false);
         use Interface::*;
         for (caller, iface, target, ok) in [
             (&root, Auth, Some("bob"), true),
@@ -144,17 +164,30 @@ mod tests {
             (&bob, Admin, None, false),
             (&bob, Admin, Some("bob"), false),
         ] {
+            let target = target.map(account);
             assert_eq!(
-                check(caller, iface, target).is_ok(),
+                check(caller, iface, target.as_ref()).is_ok(),
                 ok,
                 "{caller:?} {iface:?} {target:?}"
             );
         }
+        // Another spelling of bob's own account (same uid) is bob; a name
+        // that happens to equal bob's is not, if it is another account.
+        let alias = Account {
+            uid: 1001,
+            name: "BOB".into(),
+        };
+        assert!(check(&bob, Auth, Some(&alias)).is_ok());
+        let namesake = Account {
+            uid: 1002,
+            name: "bob".into(),
+        };
+        assert!(check(&bob, Auth, Some(&namesake)).is_err());
         let nameless = Caller {
             uid: 4242,
             name: None,
             admin: false,
         };
-        assert!(check(&nameless, Auth, Some("")).is_err());
+        assert!(check(&nameless, Auth, Some(&account("ann"))).is_err());
     }
 }

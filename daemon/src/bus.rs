@@ -163,6 +163,9 @@ impl Auth {
         if !o.message.is_empty() {
             d.insert(info::MESSAGE.into(), vs(&o.message));
         }
+        if !o.notice.is_empty() {
+            d.insert(info::NOTICE.into(), vs(&o.notice));
+        }
         Ok((o.result.as_str().into(), d))
     }
 }

@@ -1,7 +1,7 @@
 //! The daemon's configuration (`/etc/otpgate/otpgate.toml`), parsed once into
 //! typed structs.
 //!
-//! Every key is optional; the defaults are the ones in SPEC.md. Anything the
+//! Every key is optional; the defaults are the documented ones (README, packaging/otpgate.toml). Anything the
 //! daemon would not understand is refused rather than ignored, with the file,
 //! the line and the key named, because a typo in a security setting (say
 //! `max_failure = 3`) silently falling back to a default is worse than not
@@ -386,7 +386,7 @@ impl Kind {
     }
 }
 
-/// Every section and key the daemon understands, in the order SPEC.md lists
+/// Every section and key the daemon understands, in the order the documentation lists
 /// them (the order error messages list them in). It must agree with the
 /// `Raw*` structs below; the `every_key_in_the_schema_is_accepted` test keeps
 /// the two in step.
@@ -605,7 +605,7 @@ impl Config {
     }
 
     /// Reads and parses `path`. A file that does not exist means all defaults
-    /// (SPEC.md); any other failure to read it is an error, so that an
+    /// (the documented contract); any other failure to read it is an error, so that an
     /// unreadable file never silently becomes the defaults.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let bytes = match std::fs::read(path) {
@@ -1109,7 +1109,7 @@ mod tests {
         }
     }
 
-    /// The example from SPEC.md, verbatim.
+    /// The documented example configuration, verbatim.
     const SPEC_EXAMPLE: &str = r#"[storage]
 backend = "local"                     # "local" (embedded, no server) | "postgres" (a fleet shares one database)
 path = "/var/lib/otpgate"             # local state directory (root only, 0700)

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, Weak};
 use otpgate_proto::{ChallengeState, Method, MethodUsed, ServiceError, VerifyResult};
 use zeroize::Zeroizing;
 
+use crate::accounts::{self, Account, Accounts, SystemAccounts};
 use crate::audit::{Audit, Level};
 use crate::authz::{self, Caller, Interface};
 use crate::backup;
@@ -24,7 +25,7 @@ use crate::config::Config;
 use crate::crypto::{self, MasterKey};
 use crate::email::{self, Mailer, Purpose};
 use crate::error::Error;
-use crate::lockout::{lock_duration, SourceLimiter};
+use crate::lockout::{lock_duration, CallerLimiter, Permit, SourceLimiter};
 use crate::record::{
     EmailCode, EmailFactor, Factor, Pending, TotpFactor, UserRecord, SECS_PER_DAY,
 };
@@ -64,6 +65,9 @@ pub struct VerifyOutcome {
     pub locked_until: u64,
     pub backup_codes_left: Option<u32>,
     pub message: String,
+    /// A line the user should see besides the result (why no code came
+    /// by mail); empty if none.
+    pub notice: String,
 }
 
 impl VerifyOutcome {
@@ -82,6 +86,7 @@ impl VerifyOutcome {
             locked_until: 0,
             backup_codes_left: None,
             message: message.into(),
+            notice: String::new(),
         }
     }
 }
@@ -112,18 +117,17 @@ pub enum Enrollment {
     },
 }
 
-/// A code to mail once the user's lock is released, and the answer to
-/// give when it is sent.
-struct Mail<T> {
+/// A code to mail once the user's lock is released.
+struct Mail {
     address: String,
     code: Zeroizing<String>,
     hash: Vec<u8>,
-    answer: T,
 }
 
+/// An answer, and possibly a mail to send with it.
 enum Prepared<T> {
     Answer(T),
-    Mail(Mail<T>),
+    Mail(Mail, T),
 }
 
 /// Mails to one user per hour, at most.
@@ -172,7 +176,12 @@ pub struct Engine {
     blocking: tokio::runtime::Handle,
     inflight: AtomicUsize,
     sources: SourceLimiter,
+    callers: CallerLimiter,
     mailer: Option<Mailer>,
+    accounts: Arc<dyn Accounts>,
+    /// The last failed login mail per user key (when, why): reported at
+    /// Verify, and no new mail is tried within the resend cooldown.
+    mail_failures: Mutex<HashMap<String, (u64, String)>>,
 }
 
 /// This host's name, as shown in authenticator apps and mail subjects.
@@ -198,10 +207,6 @@ fn check_user_name(user: &str) -> Result<(), ServiceError> {
     }
 }
 
-fn system_user_exists(user: &str) -> bool {
-    nix::unistd::User::from_name(user).ok().flatten().is_some()
-}
-
 impl Engine {
     /// `blocking` is the Tokio runtime whose blocking pool does file I/O
     /// and hashing (the bus may run on another executor).
@@ -225,8 +230,17 @@ impl Engine {
             blocking,
             inflight: AtomicUsize::new(0),
             sources: SourceLimiter::default(),
+            callers: CallerLimiter::default(),
             mailer: None,
+            accounts: Arc::new(SystemAccounts),
+            mail_failures: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Replaces the host's name service (tests use a table).
+    pub fn with_accounts(mut self, accounts: Arc<dyn Accounts>) -> Engine {
+        self.accounts = accounts;
+        self
     }
 
     /// Turns the e-mail factor on (see `Mailer::from_config`).
@@ -330,8 +344,14 @@ impl Engine {
         )
     }
 
-    fn open_totp(&self, user: &str, f: &TotpFactor) -> Result<Zeroizing<Vec<u8>>, ServiceError> {
-        crypto::open(&self.key, user, &f.id, &f.secret).map_err(|e| self.corrupt(user, e))
+    /// The secret of `f`, a factor of `rec`.
+    fn open_totp(
+        &self,
+        rec: &UserRecord,
+        f: &TotpFactor,
+    ) -> Result<Zeroizing<Vec<u8>>, ServiceError> {
+        crypto::open(&self.key, rec.bound_to(), &f.id, &f.secret)
+            .map_err(|e| self.corrupt(rec.display_name(), e))
     }
 
     fn params_of(&self, user: &str, f: &TotpFactor) -> Result<Params, ServiceError> {
@@ -352,15 +372,183 @@ impl Engine {
         }
     }
 
+    /// Counts the call against a non-root caller's allowance (root is every
+    /// PAM login and is limited per source instead); the permit is held
+    /// until the call is answered.
+    fn admit(&self, caller: &Caller) -> Result<Option<Permit<'_>>, ServiceError> {
+        if caller.is_root() {
+            return Ok(None);
+        }
+        self.callers
+            .admit(caller.uid, self.clock.now())
+            .map(Some)
+            .map_err(|why| {
+                if let Some(held) = self
+                    .audit
+                    .admit(&format!("too-many:{}", caller.uid), self.clock.now())
+                {
+                    self.audit.log(
+                        Level::Warning,
+                        &format!(
+                            "event=caller-limited caller_uid={} reason=\"{why}\"{}",
+                            caller.uid,
+                            if held > 0 {
+                                format!(" suppressed={held}")
+                            } else {
+                                String::new()
+                            }
+                        ),
+                    );
+                }
+                ServiceError::TooManyRequests(format!(
+                    "uid {} sent too many requests ({why}): wait a minute",
+                    caller.uid
+                ))
+            })
+    }
+
+    /// The account `user` names, through the name service (on the blocking
+    /// pool: sssd or LDAP may take a while). A name it does not know is
+    /// refused, never answered "not enrolled": with `nullok` that answer
+    /// would let the password alone through.
+    async fn account(&self, user: &str) -> Result<Account, ServiceError> {
+        check_user_name(user)?;
+        let accounts = Arc::clone(&self.accounts);
+        let name = user.to_string();
+        match self.blocking(move || accounts.lookup(&name)).await? {
+            Ok(Some(account)) => Ok(account),
+            Ok(None) => Err(ServiceError::InvalidUser(format!(
+                "there is no user {} on this system",
+                crate::audit::clean(user)
+            ))),
+            Err(e) => {
+                self.audit.log(
+                    Level::Error,
+                    &format!(
+                        "event=nss-error user={} error=\"{}\"",
+                        crate::audit::clean(user),
+                        crate::audit::clean(&e)
+                    ),
+                );
+                Err(ServiceError::Unavailable(format!(
+                    "the user database could not be asked about {}: {}",
+                    crate::audit::clean(user),
+                    crate::audit::clean(&e)
+                )))
+            }
+        }
+    }
+
+    /// Admission, then the account, then the access table: what every call
+    /// about one user starts with.
+    async fn open_call(
+        &self,
+        caller: &Caller,
+        iface: Interface,
+        user: &str,
+    ) -> Result<(Option<Permit<'_>>, Account), ServiceError> {
+        let permit = self.admit(caller)?;
+        let account = self.account(user).await?;
+        self.authorize(caller, iface, Some(&account))?;
+        Ok((permit, account))
+    }
+
+    /// The record of `account`: under its uid key, or (once, moved there)
+    /// under the name earlier versions filed it by.
+    fn load_account(&self, account: &Account) -> Result<Option<UserRecord>, ServiceError> {
+        let key = account.key();
+        // Errors name the account, not its key: "otpgate reset alice" is
+        // what the administrator can act on.
+        let loaded = self.store.load(&key).map_err(|e| match e {
+            Error::Corrupt { reason, .. } => Error::Corrupt {
+                user: account.name.clone(),
+                reason,
+            },
+            other => other,
+        });
+        if let Some(rec) = loaded.map_err(|e| self.storage_error(&account.name, e))? {
+            return Ok(Some(rec));
+        }
+        self.migrate_legacy(&account.name, account)
+    }
+
+    /// Moves a record filed under a user name to its account's uid key,
+    /// keeping what its secrets are bound to. The new record is durable
+    /// before the old one goes, so a crash in between loses nothing.
+    fn migrate_legacy(
+        &self,
+        legacy: &str,
+        account: &Account,
+    ) -> Result<Option<UserRecord>, ServiceError> {
+        if !crate::store::valid_key(legacy) || accounts::uid_of_key(legacy).is_some() {
+            return Ok(None);
+        }
+        let Some(mut rec) = self.load(legacy)? else {
+            return Ok(None);
+        };
+        if rec.binding.is_none() {
+            rec.binding = Some(rec.user.clone());
+        }
+        rec.user = account.key();
+        rec.name = Some(account.name.clone());
+        self.save(&mut rec)?;
+        self.store
+            .delete(legacy)
+            .map_err(|e| self.storage_error(legacy, e))?;
+        self.audit.log(
+            Level::Notice,
+            &format!(
+                "event=record-moved from={} to={} user={}",
+                crate::audit::clean(legacy),
+                account.key(),
+                crate::audit::clean(&account.name)
+            ),
+        );
+        Ok(Some(rec))
+    }
+
+    /// At start: moves every record still filed under a name whose account
+    /// the name service knows to its uid key (a record of a name it does
+    /// not know stays, and is moved when the name resolves again).
+    pub async fn migrate_legacy_records(self: &Arc<Self>) -> Result<usize, ServiceError> {
+        let this = Arc::clone(self);
+        self.blocking(move || {
+            let mut moved = 0;
+            let keys = this
+                .store
+                .users()
+                .map_err(|e| this.storage_error("*", e))?;
+            for key in keys.iter().filter(|k| accounts::uid_of_key(k).is_none()) {
+                let Ok(Some(account)) = this.accounts.lookup(key) else {
+                    continue;
+                };
+                if this.load(&account.key())?.is_some() {
+                    this.audit.log(
+                        Level::Warning,
+                        &format!(
+                            "event=record-not-moved from={} user={} reason=\"{} already has a record\"",
+                            crate::audit::clean(key),
+                            crate::audit::clean(&account.name),
+                            account.key()
+                        ),
+                    );
+                    continue;
+                }
+                if this.migrate_legacy(key, &account)?.is_some() {
+                    moved += 1;
+                }
+            }
+            Ok(moved)
+        })
+        .await?
+    }
+
     fn authorize(
         &self,
         caller: &Caller,
         iface: Interface,
-        user: Option<&str>,
+        user: Option<&Account>,
     ) -> Result<(), ServiceError> {
-        if let Some(u) = user {
-            check_user_name(u)?;
-        }
         authz::check(caller, iface, user).inspect_err(|e| {
             let Some(held) = self
                 .audit
@@ -373,7 +561,8 @@ impl Engine {
                 &format!(
                     "event=access-denied caller_uid={} user={} reason=\"{}\"{}",
                     caller.uid,
-                    user.map(crate::audit::clean).unwrap_or_default(),
+                    user.map(|a| crate::audit::clean(&a.name))
+                        .unwrap_or_default(),
                     e,
                     if held > 0 {
                         format!(" suppressed={held}")
@@ -393,34 +582,46 @@ impl Engine {
         user: &str,
         ctx: Context,
     ) -> Result<ChallengeOutcome, ServiceError> {
-        self.authorize(caller, Interface::Auth, Some(user))?;
-        let (u, uid) = (user.to_string(), caller.uid);
-        let c = ctx.clone();
+        let (_permit, account) = self.open_call(caller, Interface::Auth, user).await?;
+        let uid = caller.uid;
+        let (a, c) = (account.clone(), ctx.clone());
         let prepared = self
-            .run(Some(user), move |e| e.challenge_locked(&u, &c, uid))
+            .run(Some(&account.key()), move |e| {
+                e.challenge_locked(&a, &c, uid)
+            })
             .await?;
         match prepared {
             Prepared::Answer(outcome) => Ok(outcome),
-            Prepared::Mail(mail) => {
+            Prepared::Mail(mail, outcome) => {
+                // The prompt must not wait for the mail relay (a slow one
+                // would run into the module's deadline, and a deadline is a
+                // refusal): the code's hash is on disk, the mail goes out
+                // now, and a failure is reported at Verify.
                 let purpose = Purpose::Login {
                     service: ctx.service.clone(),
                 };
-                self.send_mail(user, mail, purpose, &ctx, uid).await
+                let this = Arc::clone(self);
+                self.blocking.spawn(async move {
+                    let _ = this.send_mail(&account, mail, purpose, &ctx, uid).await;
+                });
+                Ok(outcome)
             }
         }
     }
 
     /// Under the user's lock: what Challenge answers, and for an e-mail
     /// user whose code must be (re)sent, the code to mail. The new code's
-    /// hash is on disk before the mail leaves.
+    /// hash is on disk before the mail leaves. Whatever happens to the
+    /// mail, the user is prompted: a backup code always works.
     fn challenge_locked(
         &self,
-        user: &str,
+        account: &Account,
         ctx: &Context,
         caller_uid: u32,
     ) -> Result<Prepared<ChallengeOutcome>, ServiceError> {
         let now = self.clock.now();
-        let mut rec = match self.load(user)? {
+        let user = account.name.as_str();
+        let mut rec = match self.load_account(account)? {
             Some(r) if r.enrolled() => r,
             _ => {
                 return Ok(Prepared::Answer(ChallengeOutcome {
@@ -440,16 +641,18 @@ impl Engine {
                 message: "Too many wrong codes: the second factor is locked.".into(),
             }));
         }
+        let code_required = |message: String| ChallengeOutcome {
+            state: ChallengeState::CodeRequired,
+            method,
+            locked_until: 0,
+            message,
+        };
         let Some(address) = rec.email().map(|f| f.address.clone()) else {
-            return Ok(Prepared::Answer(ChallengeOutcome {
-                state: ChallengeState::CodeRequired,
-                method,
-                locked_until: 0,
-                message: String::new(),
-            }));
+            return Ok(Prepared::Answer(code_required(String::new())));
         };
         let cfg = &self.config.email;
-        let sent_to = format!("A code was sent to {}.", email::mask(&address));
+        let masked = email::mask(&address);
+        let sent_to = format!("A code was sent to {masked}.");
         let live = rec
             .email_code
             .as_ref()
@@ -461,16 +664,21 @@ impl Engine {
             .email_code
             .as_ref()
             .is_some_and(|c| now < c.expires_at && now < c.sent_at + cfg.resend_cooldown_secs);
-        let code_required = |message: String| {
-            Ok(Prepared::Answer(ChallengeOutcome {
-                state: ChallengeState::CodeRequired,
-                method,
-                locked_until: 0,
-                message,
-            }))
-        };
         if cooling {
-            return code_required(sent_to);
+            return Ok(Prepared::Answer(code_required(sent_to)));
+        }
+        if self.mailer.is_none() {
+            return Ok(Prepared::Answer(code_required(if live {
+                sent_to
+            } else {
+                "E-mail codes are off on this host, so none was sent: use a backup code.".into()
+            })));
+        }
+        if let Some(why) = self.recent_mail_failure(&account.key(), now) {
+            // Nor does a broken relay get hammered: one try per cooldown.
+            return Ok(Prepared::Answer(code_required(format!(
+                "No code could be mailed to {masked} ({why}): use a backup code, or try again in a minute."
+            ))));
         }
         rec.email_sends.retain(|&t| t + 3600 > now);
         if rec.email_sends.len() >= EMAIL_SENDS_PER_HOUR {
@@ -482,56 +690,54 @@ impl Engine {
                 caller_uid,
                 "",
             );
-            if live {
-                return code_required(sent_to);
-            }
-            let next = rec.email_sends.iter().min().copied().unwrap_or(now) + 3600;
-            return Ok(Prepared::Answer(ChallengeOutcome {
-                state: ChallengeState::Locked,
-                method,
-                locked_until: next,
-                message: "Too many codes were mailed in the last hour: try again later, or use a backup code.".into(),
-            }));
+            return Ok(Prepared::Answer(code_required(if live {
+                sent_to
+            } else {
+                "Too many codes were mailed in the last hour, so no new one was sent: use a backup code.".into()
+            })));
         }
         let code = email::new_code().map_err(internal)?;
-        let hash = email::code_hash(&self.key, user, &code);
+        let hash = email::code_hash(&self.key, rec.bound_to(), &code);
         rec.email_code = Some(EmailCode {
             hash: hash.clone(),
             expires_at: now + cfg.code_ttl_secs,
             sent_at: now,
         });
         rec.email_sends.push(now);
+        rec.name = Some(account.name.clone());
         self.save(&mut rec)?;
-        Ok(Prepared::Mail(Mail {
-            address,
-            code,
-            hash,
-            answer: ChallengeOutcome {
-                state: ChallengeState::CodeRequired,
-                method,
-                locked_until: 0,
-                message: sent_to,
+        Ok(Prepared::Mail(
+            Mail {
+                address,
+                code,
+                hash,
             },
-        }))
+            code_required(sent_to),
+        ))
+    }
+
+    /// Why the last login mail to this user failed, if that was within the
+    /// resend cooldown.
+    fn recent_mail_failure(&self, key: &str, now: u64) -> Option<String> {
+        let map = self.mail_failures.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(key)
+            .filter(|(at, _)| now < at + self.config.email.resend_cooldown_secs.max(1))
+            .map(|(_, why)| why.clone())
     }
 
     /// Mails a code prepared under the lock, without holding it: a slow
-    /// mail server delays this login only. If the mail cannot be sent,
-    /// the stored code (or pending enrolment) is withdrawn and the caller
-    /// gets an error saying why: the login fails closed.
-    async fn send_mail<T: Send + 'static>(
+    /// mail server delays no one else. If the mail cannot be sent, the
+    /// stored code (or pending enrolment) is withdrawn and not counted,
+    /// and the error says why.
+    async fn send_mail(
         self: &Arc<Self>,
-        user: &str,
-        mail: Mail<T>,
+        account: &Account,
+        mail: Mail,
         purpose: Purpose,
         ctx: &Context,
         caller_uid: u32,
-    ) -> Result<T, ServiceError> {
-        if self.mailer.is_none() {
-            return Err(ServiceError::Unavailable(
-                "the e-mail factor is off on this host ([email] smtp_url is not set)".into(),
-            ));
-        }
+    ) -> Result<(), ServiceError> {
+        let user = account.name.as_str();
         let masked = email::mask(&mail.address);
         let enrolment = matches!(purpose, Purpose::Enrolment);
         let ttl = self.config.email.code_ttl_secs;
@@ -559,48 +765,74 @@ impl Engine {
                     caller_uid,
                     &format!("to={}", crate::audit::clean(&masked)),
                 );
-                Ok(mail.answer)
+                Ok(())
             }
             Err(reason) => {
+                let reason = crate::audit::clean(&reason);
                 self.audit.event(
                     Level::Error,
                     "email-send-failed",
                     user,
                     ctx,
                     caller_uid,
-                    &format!(
-                        "to={} error=\"{}\"",
-                        crate::audit::clean(&masked),
-                        crate::audit::clean(&reason)
-                    ),
+                    &format!("to={} error=\"{}\"", crate::audit::clean(&masked), reason),
                 );
-                let (u, hash) = (user.to_string(), mail.hash);
-                self.run(Some(user), move |e| e.withdraw_code(&u, &hash, enrolment))
-                    .await?;
+                let key = account.key();
+                if !enrolment {
+                    let mut map = self.mail_failures.lock().unwrap_or_else(|p| p.into_inner());
+                    if map.len() >= 4096 {
+                        map.clear();
+                    }
+                    map.insert(
+                        key.clone(),
+                        (self.clock.now(), format!("mail server: {reason}")),
+                    );
+                }
+                let hash = mail.hash;
+                self.run(Some(&key.clone()), move |e| {
+                    e.withdraw_code(&key, &hash, enrolment)
+                })
+                .await?;
                 Err(ServiceError::Unavailable(format!(
-                    "the code could not be mailed to {masked} (mail server: {}); try again later or use a backup code",
-                    crate::audit::clean(&reason)
+                    "the code could not be mailed to {masked} (mail server: {reason}); try again later or use a backup code"
                 )))
             }
         }
     }
 
-    fn withdraw_code(&self, user: &str, hash: &[u8], enrolment: bool) -> Result<(), ServiceError> {
-        let Some(mut rec) = self.load(user)? else {
+    /// Takes back a code that was never mailed, and its place in the
+    /// hourly count.
+    fn withdraw_code(&self, key: &str, hash: &[u8], enrolment: bool) -> Result<(), ServiceError> {
+        let Some(mut rec) = self.load(key)? else {
             return Ok(());
         };
-        if enrolment {
+        let sent_at = if enrolment {
             let ours = rec
                 .pending
                 .as_ref()
                 .and_then(|p| p.code.as_ref())
-                .is_some_and(|c| c.hash == hash);
-            if ours {
+                .filter(|c| c.hash == hash)
+                .map(|c| c.sent_at);
+            if ours.is_some() {
                 rec.pending = None;
             }
-        } else if rec.email_code.as_ref().is_some_and(|c| c.hash == hash) {
-            rec.email_code = None;
-            rec.email_sends.pop();
+            ours
+        } else {
+            let ours = rec
+                .email_code
+                .as_ref()
+                .filter(|c| c.hash == hash)
+                .map(|c| c.sent_at);
+            if ours.is_some() {
+                rec.email_code = None;
+            }
+            ours
+        };
+        let Some(sent_at) = sent_at else {
+            return Ok(());
+        };
+        if let Some(i) = rec.email_sends.iter().rposition(|&t| t == sent_at) {
+            rec.email_sends.remove(i);
         }
         self.save(&mut rec)
     }
@@ -612,22 +844,30 @@ impl Engine {
         code: Zeroizing<String>,
         ctx: Context,
     ) -> Result<VerifyOutcome, ServiceError> {
-        self.authorize(caller, Interface::Auth, Some(user))?;
-        let (user, uid) = (user.to_string(), caller.uid);
-        let u = user.clone();
-        self.run(Some(&u), move |e| {
-            let mut rec = match e.load(&user)? {
-                Some(r) if r.enrolled() => r,
-                _ => {
-                    return Ok(VerifyOutcome::plain(
-                        VerifyResult::NotEnrolled,
-                        format!("{user} has no second factor enrolled"),
-                    ))
-                }
-            };
-            e.verify_locked(&mut rec, &code, &ctx, uid)
-        })
-        .await
+        let (_permit, account) = self.open_call(caller, Interface::Auth, user).await?;
+        let uid = caller.uid;
+        let a = account.clone();
+        let mut outcome = self
+            .run(Some(&account.key()), move |e| {
+                let mut rec = match e.load_account(&a)? {
+                    Some(r) if r.enrolled() => r,
+                    _ => {
+                        return Ok(VerifyOutcome::plain(
+                            VerifyResult::NotEnrolled,
+                            format!("{} has no second factor enrolled", a.name),
+                        ))
+                    }
+                };
+                rec.name = Some(a.name.clone());
+                e.verify_locked(&mut rec, &code, &ctx, uid)
+            })
+            .await?;
+        if outcome.result != VerifyResult::Ok {
+            if let Some(why) = self.recent_mail_failure(&account.key(), self.clock.now()) {
+                outcome.notice = format!("No code could be mailed ({why}): use a backup code.");
+            }
+        }
+        Ok(outcome)
     }
 
     /// The verification core, for a loaded record under the user's lock.
@@ -640,7 +880,8 @@ impl Engine {
         caller_uid: u32,
     ) -> Result<VerifyOutcome, ServiceError> {
         let now = self.clock.now();
-        let user = rec.user.clone();
+        let user = rec.display_name().to_string();
+        let bind = rec.bound_to().to_string();
         let mut dirty = false;
         if rec.locked_until != 0 && rec.locked_until <= now {
             // The lock ran out: a fresh set of tries (the streak stays).
@@ -704,7 +945,7 @@ impl Engine {
                 let params = self.params_of(&user, &factor)?;
                 candidate = totp::normalise(code, params.digits);
                 if let Some(t) = &candidate.totp {
-                    let secret = self.open_totp(&user, &factor)?;
+                    let secret = self.open_totp(rec, &factor)?;
                     let step = totp::matched_step(&secret, params, self.config.totp.window, t, now);
                     if let Some(step) = step {
                         if factor.last_step.is_some_and(|last| step <= last) {
@@ -744,7 +985,7 @@ impl Engine {
                         );
                         return Ok(o);
                     }
-                    if email::code_matches(&self.key, &user, t, &sent.hash) {
+                    if email::code_matches(&self.key, &bind, t, &sent.hash) {
                         result = VerifyResult::Ok;
                         method = Some(MethodUsed::Email);
                         rec.email_code = None;
@@ -755,7 +996,7 @@ impl Engine {
         }
         if result == VerifyResult::Invalid {
             if let (Some(b), Some(set)) = (&candidate.backup, &rec.backup) {
-                if let Some(i) = backup::find(&self.key, &user, set, b).map_err(internal)? {
+                if let Some(i) = backup::find(&self.key, &bind, set, b).map_err(internal)? {
                     rec.backup.as_mut().expect("checked above").hashes.remove(i);
                     result = VerifyResult::Ok;
                     method = Some(MethodUsed::Backup);
@@ -862,7 +1103,7 @@ impl Engine {
         method: Option<String>,
         address: Option<String>,
     ) -> Result<Enrollment, ServiceError> {
-        self.authorize(caller, Interface::Manager, Some(user))?;
+        let (_permit, account) = self.open_call(caller, Interface::Manager, user).await?;
         let method = match method.as_deref() {
             None | Some("totp") => Method::Totp,
             Some("email") => Method::Email,
@@ -899,38 +1140,37 @@ impl Engine {
                 "an e-mail address goes with --method email".into(),
             ));
         }
-        let (u, uid) = (user.to_string(), caller.uid);
+        let uid = caller.uid;
+        let a = account.clone();
         let prepared = self
-            .run(Some(user), move |e| {
-                e.enroll_locked(&u, uid, method, address)
+            .run(Some(&account.key()), move |e| {
+                e.enroll_locked(&a, uid, method, address)
             })
             .await?;
         match prepared {
             Prepared::Answer(e) => Ok(e),
-            Prepared::Mail(mail) => {
+            Prepared::Mail(mail, answer) => {
                 let ctx = Context::default();
-                self.send_mail(user, mail, Purpose::Enrolment, &ctx, uid)
-                    .await
+                self.send_mail(&account, mail, Purpose::Enrolment, &ctx, uid)
+                    .await?;
+                Ok(answer)
             }
         }
     }
 
     fn enroll_locked(
         &self,
-        user: &str,
+        account: &Account,
         caller_uid: u32,
         method: Method,
         address: Option<String>,
     ) -> Result<Prepared<Enrollment>, ServiceError> {
-        if !system_user_exists(user) {
-            return Err(ServiceError::InvalidUser(format!(
-                "there is no user {user} on this system"
-            )));
-        }
+        let user = account.name.as_str();
         let now = self.clock.now();
         let mut rec = self
-            .load(user)?
-            .unwrap_or_else(|| UserRecord::new(user, now));
+            .load_account(account)?
+            .unwrap_or_else(|| UserRecord::new(&account.key(), now));
+        rec.name = Some(account.name.clone());
         if rec.enrolled() {
             return Err(ServiceError::AlreadyEnrolled(format!(
                 "{user} is already enrolled: disable it first (`otpgate disable`, or an administrator's `otpgate reset {user}`)"
@@ -939,8 +1179,38 @@ impl Engine {
         let id = crypto::hex(&crypto::random_bytes::<8>().map_err(internal)?);
         let expires = now + PENDING_TTL_SECS;
         if let (Method::Email, Some(address)) = (method, address) {
+            // Enrolment mails count against the same per-user limits as
+            // login mails: any local user may start an enrolment of its own.
+            let cfg = &self.config.email;
+            let last = rec
+                .pending
+                .as_ref()
+                .and_then(|p| p.code.as_ref())
+                .map(|c| c.sent_at);
+            if let Some(last) = last.filter(|&t| now < t + cfg.resend_cooldown_secs) {
+                return Err(ServiceError::TooManyRequests(format!(
+                    "a code was mailed for this enrolment {} s ago: wait {} s before asking for another",
+                    now - last,
+                    last + cfg.resend_cooldown_secs - now
+                )));
+            }
+            rec.email_sends.retain(|&t| t + 3600 > now);
+            if rec.email_sends.len() >= EMAIL_SENDS_PER_HOUR {
+                self.audit.event(
+                    Level::Warning,
+                    "email-send-limited",
+                    user,
+                    &Context::default(),
+                    caller_uid,
+                    "purpose=enrolment",
+                );
+                return Err(ServiceError::TooManyRequests(format!(
+                    "{EMAIL_SENDS_PER_HOUR} codes were mailed for {user} in the last hour: try again later"
+                )));
+            }
+            rec.email_sends.push(now);
             let code = email::new_code().map_err(internal)?;
-            let hash = email::code_hash(&self.key, user, &code);
+            let hash = email::code_hash(&self.key, rec.bound_to(), &code);
             rec.pending = Some(Pending {
                 factor: Factor::Email(EmailFactor {
                     id,
@@ -968,19 +1238,22 @@ impl Engine {
                     crate::audit::clean(&email::mask(&address))
                 ),
             );
-            return Ok(Prepared::Mail(Mail {
-                answer: Enrollment::Email {
+            return Ok(Prepared::Mail(
+                Mail {
+                    address: address.clone(),
+                    code,
+                    hash,
+                },
+                Enrollment::Email {
                     sent_to: email::mask(&address),
                     expires,
                 },
-                address,
-                code,
-                hash,
-            }));
+            ));
         }
         let secret =
             Zeroizing::new(crypto::random_bytes::<{ totp::SECRET_LEN }>().map_err(internal)?);
-        let sealed = crypto::seal(&self.key, user, &id, secret.as_ref()).map_err(internal)?;
+        let sealed =
+            crypto::seal(&self.key, rec.bound_to(), &id, secret.as_ref()).map_err(internal)?;
         let params = self.new_params();
         rec.pending = Some(Pending {
             factor: Factor::Totp(TotpFactor {
@@ -1030,21 +1303,24 @@ impl Engine {
         user: &str,
         code: Zeroizing<String>,
     ) -> Result<Vec<Zeroizing<String>>, ServiceError> {
-        self.authorize(caller, Interface::Manager, Some(user))?;
-        let (user, uid) = (user.to_string(), caller.uid);
-        let u = user.clone();
-        self.run(Some(&u), move |e| e.confirm_locked(&user, uid, &code))
-            .await
+        let (_permit, account) = self.open_call(caller, Interface::Manager, user).await?;
+        let uid = caller.uid;
+        let a = account.clone();
+        self.run(Some(&account.key()), move |e| {
+            e.confirm_locked(&a, uid, &code)
+        })
+        .await
     }
 
     fn confirm_locked(
         &self,
-        user: &str,
+        account: &Account,
         caller_uid: u32,
         code: &str,
     ) -> Result<Vec<Zeroizing<String>>, ServiceError> {
         let now = self.clock.now();
-        let Some(mut rec) = self.load(user)? else {
+        let user = account.name.as_str();
+        let Some(mut rec) = self.load_account(account)? else {
             return Err(ServiceError::NoPendingEnrollment(format!(
                 "{user} has no enrolment waiting: start one with `otpgate enroll`"
             )));
@@ -1070,7 +1346,7 @@ impl Engine {
         let confirmed = match pending.factor {
             Factor::Totp(mut factor) => {
                 let params = self.params_of(user, &factor)?;
-                let secret = self.open_totp(user, &factor)?;
+                let secret = self.open_totp(&rec, &factor)?;
                 let step = totp::normalise(code, params.digits).totp.and_then(|c| {
                     totp::matched_step(&secret, params, self.config.totp.window, &c, now)
                 });
@@ -1085,7 +1361,9 @@ impl Engine {
                 let right = totp::normalise(code, EMAIL_CODE_DIGITS)
                     .totp
                     .zip(sent)
-                    .is_some_and(|(c, s)| email::code_matches(&self.key, user, &c, &s.hash));
+                    .is_some_and(|(c, s)| {
+                        email::code_matches(&self.key, rec.bound_to(), &c, &s.hash)
+                    });
                 right.then_some(Factor::Email(factor))
             }
         };
@@ -1116,7 +1394,8 @@ impl Engine {
             Factor::Email(_) => "email",
         };
         let codes = backup::generate(self.config.backup_codes.count).map_err(internal)?;
-        rec.backup = Some(backup::hash_set(&self.key, user, &codes, now).map_err(internal)?);
+        rec.backup =
+            Some(backup::hash_set(&self.key, rec.bound_to(), &codes, now).map_err(internal)?);
         rec.factors = vec![factor];
         rec.pending = None;
         rec.email_code = None;
@@ -1135,11 +1414,19 @@ impl Engine {
         Ok(codes)
     }
 
-    fn status_of(&self, rec: &UserRecord) -> Status {
+    /// The name to show for a record: its uid's name now (a rename shows
+    /// the new name), else the name it was last written under.
+    fn name_of(&self, rec: &UserRecord) -> String {
+        accounts::uid_of_key(&rec.user)
+            .and_then(|uid| self.accounts.name_of(uid))
+            .unwrap_or_else(|| rec.display_name().to_string())
+    }
+
+    fn status_of(&self, rec: &UserRecord, name: String) -> Status {
         let now = self.clock.now();
         let locked = rec.locked_until > now;
         Status {
-            user: rec.user.clone(),
+            user: name,
             enrolled: rec.enrolled(),
             pending: rec.pending_live(now).is_some(),
             method: rec
@@ -1163,12 +1450,12 @@ impl Engine {
         caller: &Caller,
         user: &str,
     ) -> Result<Status, ServiceError> {
-        self.authorize(caller, Interface::Manager, Some(user))?;
-        let user = user.to_string();
-        self.run(None, move |e| {
-            Ok(match e.load(&user)? {
-                Some(rec) => e.status_of(&rec),
-                None => e.status_of(&UserRecord::new(&user, 0)),
+        let (_permit, account) = self.open_call(caller, Interface::Manager, user).await?;
+        let a = account.clone();
+        self.run(Some(&account.key()), move |e| {
+            Ok(match e.load_account(&a)? {
+                Some(rec) => e.status_of(&rec, a.name.clone()),
+                None => e.status_of(&UserRecord::new(&a.key(), 0), a.name.clone()),
             })
         })
         .await
@@ -1200,11 +1487,12 @@ impl Engine {
         }
     }
 
-    fn load_enrolled(&self, user: &str) -> Result<UserRecord, ServiceError> {
-        match self.load(user)? {
+    fn load_enrolled(&self, account: &Account) -> Result<UserRecord, ServiceError> {
+        match self.load_account(account)? {
             Some(r) if r.enrolled() => Ok(r),
             _ => Err(ServiceError::NotEnrolled(format!(
-                "{user} has no second factor enrolled"
+                "{} has no second factor enrolled",
+                account.name
             ))),
         }
     }
@@ -1215,19 +1503,19 @@ impl Engine {
         user: &str,
         code: Zeroizing<String>,
     ) -> Result<(), ServiceError> {
-        self.authorize(caller, Interface::Manager, Some(user))?;
-        let (user, c) = (user.to_string(), caller.clone());
-        let u = user.clone();
-        self.run(Some(&u), move |e| {
-            let mut rec = e.load_enrolled(&user)?;
+        let (_permit, account) = self.open_call(caller, Interface::Manager, user).await?;
+        let c = caller.clone();
+        let a = account.clone();
+        self.run(Some(&account.key()), move |e| {
+            let mut rec = e.load_enrolled(&a)?;
             e.prove(&c, &mut rec, &code)?;
             e.store
-                .delete(&user)
-                .map_err(|err| e.storage_error(&user, err))?;
+                .delete(&rec.user)
+                .map_err(|err| e.storage_error(&a.name, err))?;
             e.audit.event(
                 Level::Notice,
                 "disabled",
-                &user,
+                &a.name,
                 &Context::default(),
                 c.uid,
                 "",
@@ -1243,20 +1531,21 @@ impl Engine {
         user: &str,
         code: Zeroizing<String>,
     ) -> Result<Vec<Zeroizing<String>>, ServiceError> {
-        self.authorize(caller, Interface::Manager, Some(user))?;
-        let (user, c) = (user.to_string(), caller.clone());
-        let u = user.clone();
-        self.run(Some(&u), move |e| {
-            let mut rec = e.load_enrolled(&user)?;
+        let (_permit, account) = self.open_call(caller, Interface::Manager, user).await?;
+        let c = caller.clone();
+        let a = account.clone();
+        self.run(Some(&account.key()), move |e| {
+            let mut rec = e.load_enrolled(&a)?;
             e.prove(&c, &mut rec, &code)?;
             let now = e.clock.now();
             let codes = backup::generate(e.config.backup_codes.count).map_err(internal)?;
-            rec.backup = Some(backup::hash_set(&e.key, &user, &codes, now).map_err(internal)?);
+            rec.backup =
+                Some(backup::hash_set(&e.key, rec.bound_to(), &codes, now).map_err(internal)?);
             e.save(&mut rec)?;
             e.audit.event(
                 Level::Notice,
                 "backup-codes-regenerated",
-                &user,
+                &a.name,
                 &Context::default(),
                 c.uid,
                 &format!("count={}", codes.len()),
@@ -1274,15 +1563,21 @@ impl Engine {
         self: &Arc<Self>,
         caller: &Caller,
     ) -> Result<Vec<Result<Status, (String, String)>>, ServiceError> {
+        let _permit = self.admit(caller)?;
         self.authorize(caller, Interface::Admin, None)?;
         self.run(None, |e| {
             let users = e.store.users().map_err(|err| e.storage_error("*", err))?;
             Ok(users
                 .into_iter()
-                .map(|u| match e.store.load(&u) {
-                    Ok(Some(rec)) => Ok(e.status_of(&rec)),
-                    Ok(None) => Err((u, "removed while listing".into())),
-                    Err(err) => Err((u, err.to_string())),
+                .map(|u| {
+                    let shown = accounts::uid_of_key(&u)
+                        .and_then(|uid| e.accounts.name_of(uid))
+                        .unwrap_or_else(|| u.clone());
+                    match e.store.load(&u) {
+                        Ok(Some(rec)) => Ok(e.status_of(&rec, e.name_of(&rec))),
+                        Ok(None) => Err((shown, "removed while listing".into())),
+                        Err(err) => Err((shown, err.to_string())),
+                    }
                 })
                 .collect())
         })
@@ -1290,11 +1585,11 @@ impl Engine {
     }
 
     pub async fn unlock(self: &Arc<Self>, caller: &Caller, user: &str) -> Result<(), ServiceError> {
-        self.authorize(caller, Interface::Admin, Some(user))?;
-        let (user, uid) = (user.to_string(), caller.uid);
-        let u = user.clone();
-        self.run(Some(&u), move |e| {
-            let mut rec = e.load_enrolled(&user)?;
+        let (_permit, account) = self.open_call(caller, Interface::Admin, user).await?;
+        let uid = caller.uid;
+        let a = account.clone();
+        self.run(Some(&account.key()), move |e| {
+            let mut rec = e.load_enrolled(&a)?;
             rec.failures = 0;
             rec.locked_until = 0;
             rec.lock_streak = 0;
@@ -1302,7 +1597,7 @@ impl Engine {
             e.audit.event(
                 Level::Notice,
                 "unlocked",
-                &user,
+                &a.name,
                 &Context::default(),
                 uid,
                 "",
@@ -1313,33 +1608,75 @@ impl Engine {
     }
 
     /// Removes the user's record, readable or not: this is also how an
-    /// administrator recovers a user whose record is corrupt.
+    /// administrator recovers a user whose record is corrupt, and clears
+    /// the record of an account the name service no longer knows (by the
+    /// name `otpgate list` shows for it).
     pub async fn reset(self: &Arc<Self>, caller: &Caller, user: &str) -> Result<(), ServiceError> {
-        self.authorize(caller, Interface::Admin, Some(user))?;
-        let (user, uid) = (user.to_string(), caller.uid);
-        let u = user.clone();
-        self.run(Some(&u), move |e| {
-            let exists = match e.store.load(&user) {
-                Ok(r) => r.is_some(),
-                Err(Error::Corrupt { .. }) => true,
-                Err(err) => return Err(e.storage_error(&user, err)),
-            };
-            if !exists {
+        let permit = self.admit(caller)?;
+        self.authorize(caller, Interface::Admin, None)?;
+        let keys = match self.account(user).await {
+            Ok(account) => vec![account.key(), account.name],
+            Err(ServiceError::InvalidUser(_)) => {
+                let name = user.to_string();
+                self.run(None, move |e| Ok(e.orphan_keys(&name))).await?
+            }
+            Err(other) => return Err(other),
+        };
+        let (name, uid) = (user.to_string(), caller.uid);
+        let Some(lock_key) = keys.first().cloned() else {
+            return Err(ServiceError::InvalidUser(format!(
+                "there is no user {} on this system, nor a record under that name",
+                crate::audit::clean(user)
+            )));
+        };
+        self.run(Some(&lock_key), move |e| {
+            let mut removed = 0;
+            for key in keys.iter().filter(|k| crate::store::valid_key(k)) {
+                let exists = match e.store.load(key) {
+                    Ok(r) => r.is_some(),
+                    Err(Error::Corrupt { .. }) => true,
+                    Err(err) => return Err(e.storage_error(&name, err)),
+                };
+                if exists {
+                    e.store
+                        .delete(key)
+                        .map_err(|err| e.storage_error(&name, err))?;
+                    removed += 1;
+                }
+            }
+            if removed == 0 {
                 return Err(ServiceError::NotEnrolled(format!(
-                    "{user} has no record to reset"
+                    "{name} has no record to reset"
                 )));
             }
-            e.store
-                .delete(&user)
-                .map_err(|err| e.storage_error(&user, err))?;
             e.audit
-                .event(Level::Notice, "reset", &user, &Context::default(), uid, "");
+                .event(Level::Notice, "reset", &name, &Context::default(), uid, "");
             Ok(())
         })
-        .await
+        .await?;
+        drop(permit);
+        Ok(())
+    }
+
+    /// The keys of records shown under `name` whose account the name
+    /// service does not know (any more).
+    fn orphan_keys(&self, name: &str) -> Vec<String> {
+        let Ok(keys) = self.store.users() else {
+            return Vec::new();
+        };
+        keys.into_iter()
+            .filter(|key| match accounts::uid_of_key(key) {
+                None => key == name,
+                Some(uid) => {
+                    self.accounts.name_of(uid).is_none()
+                        && matches!(self.store.load(key), Ok(Some(r)) if r.display_name() == name)
+                }
+            })
+            .collect()
     }
 
     pub async fn stats(self: &Arc<Self>, caller: &Caller) -> Result<Stats, ServiceError> {
+        let _permit = self.admit(caller)?;
         self.authorize(caller, Interface::Admin, None)?;
         self.run(None, |e| {
             let now = e.clock.now();
@@ -1375,24 +1712,23 @@ impl Engine {
         user: &str,
         contents: Zeroizing<String>,
     ) -> Result<u32, ServiceError> {
-        self.authorize(caller, Interface::Admin, Some(user))?;
-        let (user, uid) = (user.to_string(), caller.uid);
-        let u = user.clone();
-        self.run(Some(&u), move |e| {
+        let (_permit, account) = self.open_call(caller, Interface::Admin, user).await?;
+        let uid = caller.uid;
+        let a = account.clone();
+        self.run(Some(&account.key()), move |e| {
             let ga = crate::import::parse_google_authenticator(&contents)
                 .map_err(|err| ServiceError::InvalidArgument(format!("cannot import: {err}")))?;
-            if !system_user_exists(&user) {
-                return Err(ServiceError::InvalidUser(format!("there is no user {user} on this system")));
-            }
+            let user = a.name.clone();
             let now = e.clock.now();
-            let mut rec = e.load(&user)?.unwrap_or_else(|| UserRecord::new(&user, now));
+            let mut rec = e.load_account(&a)?.unwrap_or_else(|| UserRecord::new(&a.key(), now));
+            rec.name = Some(a.name.clone());
             if rec.enrolled() {
                 return Err(ServiceError::AlreadyEnrolled(format!(
                     "{user} is already enrolled in otpgate: `otpgate reset {user}` first to replace it"
                 )));
             }
             let id = crypto::hex(&crypto::random_bytes::<8>().map_err(internal)?);
-            let sealed = crypto::seal(&e.key, &user, &id, &ga.secret).map_err(internal)?;
+            let sealed = crypto::seal(&e.key, rec.bound_to(), &id, &ga.secret).map_err(internal)?;
             rec.factors = vec![Factor::Totp(TotpFactor {
                 id,
                 secret: sealed,
@@ -1404,7 +1740,7 @@ impl Engine {
                 origin: "imported".into(),
             })];
             rec.pending = None;
-            rec.backup = Some(backup::hash_set(&e.key, &user, &ga.scratch_codes, now).map_err(internal)?);
+            rec.backup = Some(backup::hash_set(&e.key, rec.bound_to(), &ga.scratch_codes, now).map_err(internal)?);
             e.save(&mut rec)?;
             let n = ga.scratch_codes.len() as u32;
             e.audit.event(

@@ -33,6 +33,9 @@ pub enum Error {
     Corrupt { user: String, reason: String },
     #[error("{0}")]
     Crypto(#[from] crate::crypto::CryptoError),
+    /// Records filed by name could not be moved to their uid keys.
+    #[error("cannot move the user records to their uid keys: {0}")]
+    Migration(String),
 }
 
 impl Error {

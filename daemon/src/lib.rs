@@ -5,6 +5,7 @@
 //! store, a key and a clock), so tests run it on a private bus with a
 //! manual clock exactly as `main` runs it on the system bus.
 
+pub mod accounts;
 pub mod audit;
 pub mod authz;
 pub mod backup;

@@ -9,6 +9,12 @@
 //! password-spraying pattern the per-user lock cannot see) refuse that host
 //! for the rest of a fixed window. This counter is in memory: it is a brake
 //! on a flood, not a record that must survive restarts.
+//!
+//! Per caller: a local user who is not root may have a few calls in flight
+//! and a bounded number a minute, whatever they are (enrolments that mail,
+//! verifications that hash backup codes), so no user can make the daemon a
+//! mail cannon or a CPU sink. Root is every PAM login: it is limited per
+//! source and per account instead, never here.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -73,6 +79,70 @@ impl SourceLimiter {
     }
 }
 
+/// Calls one non-root uid may have in flight at once.
+pub const CALLER_MAX_INFLIGHT: u32 = 4;
+/// Calls one non-root uid may start per minute.
+pub const CALLER_MAX_PER_MINUTE: u32 = 60;
+const CALLER_WINDOW_SECS: u64 = 60;
+/// Callers tracked at most; idle ones are dropped first.
+const MAX_CALLERS: usize = 65_536;
+
+#[derive(Default, Debug)]
+struct CallerState {
+    inflight: u32,
+    window_start: u64,
+    calls: u32,
+}
+
+#[derive(Default, Debug)]
+pub struct CallerLimiter {
+    callers: Mutex<HashMap<u32, CallerState>>,
+}
+
+/// A call admitted by `CallerLimiter::admit`; ends when dropped.
+#[derive(Debug)]
+pub struct Permit<'a> {
+    limiter: &'a CallerLimiter,
+    uid: u32,
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        let mut map = self.limiter.lock();
+        if let Some(s) = map.get_mut(&self.uid) {
+            s.inflight = s.inflight.saturating_sub(1);
+        }
+    }
+}
+
+impl CallerLimiter {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u32, CallerState>> {
+        self.callers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Admits one call of `uid`, or says which limit it is over.
+    pub fn admit(&self, uid: u32, now: u64) -> Result<Permit<'_>, String> {
+        let mut map = self.lock();
+        if map.len() >= MAX_CALLERS && !map.contains_key(&uid) {
+            map.retain(|_, s| s.inflight > 0 || now < s.window_start + CALLER_WINDOW_SECS);
+        }
+        let s = map.entry(uid).or_default();
+        if now >= s.window_start + CALLER_WINDOW_SECS {
+            s.window_start = now;
+            s.calls = 0;
+        }
+        if s.inflight >= CALLER_MAX_INFLIGHT {
+            return Err(format!("{CALLER_MAX_INFLIGHT} calls already in progress"));
+        }
+        if s.calls >= CALLER_MAX_PER_MINUTE {
+            return Err(format!("over {CALLER_MAX_PER_MINUTE} calls a minute"));
+        }
+        s.inflight += 1;
+        s.calls += 1;
+        Ok(Permit { limiter: self, uid })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,5 +196,23 @@ mod tests {
         };
         assert!(!l.failure(&off, "x", 1));
         assert_eq!(l.blocked_until(&off, "198.51.100.9", 1003), None);
+    }
+
+    #[test]
+    fn a_caller_gets_a_few_calls_at_once_and_a_bounded_number_a_minute() {
+        let l = CallerLimiter::default();
+        let held: Vec<_> = (0..CALLER_MAX_INFLIGHT)
+            .map(|_| l.admit(1000, 100).expect("within the limit"))
+            .collect();
+        assert!(l.admit(1000, 100).unwrap_err().contains("in progress"));
+        // Another uid is not affected.
+        drop(l.admit(1001, 100).expect("other uid"));
+        drop(held);
+        for _ in CALLER_MAX_INFLIGHT..CALLER_MAX_PER_MINUTE {
+            drop(l.admit(1000, 120).expect("within the minute's allowance"));
+        }
+        assert!(l.admit(1000, 159).unwrap_err().contains("a minute"));
+        // A new window starts a minute after the last one began.
+        drop(l.admit(1000, 160).expect("next minute"));
     }
 }

@@ -149,6 +149,16 @@ fn run(args: &Args, audit: Audit) -> Result<(), Error> {
         .with_mailer(mailer),
     );
     runtime.block_on(async {
+        // Before the name is taken: every login then finds its record
+        // under the account's uid.
+        match engine.migrate_legacy_records().await {
+            Ok(0) => {}
+            Ok(n) => engine.audit().log(
+                Level::Notice,
+                &format!("event=records-moved count={n} (records keyed by uid now)"),
+            ),
+            Err(e) => return Err(Error::Migration(e.to_string())),
+        }
         let conn = otpgated::serve(&address, Arc::clone(&engine)).await?;
         engine.audit().log(
             Level::Info,

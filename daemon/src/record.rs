@@ -18,7 +18,18 @@ pub const SECS_PER_DAY: u64 = 86_400;
 #[serde(deny_unknown_fields)]
 pub struct UserRecord {
     pub version: u32,
+    /// The store key: `uid:N` (see `accounts`), or a user name for a
+    /// record filed before records were keyed by uid.
     pub user: String,
+    /// The account's name when the record was last written, to show a
+    /// record whose uid the name service no longer knows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// What sealed secrets, backup-code hashes and mailed codes are bound
+    /// to, when that is not `user`: a record moved from a name key to its
+    /// uid key keeps the binding it was created with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binding: Option<String>,
     #[serde(default)]
     pub factors: Vec<Factor>,
     #[serde(default)]
@@ -142,6 +153,8 @@ impl UserRecord {
         UserRecord {
             version: RECORD_VERSION,
             user: user.to_string(),
+            name: None,
+            binding: None,
             factors: Vec::new(),
             pending: None,
             backup: None,
@@ -154,6 +167,16 @@ impl UserRecord {
             email_code: None,
             email_sends: Vec::new(),
         }
+    }
+
+    /// The string every secret of this record is bound to.
+    pub fn bound_to(&self) -> &str {
+        self.binding.as_deref().unwrap_or(&self.user)
+    }
+
+    /// The name to show for this record.
+    pub fn display_name(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.user)
     }
 
     pub fn enrolled(&self) -> bool {

@@ -18,6 +18,8 @@ use std::path::{Path, PathBuf};
 
 use otpgate_proto::valid_user_name;
 
+use crate::accounts::uid_of_key;
+
 use crate::error::Error;
 use crate::journal::{Change, Journal};
 use crate::record::UserRecord;
@@ -26,6 +28,16 @@ use crate::record::UserRecord;
 const MAX_RECORD_BYTES: u64 = 1 << 20;
 const EXT: &str = ".json";
 const TMP_PREFIX: &str = ".tmp-";
+/// The longest key whose temporary file name (`.tmp-KEY-` and 12 hex
+/// digits) still fits the 255 bytes a file name may have.
+pub const MAX_KEY_LEN: usize = 255 - TMP_PREFIX.len() - 1 - 12;
+
+/// A record's key: a uid key (`accounts::key_of`), or the user name that
+/// records were filed under before they were keyed by uid. Either is what
+/// keeps a key from naming a path outside the directory.
+pub fn valid_key(key: &str) -> bool {
+    key.len() <= MAX_KEY_LEN && (uid_of_key(key).is_some() || valid_user_name(key))
+}
 
 pub trait Store: Send + Sync {
     /// The user's record, `None` if there is none. A record that exists but
@@ -127,7 +139,7 @@ impl LocalStore {
     fn path_of(&self, user: &str) -> Result<PathBuf, Error> {
         // The name check is what keeps a user name from naming a path
         // outside the directory; it is enforced here as well as at the bus.
-        if !valid_user_name(user) {
+        if !valid_key(user) {
             return Err(Error::Corrupt {
                 user: user.escape_debug().to_string(),
                 reason: "not a valid user name".into(),
@@ -175,12 +187,12 @@ fn replay(users_dir: &Path, changes: &[Change]) -> std::io::Result<()> {
     let mut touched = BTreeSet::new();
     for change in changes {
         match change {
-            Change::Save { user, bytes } if valid_user_name(user) => {
+            Change::Save { user, bytes } if valid_key(user) => {
                 let path = users_dir.join(format!("{user}{EXT}"));
                 replace_file(users_dir, &path, user, bytes)?;
                 touched.insert(user.clone());
             }
-            Change::Delete { user } if valid_user_name(user) => {
+            Change::Delete { user } if valid_key(user) => {
                 let path = users_dir.join(format!("{user}{EXT}"));
                 match fs::remove_file(&path) {
                     Ok(()) => {}
@@ -208,7 +220,7 @@ fn make_durable(users_dir: &Path, users: &BTreeSet<String>) -> std::io::Result<(
     if users.len() > PER_FILE_SYNC_LIMIT {
         return nix::unistd::syncfs(File::open(users_dir)?).map_err(std::io::Error::from);
     }
-    for user in users.iter().filter(|u| valid_user_name(u)) {
+    for user in users.iter().filter(|u| valid_key(u)) {
         match File::open(users_dir.join(format!("{user}{EXT}"))) {
             Ok(f) => f.sync_all()?,
             Err(e) if e.kind() == ErrorKind::NotFound => {}
@@ -308,7 +320,7 @@ impl Store for LocalStore {
             let name = entry.file_name();
             let name = name.to_string_lossy();
             if let Some(user) = name.strip_suffix(EXT) {
-                if valid_user_name(user) {
+                if valid_key(user) {
                     users.push(user.to_string());
                 }
             }

@@ -59,6 +59,7 @@ pub struct Info {
     pub locked_until: Option<u64>,
     pub backup_codes_left: Option<u32>,
     pub message: Option<String>,
+    pub notice: Option<String>,
 }
 
 impl Info {
@@ -93,6 +94,7 @@ impl Info {
             locked_until: get(d, info::LOCKED_UNTIL)?,
             backup_codes_left: get(d, info::BACKUP_CODES_LEFT)?,
             message: get::<&str>(d, info::MESSAGE)?.map(str::to_owned),
+            notice: get::<&str>(d, info::NOTICE)?.map(str::to_owned),
         })
     }
 }
@@ -146,10 +148,7 @@ impl BusDaemon {
                     .method_timeout(self.timeout)
                     .build()
                     .await
-                    .map_err(|e| Error::Unreachable {
-                        address: self.address.clone(),
-                        reason: e.to_string(),
-                    })?;
+                    .map_err(|e| connect_failed(&self.address, e))?;
                 let result = call_owner(&conn, method, body).await;
                 // Closing here, inside block_on, rather than leaving it to a
                 // drop is what lets the reader task finish on this thread.
@@ -231,6 +230,8 @@ where
         return Err(Error::NotRoot(uid));
     }
 
+    // From here on the daemon was found: whatever goes wrong is a failure,
+    // not an absence, even an owner that vanished mid-call.
     let reply = conn
         .call_method(
             Some(owner.as_str()),
@@ -240,7 +241,12 @@ where
             body,
         )
         .await
-        .map_err(classify)?;
+        .map_err(|e| match classify(e) {
+            Error::NotRunning(why) | Error::Unreachable { reason: why, .. } => {
+                Error::Failed(format!("{method}: {why}"))
+            }
+            other => other,
+        })?;
     check_sender(&reply, &owner)?;
     reply
         .body()
@@ -261,6 +267,27 @@ fn check_sender(reply: &Message, owner: &str) -> Result<(), Error> {
     }
 }
 
+/// A connection that could not be made. Only "no socket file" and "nobody
+/// listening" mean there is no bus; a handshake that fails on a socket that
+/// answered is a failure of something that is there.
+fn connect_failed(address: &str, e: zbus::Error) -> Error {
+    let absent = match &e {
+        zbus::Error::Connection(io, _) | zbus::Error::InputOutput(io) => matches!(
+            io.kind(),
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+        ),
+        _ => false,
+    };
+    if absent {
+        Error::Unreachable {
+            address: address.to_string(),
+            reason: e.to_string(),
+        }
+    } else {
+        Error::Failed(format!("connecting to the bus at {address}: {e}"))
+    }
+}
+
 /// Sorts a failed call into "not there" (the fail mode decides), "too slow",
 /// and "answered with an error" (always a refusal).
 fn classify(err: zbus::Error) -> Error {
@@ -278,7 +305,7 @@ fn classify(err: zbus::Error) -> Error {
         zbus::Error::InputOutput(io) if io.kind() == std::io::ErrorKind::TimedOut => {
             Error::TimedOut(Duration::ZERO)
         }
-        zbus::Error::InputOutput(io) => Error::NotRunning(io.to_string()),
+        zbus::Error::InputOutput(io) => Error::Failed(io.to_string()),
         _ => Error::Bus(err.to_string()),
     }
 }
@@ -286,9 +313,10 @@ fn classify(err: zbus::Error) -> Error {
 fn error_from_name(name: &str, message: &str) -> Error {
     match name {
         "org.freedesktop.DBus.Error.NameHasNoOwner"
-        | "org.freedesktop.DBus.Error.ServiceUnknown"
-        | "org.freedesktop.DBus.Error.Disconnected"
-        | "org.freedesktop.DBus.Error.NoReply" => Error::NotRunning(message.to_string()),
+        | "org.freedesktop.DBus.Error.ServiceUnknown" => Error::NotRunning(message.to_string()),
+        "org.freedesktop.DBus.Error.Disconnected" | "org.freedesktop.DBus.Error.NoReply" => {
+            Error::Failed(format!("{name}: {message}"))
+        }
         "org.freedesktop.DBus.Error.Timeout" | "org.freedesktop.DBus.Error.TimedOut" => {
             Error::TimedOut(Duration::ZERO)
         }
@@ -371,9 +399,14 @@ mod tests {
             error_from_name("org.freedesktop.DBus.Error.NameHasNoOwner", "x"),
             Error::NotRunning(_)
         ));
+        // A daemon that took the call and dropped it was there.
         assert!(matches!(
             error_from_name("org.freedesktop.DBus.Error.NoReply", "x"),
-            Error::NotRunning(_)
+            Error::Failed(_)
+        ));
+        assert!(matches!(
+            error_from_name("org.freedesktop.DBus.Error.Disconnected", "x"),
+            Error::Failed(_)
         ));
         assert!(matches!(
             error_from_name("org.freedesktop.DBus.Error.AccessDenied", "x"),

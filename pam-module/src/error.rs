@@ -5,12 +5,18 @@ use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The bus socket is missing, refuses us or fails the handshake.
+    /// No bus there: the socket is missing or nobody listens on it. The
+    /// only failure besides `NotRunning` that `failmode=open` may let by.
     #[error("cannot reach the bus at {address}: {reason}")]
     Unreachable { address: String, reason: String },
-    /// The bus is up but nobody owns the daemon's name (or the owner left).
+    /// The bus is up but nobody owns the daemon's name.
     #[error("otpgated is not running: {0}")]
     NotRunning(String),
+    /// The bus or the daemon was there and then failed: a handshake that
+    /// broke, an owner that vanished or dropped the call. Never "absent":
+    /// a local user may be able to cause it.
+    #[error("otpgated was found but failed: {0}")]
+    Failed(String),
     /// Nothing came back before the deadline.
     #[error("no answer from otpgated within {} s", .0.as_secs())]
     TimedOut(Duration),

@@ -50,6 +50,12 @@ pub const MSG_NOT_ENROLLED: &str =
 pub const MSG_NO_CODE: &str = "No code entered.";
 pub const MSG_REPLAYED: &str = "That code was already used: wait for the next one.";
 pub const MSG_EXPIRED: &str = "That code has expired: ask for a new one.";
+pub const MSG_UNKNOWN_USER: &str =
+    "otpgate does not know this account in the user database: refused.";
+pub const MSG_TOO_MANY: &str = "Too many requests to otpgate from this user: wait a minute.";
+
+const ERROR_INVALID_USER: &str = "org.otpgate.Otpgate1.Error.InvalidUser";
+const ERROR_TOO_MANY: &str = "org.otpgate.Otpgate1.Error.TooManyRequests";
 
 /// Longest daemon message shown to a user.
 const MAX_SHOWN: usize = 200;
@@ -107,7 +113,14 @@ impl<P: PamIo> Flow<'_, P> {
             ChallengeState::Locked => return self.locked(&whom, &challenge.info),
         }
         if let Some(m) = shown(&challenge.info) {
-            self.info(&m);
+            // For a mailed code this says where it went, or why none came
+            // and that a backup code works: needed to answer the prompt, so
+            // shown even under PAM_SILENT.
+            if challenge.info.method == Some(otpgate_proto::Method::Email) {
+                self.pam.text_info(&m);
+            } else {
+                self.info(&m);
+            }
         }
 
         let code = match self.pam.prompt_hidden(&self.opts.prompt) {
@@ -143,6 +156,14 @@ impl<P: PamIo> Flow<'_, P> {
             Ok(v) => v,
             Err(e) => return self.daemon_failed(&whom, e),
         };
+        if verify.result != VerifyResult::Ok {
+            if let Some(n) = verify.info.notice.as_deref().map(str::trim) {
+                if !n.is_empty() {
+                    let n: String = printable(n).chars().take(MAX_SHOWN).collect();
+                    self.error(&n);
+                }
+            }
+        }
         match verify.result {
             VerifyResult::Ok => {
                 let used = verify.info.method_used.map_or("code", MethodUsed::as_str);
@@ -217,9 +238,11 @@ impl<P: PamIo> Flow<'_, P> {
     /// daemon that is not there is subject to `failmode=open`: an impostor,
     /// an error answer or a garbled answer is always a refusal.
     fn daemon_failed(&mut self, whom: &str, e: Error) -> PamCode {
+        // Absence only: no bus socket, or nobody owns the name. A daemon
+        // that was found and then was slow or failed is refused whatever
+        // `failmode` says, since a local user may be able to cause that.
         let absent = match &e {
             Error::Unreachable { .. } | Error::NotRunning(_) => Some(MSG_UNAVAILABLE),
-            Error::TimedOut(_) => Some(MSG_TIMED_OUT),
             _ => None,
         };
         if let Some(line) = absent {
@@ -244,6 +267,13 @@ impl<P: PamIo> Flow<'_, P> {
         let (line, code) = match &e {
             Error::NotRoot(_) => (MSG_NOT_TRUSTED, PamCode::AuthinfoUnavail),
             Error::BadReply(_) => (MSG_BAD_REPLY, PamCode::AuthErr),
+            Error::TimedOut(_) => (MSG_TIMED_OUT, PamCode::AuthinfoUnavail),
+            Error::Service { name, .. } if name == ERROR_INVALID_USER => {
+                (MSG_UNKNOWN_USER, PamCode::UserUnknown)
+            }
+            Error::Service { name, .. } if name == ERROR_TOO_MANY => {
+                (MSG_TOO_MANY, PamCode::AuthinfoUnavail)
+            }
             _ => (MSG_FAILED, PamCode::AuthinfoUnavail),
         };
         self.error(line);
@@ -610,8 +640,7 @@ mod tests {
                 })
             },
             || Err(Error::NotRunning("no owner".into())),
-            || Err(Error::TimedOut(Duration::from_secs(5))),
-        ] as [Answer<ChallengeReply>; 3]
+        ] as [Answer<ChallengeReply>; 2]
         {
             let d = daemon(err, || panic!("no Verify"));
             let mut pam = FakePam::new(Some("123456"));
@@ -641,7 +670,39 @@ mod tests {
 
     #[test]
     fn impostor_garbage_and_errors_refuse_even_with_failmode_open() {
-        let cases: [(Answer<ChallengeReply>, PamCode, &str); 3] = [
+        let cases: [(Answer<ChallengeReply>, PamCode, &str); 7] = [
+            // Found, then silent or failing: slowness can be caused by a
+            // local user, absence cannot.
+            (
+                || Err(Error::TimedOut(Duration::from_secs(5))),
+                PamCode::AuthinfoUnavail,
+                MSG_TIMED_OUT,
+            ),
+            (
+                || Err(Error::Failed("NoReply".into())),
+                PamCode::AuthinfoUnavail,
+                MSG_FAILED,
+            ),
+            (
+                || {
+                    Err(Error::Service {
+                        name: "org.otpgate.Otpgate1.Error.InvalidUser".into(),
+                        message: "there is no user ALICE".into(),
+                    })
+                },
+                PamCode::UserUnknown,
+                MSG_UNKNOWN_USER,
+            ),
+            (
+                || {
+                    Err(Error::Service {
+                        name: "org.otpgate.Otpgate1.Error.TooManyRequests".into(),
+                        message: "wait".into(),
+                    })
+                },
+                PamCode::AuthinfoUnavail,
+                MSG_TOO_MANY,
+            ),
             (
                 || Err(Error::NotRoot(1000)),
                 PamCode::AuthinfoUnavail,

@@ -45,6 +45,9 @@ pub mod info {
     pub const LOCKED_UNTIL: &str = "locked_until";
     pub const BACKUP_CODES_LEFT: &str = "backup_codes_left";
     pub const MESSAGE: &str = "message";
+    /// Verify: a line to show besides the result (why no code came by
+    /// mail). Clients that do not know it may ignore it.
+    pub const NOTICE: &str = "notice";
 }
 
 /// Keys of the `Manager.Status` and `Admin.ListUsers` dictionaries.
@@ -183,6 +186,9 @@ pub enum ServiceError {
     CorruptRecord(String),
     Storage(String),
     Unavailable(String),
+    /// A caller that is not root sent too many calls at once or per
+    /// minute; it may try again shortly.
+    TooManyRequests(String),
     Failed(String),
 }
 
@@ -206,6 +212,7 @@ impl ServiceError {
             ServiceError::CorruptRecord(_) => "org.otpgate.Otpgate1.Error.CorruptRecord",
             ServiceError::Storage(_) => "org.otpgate.Otpgate1.Error.Storage",
             ServiceError::Unavailable(_) => "org.otpgate.Otpgate1.Error.Unavailable",
+            ServiceError::TooManyRequests(_) => "org.otpgate.Otpgate1.Error.TooManyRequests",
             ServiceError::Failed(_) => "org.otpgate.Otpgate1.Error.Failed",
         }
     }
@@ -224,6 +231,7 @@ impl ServiceError {
             | ServiceError::CorruptRecord(m)
             | ServiceError::Storage(m)
             | ServiceError::Unavailable(m)
+            | ServiceError::TooManyRequests(m)
             | ServiceError::Failed(m) => m,
         }
     }
@@ -247,6 +255,7 @@ impl ServiceError {
             "org.otpgate.Otpgate1.Error.CorruptRecord" => ServiceError::CorruptRecord(m),
             "org.otpgate.Otpgate1.Error.Storage" => ServiceError::Storage(m),
             "org.otpgate.Otpgate1.Error.Unavailable" => ServiceError::Unavailable(m),
+            "org.otpgate.Otpgate1.Error.TooManyRequests" => ServiceError::TooManyRequests(m),
             "org.otpgate.Otpgate1.Error.Failed" => ServiceError::Failed(m),
             other => ServiceError::Failed(format!("{other}: {message}")),
         }
@@ -429,6 +438,7 @@ mod tests {
             ServiceError::CorruptRecord("m".into()),
             ServiceError::Storage("m".into()),
             ServiceError::Unavailable("m".into()),
+            ServiceError::TooManyRequests("m".into()),
             ServiceError::Failed("m".into()),
         ];
         for e in all {

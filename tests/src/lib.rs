@@ -356,9 +356,15 @@ impl Daemon {
         fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
-    /// The record file of `user`.
+    /// The record file of `user`: records are keyed by the account's uid
+    /// (`uid:N.json`); a name the system does not know has none, and its
+    /// path is where an earlier version would have filed it.
     pub fn record_path(&self, user: &str) -> PathBuf {
-        self.state_dir.join("users").join(format!("{user}.json"))
+        let file = match nix::unistd::User::from_name(user).ok().flatten() {
+            Some(u) => format!("uid:{}.json", u.uid.as_raw()),
+            None => format!("{user}.json"),
+        };
+        self.state_dir.join("users").join(file)
     }
 }
 

@@ -43,6 +43,8 @@ pub struct SmtpSink {
     pub port: u16,
     mails: Arc<Mutex<Vec<Mail>>>,
     stop: Arc<AtomicBool>,
+    /// How long the server waits before its greeting (a slow relay).
+    delay_ms: Arc<std::sync::atomic::AtomicU64>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -53,11 +55,18 @@ impl SmtpSink {
         let port = listener.local_addr().expect("addr").port();
         let mails = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (m, s) = (Arc::clone(&mails), Arc::clone(&stop));
+        let delay_ms = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (m, s, d) = (Arc::clone(&mails), Arc::clone(&stop), Arc::clone(&delay_ms));
         let thread = thread::spawn(move || {
             while !s.load(Ordering::SeqCst) {
                 match listener.accept() {
                     Ok((stream, _)) => {
+                        // A slow relay: silent before its greeting, but it
+                        // still stops with the sink.
+                        let end = Instant::now() + Duration::from_millis(d.load(Ordering::SeqCst));
+                        while Instant::now() < end && !s.load(Ordering::SeqCst) {
+                            thread::sleep(Duration::from_millis(10));
+                        }
                         let _ = serve(stream, &m);
                     }
                     Err(_) => thread::sleep(Duration::from_millis(10)),
@@ -68,8 +77,15 @@ impl SmtpSink {
             port,
             mails,
             stop,
+            delay_ms,
             thread: Some(thread),
         }
+    }
+
+    /// Makes every later connection wait `delay` before the greeting.
+    pub fn set_delay(&self, delay: Duration) {
+        self.delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
     }
 
     pub fn url(&self) -> String {

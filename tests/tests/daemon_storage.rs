@@ -224,10 +224,16 @@ fn a_record_copied_onto_another_user_does_not_open() {
         "the log names the user: {log}"
     );
 
-    // (b) The "user" field edited: the AEAD's associated data still binds
-    // the sealed secret to x.
+    // (b) The key field edited to y's: the AEAD's associated data still
+    // binds the sealed secret to x.
     let mut rec: Value = serde_json::from_slice(&original).expect("record is JSON");
-    rec["user"] = Value::from(y.name.as_str());
+    let y_key = d
+        .record_path(&y.name)
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .expect("y's key")
+        .to_string();
+    rec["user"] = Value::from(y_key.as_str());
     fs::write(
         d.record_path(&y.name),
         serde_json::to_vec_pretty(&rec).unwrap(),
