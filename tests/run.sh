@@ -22,6 +22,7 @@ packages=(
   zbar-tools librsvg2-bin      # decode the enrolment QR codes back to the URI
   libpam-google-authenticator  # make a real ~/.google_authenticator for the import test
   dbus systemd strace dpkg-dev libpam-runtime  # the packaging tests: system bus, systemd-analyze/-creds, the sandbox trace, the .deb
+  vlock tmux                   # a real console locker (PAM service vlock) and login(1), on tmux pseudo-terminals
 )
 missing=()
 for p in "${packages[@]}"; do

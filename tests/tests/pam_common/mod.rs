@@ -282,3 +282,174 @@ impl Drop for Stopped {
         let _ = kill(Pid::from_raw(self.0), Signal::SIGCONT);
     }
 }
+
+/// A private tmux server (its own socket in a test directory): programs that
+/// insist on a terminal (login, a screen locker) run in its windows on real
+/// pseudo-terminals, and the test types into them and reads their screens.
+/// The server and every pane's process are killed by pid when it drops.
+pub struct Tmux {
+    dir: TestDir,
+    socket: PathBuf,
+    server_pid: i32,
+    pane_pids: Vec<i32>,
+}
+
+/// One tmux window: its unique id (`@N`) as the target of later commands.
+#[derive(Debug, Clone)]
+pub struct Window(String);
+
+/// Wide enough that no prompt or message wraps.
+const TMUX_COLUMNS: &str = "200";
+
+impl Tmux {
+    pub fn start(label: &str) -> Tmux {
+        let dir = TestDir::new(label);
+        let socket = dir.join("tmux.sock");
+        // A finished program's last screen stays readable instead of the
+        // window closing; a screen a locker clears goes to the history, where
+        // the captures still see it; no status line in the captures.
+        let conf = dir.join("tmux.conf");
+        fs::write(
+            &conf,
+            "set -g remain-on-exit on\nset -g status off\nset -g history-limit 5000\n\
+             set -g scroll-on-clear on\n",
+        )
+        .expect("write tmux.conf");
+        let mut t = Tmux {
+            dir,
+            socket,
+            server_pid: 0,
+            pane_pids: Vec::new(),
+        };
+        // The first window only keeps the session: `cat` waits on its
+        // terminal until the pane is killed.
+        let out = t.tmux(&[
+            "-f",
+            &conf.display().to_string(),
+            "new-session",
+            "-d",
+            "-s",
+            "otpgate",
+            "-x",
+            TMUX_COLUMNS,
+            "-y",
+            "50",
+            "-P",
+            "-F",
+            "#{pid} #{pane_pid}",
+            "cat",
+        ]);
+        let mut it = out.split_whitespace().map(|p| p.parse::<i32>().ok());
+        match (it.next().flatten(), it.next().flatten()) {
+            (Some(server), Some(pane)) => {
+                t.server_pid = server;
+                t.pane_pids.push(pane);
+            }
+            _ => panic!("tmux printed no server and pane pid: {out:?}"),
+        }
+        t
+    }
+
+    /// Runs one tmux client command against this server; its stdout.
+    fn tmux(&self, args: &[&str]) -> String {
+        let mut cmd = Command::new("tmux");
+        cmd.arg("-S")
+            .arg(&self.socket)
+            .args(args)
+            .env_remove("TMUX")
+            .env_remove("DBUS_SYSTEM_BUS_ADDRESS")
+            .stdin(Stdio::null());
+        let out = output_within(&mut cmd, Duration::from_secs(30));
+        assert!(
+            out.status.success(),
+            "tmux {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A new window running `shell_command` (through /bin/sh) on its own
+    /// pseudo-terminal.
+    pub fn window(&mut self, shell_command: &str) -> Window {
+        let out = self.tmux(&[
+            "new-window",
+            "-d",
+            "-t",
+            "otpgate",
+            "-P",
+            "-F",
+            "#{window_id} #{pane_pid}",
+            shell_command,
+        ]);
+        let mut it = out.split_whitespace();
+        let (id, pid) = match (it.next(), it.next().and_then(|p| p.parse::<i32>().ok())) {
+            (Some(id), Some(pid)) => (id.to_string(), pid),
+            _ => panic!("tmux printed no window id and pane pid: {out:?}"),
+        };
+        self.pane_pids.push(pid);
+        Window(id)
+    }
+
+    /// Everything the window has shown, scrollback included, wrapped lines
+    /// joined.
+    pub fn screen(&self, w: &Window) -> String {
+        self.tmux(&["capture-pane", "-p", "-J", "-S", "-", "-t", &w.0])
+    }
+
+    /// Types `text` literally (no key names), then Enter.
+    pub fn type_line(&self, w: &Window, text: &str) {
+        if !text.is_empty() {
+            self.tmux(&["send-keys", "-t", &w.0, "-l", text]);
+        }
+        self.tmux(&["send-keys", "-t", &w.0, "Enter"]);
+    }
+
+    /// Waits until the window's screen shows `text` `times` times or more;
+    /// the screen. Fails the test with the screen when the deadline passes.
+    pub fn wait_for(&self, w: &Window, text: &str, times: usize, deadline: Duration) -> String {
+        let mut screen = String::new();
+        let seen = wait_until(deadline, || {
+            screen = self.screen(w);
+            screen.matches(text).count() >= times
+        });
+        assert!(
+            seen,
+            "{text:?} was not shown {times} time(s) within {deadline:?}; the screen:\n{screen}"
+        );
+        screen
+    }
+
+    /// The pid of the process the window was started with.
+    pub fn pane_pid(&self, w: &Window) -> i32 {
+        let out = self.tmux(&["display-message", "-p", "-t", &w.0, "#{pane_pid}"]);
+        out.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("tmux printed no pane pid: {out:?}"))
+    }
+
+    /// Whether the window's program has exited (its pane is dead).
+    pub fn finished(&self, w: &Window) -> bool {
+        self.tmux(&["display-message", "-p", "-t", &w.0, "#{pane_dead}"])
+            .trim()
+            == "1"
+    }
+
+    pub fn dir(&self) -> &TestDir {
+        &self.dir
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        // Each pane's process leads its own process group (tmux makes it a
+        // session leader): the group goes, with what it started (setpriv,
+        // vlock-main, login). A login shell has a group of its own and gets
+        // SIGHUP when its terminal goes away with the server.
+        for pid in &self.pane_pids {
+            let _ = kill(Pid::from_raw(-*pid), Signal::SIGKILL);
+        }
+        if self.server_pid > 0 {
+            let _ = kill(Pid::from_raw(self.server_pid), Signal::SIGKILL);
+        }
+    }
+}
