@@ -21,6 +21,7 @@ pub mod error;
 pub mod flow;
 pub mod log;
 pub mod options;
+pub mod trust;
 
 use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -79,7 +80,7 @@ fn authenticate(pamh: &Pam, flags: PamFlags, args: &[String]) -> PamError {
     for w in &warnings {
         io.log(Level::Warning, w);
     }
-    let daemon = BusDaemon::new(&opts.bus, opts.timeout);
+    let daemon = trust::Checked::new(&opts.bus, BusDaemon::new(&opts.bus, opts.timeout));
     let silent = flags.contains(PamFlags::SILENT);
     to_pam(flow::authenticate(&mut io, &daemon, &opts, silent))
 }
