@@ -1,12 +1,13 @@
 //! `pam_otpgate.so`: the PAM side of otpgate.
 //!
 //! ```text
-//! auth required pam_otpgate.so [nullok] [failmode=secure|open] [timeout=SECS] [bus=ADDRESS] [debug] [prompt=TEXT]
+//! auth required pam_otpgate.so [nullok] [failmode=secure|open] [timeout=SECS] [bus=unix:path=/ABSOLUTE/PATH] [debug] [prompt=TEXT]
 //! ```
 //!
 //! This file is the thin shim between libpam and the module's logic: the
 //! entry points (pamsm), the PAM items and the conversation. What the module
-//! decides is in `flow`, how it talks to otpgated in `client`.
+//! decides is in `flow`, how it talks to otpgated in `client`, which bus it
+//! is willing to ask in `trust`.
 //!
 //! Being a guest in sshd, sudo, su and screen lockers, it leaves nothing
 //! behind: no thread (each bus exchange runs and closes inside one

@@ -299,6 +299,17 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_default_address_is_checked_too_and_passes_on_a_standard_system() {
+        let default = crate::options::Options::default().bus;
+        assert_eq!(
+            socket_path(&default).unwrap(),
+            Path::new("/run/dbus/system_bus_socket")
+        );
+        // /, /run and /run/dbus (where it exists) are root's, 0755.
+        check_address(&default).unwrap();
+    }
+
     /// A fresh directory under /run (root's, 0755), removed on drop.
     struct Base(PathBuf);
 
