@@ -4,7 +4,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use otpgate_proto::{AdminProxy, Dict, ManagerProxy, OwnedDict, SYSTEM_BUS_ADDRESS};
+use otpgate_proto::{AdminProxy, Dict, ManagerProxy, OwnedDict, BUS_NAME, SYSTEM_BUS_ADDRESS};
+use zbus::names::{BusName, UniqueName};
 use zbus::proxy::CacheProperties;
 use zeroize::Zeroizing;
 
@@ -29,6 +30,7 @@ pub fn bus_address(flag: Option<&str>) -> String {
 
 pub struct Client {
     address: String,
+    conn: zbus::Connection,
     manager: ManagerProxy<'static>,
     admin: AdminProxy<'static>,
 }
@@ -54,9 +56,49 @@ impl Client {
             .map_err(|e| from_zbus(e, address, None))?;
         Ok(Client {
             address: address.to_owned(),
+            conn,
             manager,
             admin,
         })
+    }
+
+    /// The unique name of `org.otpgate.Otpgate1`'s owner, if root owns
+    /// it. On a bus whose policy lets anyone own the name (a user's own bus
+    /// in `DBUS_SYSTEM_BUS_ADDRESS`, a misconfigured system bus), whoever
+    /// took it would receive what is sent; `what` names that in the refusal.
+    /// Calls then go to the unique name, which is never reused, so the owner
+    /// cannot change between this check and the call.
+    async fn root_owner(&self, what: &'static str) -> Result<UniqueName<'static>, CliError> {
+        let fdo =
+            |e: zbus::fdo::Error| from_zbus(zbus::Error::FDO(Box::new(e)), &self.address, None);
+        let driver = zbus::fdo::DBusProxy::builder(&self.conn)
+            .cache_properties(CacheProperties::No)
+            .build()
+            .await
+            .map_err(self.err(None))?;
+        let owner = driver
+            .get_name_owner(BusName::from_static_str(BUS_NAME).map_err(self.err(None))?)
+            .await
+            .map_err(fdo)?
+            .into_inner();
+        let uid = driver
+            .get_connection_unix_user(BusName::Unique(owner.as_ref()))
+            .await
+            .map_err(fdo)?;
+        if uid != 0 {
+            return Err(CliError::NotRoot { uid, what });
+        }
+        Ok(owner)
+    }
+
+    async fn trusted_manager(&self, what: &'static str) -> Result<ManagerProxy<'static>, CliError> {
+        let owner = self.root_owner(what).await?;
+        ManagerProxy::builder(&self.conn)
+            .destination(owner)
+            .cache_properties(CacheProperties::No)
+            .build()
+            .await
+            .map_err(self.err(None))
     }
 
     fn err(&self, user: Option<&str>) -> impl FnOnce(zbus::Error) -> CliError + '_ {
@@ -82,7 +124,8 @@ impl Client {
     }
 
     pub async fn confirm(&self, user: &str, code: &str) -> Result<BackupCodes, CliError> {
-        self.manager
+        self.trusted_manager("code")
+            .await?
             .confirm(user, code)
             .await
             .map(BackupCodes::new)
@@ -97,7 +140,8 @@ impl Client {
     }
 
     pub async fn disable(&self, user: &str, code: &str) -> Result<(), CliError> {
-        self.manager
+        self.trusted_manager("code")
+            .await?
             .disable(user, code)
             .await
             .map_err(self.err(Some(user)))
@@ -108,7 +152,8 @@ impl Client {
         user: &str,
         code: &str,
     ) -> Result<BackupCodes, CliError> {
-        self.manager
+        self.trusted_manager("code")
+            .await?
             .regenerate_backup_codes(user, code)
             .await
             .map(BackupCodes::new)
@@ -132,7 +177,13 @@ impl Client {
     }
 
     pub async fn import(&self, user: &str, contents: &str) -> Result<OwnedDict, CliError> {
-        self.admin
+        let owner = self.root_owner("secret").await?;
+        AdminProxy::builder(&self.conn)
+            .destination(owner)
+            .cache_properties(CacheProperties::No)
+            .build()
+            .await
+            .map_err(self.err(None))?
             .import(user, contents)
             .await
             .map_err(self.err(Some(user)))

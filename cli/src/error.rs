@@ -10,6 +10,9 @@ pub enum CliError {
     NotRunning { address: String },
     /// The bus itself cannot be reached.
     BusUnreachable { address: String, reason: String },
+    /// `org.otpgate.Otpgate1` is owned by a process that is not root's:
+    /// nothing that carries a secret or a code is sent to it.
+    NotRoot { uid: u32, what: &'static str },
     /// The daemon took longer than the method timeout.
     NoReply,
     /// The daemon refused or failed, with the user the request was about.
@@ -55,6 +58,10 @@ impl CliError {
             CliError::BusUnreachable { address, reason } => format!(
                 "cannot connect to the system bus at {address} ({reason}): \
                  is dbus running, or is --bus / DBUS_SYSTEM_BUS_ADDRESS wrong?"
+            ),
+            CliError::NotRoot { uid, what } => format!(
+                "refusing to send the {what}: {BUS_NAME} is owned by uid {uid}, not root \
+                 (is --bus or DBUS_SYSTEM_BUS_ADDRESS another bus than the system's?)"
             ),
             CliError::NoReply => "otpgated did not answer in time: \
                  check its log with `journalctl -u otpgated`"
@@ -260,6 +267,10 @@ mod tests {
                 reason: "No such file or directory".into(),
             },
             CliError::NoReply,
+            CliError::NotRoot {
+                uid: 1001,
+                what: "secret",
+            },
             CliError::Protocol("x".into()),
             CliError::io("cannot read f", &std::io::Error::from_raw_os_error(13)),
             CliError::Input("x".into()),

@@ -24,6 +24,11 @@ pub enum Error {
     /// impostor, or a bus whose policy lets anyone own the name.
     #[error("org.otpgate.Otpgate1 is owned by uid {0}, not root: not trusted")]
     NotRoot(u32),
+    /// The configured bus is one a user could run or replace: its address
+    /// is not an absolute `unix:path=`, or a directory on the way to the
+    /// socket is not root's alone. Never mistaken for an absent daemon.
+    #[error("the bus at {address} is not trusted: {reason}")]
+    UntrustedBus { address: String, reason: String },
     /// The daemon answered with a D-Bus error.
     #[error("otpgated refused the request: {name}: {message}")]
     Service { name: String, message: String },

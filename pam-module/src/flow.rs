@@ -43,6 +43,8 @@ pub const MSG_UNAVAILABLE: &str = "otpgate is not running: second factor unavail
 pub const MSG_TIMED_OUT: &str = "otpgate did not answer in time: second factor unavailable.";
 pub const MSG_NOT_TRUSTED: &str =
     "otpgate is not run by root on this bus: second factor unavailable.";
+pub const MSG_BUS_NOT_TRUSTED: &str =
+    "otpgate's configured bus is not trusted: second factor unavailable.";
 pub const MSG_FAILED: &str = "otpgate could not check the code: second factor unavailable.";
 pub const MSG_BAD_REPLY: &str = "otpgate gave an answer this login does not understand: refused.";
 pub const MSG_NOT_ENROLLED: &str =
@@ -266,6 +268,7 @@ impl<P: PamIo> Flow<'_, P> {
         }
         let (line, code) = match &e {
             Error::NotRoot(_) => (MSG_NOT_TRUSTED, PamCode::AuthinfoUnavail),
+            Error::UntrustedBus { .. } => (MSG_BUS_NOT_TRUSTED, PamCode::AuthinfoUnavail),
             Error::BadReply(_) => (MSG_BAD_REPLY, PamCode::AuthErr),
             Error::TimedOut(_) => (MSG_TIMED_OUT, PamCode::AuthinfoUnavail),
             Error::Service { name, .. } if name == ERROR_INVALID_USER => {
@@ -736,6 +739,33 @@ mod tests {
         let d = daemon(code_required, || Err(Error::BadReply("x".into())));
         let mut pam = FakePam::new(Some("123456"));
         assert_eq!(run(&mut pam, &d, &["failmode=open"]), PamCode::AuthErr);
+    }
+
+    #[test]
+    fn an_untrusted_bus_is_never_asked_and_refuses_even_with_failmode_open() {
+        for address in ["unix:abstract=otpgate", "unix:path=/tmp/otpgate/bus"] {
+            let args = [&format!("bus={address}"), "failmode=open", "nullok"];
+            let (opts, _) = Options::parse(&args);
+            let d = crate::trust::Checked::new(
+                &opts.bus,
+                daemon(|| panic!("no Challenge"), || panic!("no Verify")),
+            );
+            let mut pam = FakePam::new(Some("123456"));
+            assert_eq!(
+                authenticate(&mut pam, &d, &opts, false),
+                PamCode::AuthinfoUnavail
+            );
+            assert_eq!(pam.errors, [MSG_BUS_NOT_TRUSTED]);
+            assert!(pam.prompts.is_empty());
+            let wanted = format!("the bus at {address} is not trusted: ");
+            assert!(
+                pam.logs
+                    .iter()
+                    .any(|(level, line)| *level == Level::Err && line.contains(&wanted)),
+                "{:?}",
+                pam.logs
+            );
+        }
     }
 
     #[test]

@@ -1,12 +1,13 @@
 //! `pam_otpgate.so`: the PAM side of otpgate.
 //!
 //! ```text
-//! auth required pam_otpgate.so [nullok] [failmode=secure|open] [timeout=SECS] [bus=ADDRESS] [debug] [prompt=TEXT]
+//! auth required pam_otpgate.so [nullok] [failmode=secure|open] [timeout=SECS] [bus=unix:path=/ABSOLUTE/PATH] [debug] [prompt=TEXT]
 //! ```
 //!
 //! This file is the thin shim between libpam and the module's logic: the
 //! entry points (pamsm), the PAM items and the conversation. What the module
-//! decides is in `flow`, how it talks to otpgated in `client`.
+//! decides is in `flow`, how it talks to otpgated in `client`, which bus it
+//! is willing to ask in `trust`.
 //!
 //! Being a guest in sshd, sudo, su and screen lockers, it leaves nothing
 //! behind: no thread (each bus exchange runs and closes inside one
@@ -21,6 +22,7 @@ pub mod error;
 pub mod flow;
 pub mod log;
 pub mod options;
+pub mod trust;
 
 use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -79,7 +81,7 @@ fn authenticate(pamh: &Pam, flags: PamFlags, args: &[String]) -> PamError {
     for w in &warnings {
         io.log(Level::Warning, w);
     }
-    let daemon = BusDaemon::new(&opts.bus, opts.timeout);
+    let daemon = trust::Checked::new(&opts.bus, BusDaemon::new(&opts.bus, opts.timeout));
     let silent = flags.contains(PamFlags::SILENT);
     to_pam(flow::authenticate(&mut io, &daemon, &opts, silent))
 }

@@ -83,6 +83,12 @@ pub fn wait_until(deadline: Duration, mut f: impl FnMut() -> bool) -> bool {
     f()
 }
 
+/// Where the private buses live: pam_otpgate.so trusts a socket only in
+/// directories that are root's and writable by root alone, which /tmp
+/// (world-writable) is not. /run exists on any Debian, with or without
+/// systemd.
+pub const TRUSTED_BASE: &str = "/run/otpgate-tests";
+
 /// A private directory under /tmp, world-traversable (0755) so that test
 /// processes running as other users can reach a bus socket in it; removed
 /// on drop.
@@ -92,9 +98,23 @@ pub struct TestDir {
 
 impl TestDir {
     pub fn new(label: &str) -> TestDir {
+        TestDir::new_in(&std::env::temp_dir(), label)
+    }
+
+    /// Under [`TRUSTED_BASE`] (made 0755 if missing): for bus sockets the
+    /// module is to accept.
+    pub fn trusted(label: &str) -> TestDir {
+        let base = Path::new(TRUSTED_BASE);
+        fs::create_dir_all(base).expect("create the trusted test base (tests run as root)");
+        fs::set_permissions(base, fs::Permissions::from_mode(0o755))
+            .expect("chmod the trusted test base");
+        TestDir::new_in(base, label)
+    }
+
+    fn new_in(base: &Path, label: &str) -> TestDir {
         static N: AtomicU32 = AtomicU32::new(0);
         let n = N.fetch_add(1, Ordering::SeqCst);
-        let path = std::env::temp_dir().join(format!(
+        let path = base.join(format!(
             "otpgate-test-{label}-{}-{n}-{}",
             std::process::id(),
             now()
@@ -187,7 +207,7 @@ impl Bus {
     }
 
     pub fn start_with(extra_policy_xml: &str) -> Bus {
-        let dir = TestDir::new("bus");
+        let dir = TestDir::trusted("bus");
         let socket = dir.join("bus.sock");
         let config = dir.join("bus.conf");
         fs::write(

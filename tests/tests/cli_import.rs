@@ -240,3 +240,156 @@ fn cli_import_as_admin_group_member() {
     let (r, _) = verify(&bus, &lee.name, &oathtool_now(&ga.secret));
     assert_eq!(r, "ok");
 }
+
+/// The recording impostor (`pam_host fake-daemon BUS record`) as `user`
+/// (None: root): it owns `org.otpgate.Otpgate1` and keeps a line for every
+/// call it gets. Killed by pid on drop.
+struct Impostor {
+    child: std::process::Child,
+    calls: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    bus_address: String,
+}
+
+impl Impostor {
+    fn start(bus: &Bus, user: Option<&TestUser>) -> Impostor {
+        use std::io::BufRead;
+        let host = bin("pam_host");
+        let mut cmd = match user {
+            Some(u) => {
+                let mut c = Command::new("setpriv");
+                c.arg(format!("--reuid={}", u.uid))
+                    .arg(format!("--regid={}", u.gid))
+                    .arg("--init-groups")
+                    .arg("--")
+                    .arg(&host);
+                c
+            }
+            None => Command::new(&host),
+        };
+        let mut child = cmd
+            .args(["fake-daemon", &bus.address, "record"])
+            .env_remove("DBUS_SYSTEM_BUS_ADDRESS")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("start pam_host fake-daemon record");
+        let out = child.stdout.take().expect("stdout");
+        let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = calls.clone();
+        // Reads until the impostor dies, so its output never blocks it.
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                seen.lock().unwrap().push(line);
+            }
+        });
+        let imp = Impostor {
+            child,
+            calls,
+            bus_address: bus.address.clone(),
+        };
+        assert!(
+            wait_until(START_DEADLINE, || imp
+                .calls
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l == "ready")),
+            "the impostor did not get the bus name"
+        );
+        imp
+    }
+
+    /// Every call it got, once a Ping sent now has arrived: calls made
+    /// before this one cannot still be on their way.
+    fn calls(&self) -> Vec<String> {
+        let address = self.bus_address.clone();
+        let pinged = zruntime::block_on(async move {
+            let conn = zbus::connection::Builder::address(address.as_str())
+                .build()
+                .await
+                .ok()?;
+            conn.call_method(
+                Some(proto::BUS_NAME),
+                "/",
+                Some("org.freedesktop.DBus.Peer"),
+                "Ping",
+                &(),
+            )
+            .await
+            .ok()
+        });
+        assert!(pinged.is_some(), "the impostor did not answer a Ping");
+        let ping = "call org.freedesktop.DBus.Peer.Ping";
+        assert!(wait_until(CALL_DEADLINE, || self
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l == ping)));
+        let mut calls = self.calls.lock().unwrap().clone();
+        calls.retain(|l| l != "ready" && l != ping);
+        self.calls.lock().unwrap().retain(|l| l != ping);
+        calls
+    }
+}
+
+impl Drop for Impostor {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn cli_sends_no_secret_and_no_code_to_a_name_root_does_not_own() {
+    // A bus on which anyone may own org.otpgate.Otpgate1, and a user's
+    // process that took it.
+    let bus = Bus::start_open();
+    let mallory = test_user("otpgclimal");
+    let ann = test_user("otpgcliann");
+    let dir = TestDir::new("cli-import-impostor");
+    let ga_path = dir.join("google_authenticator");
+    google_authenticator_file(&ga_path, &["-t", "-d", "-r", "3", "-R", "30"]);
+    let ga = read_ga(&ga_path);
+    let ga_arg = ga_path.display().to_string();
+    let import = [
+        "import",
+        "--user",
+        &ann.name,
+        "--google-authenticator",
+        &ga_arg,
+    ];
+
+    let imp = Impostor::start(&bus, Some(&mallory));
+    let out = otpgate(&bus, As::Root, &import);
+    out.fails_with(&format!(
+        "otpgate: refusing to send the secret: org.otpgate.Otpgate1 is owned by uid {}, not root",
+        mallory.uid
+    ));
+    assert!(!out.stderr.contains(&ga.secret));
+    // The commands that carry a code are held back the same way.
+    for args in [
+        &["confirm", "--user", &ann.name, "123456"][..],
+        &["disable", "--user", &ann.name, "--code", "123456"][..],
+        &["backup-codes", "--user", &ann.name, "--code", "123456"][..],
+    ] {
+        otpgate(&bus, As::Root, args).fails_with(&format!(
+            "refusing to send the code: org.otpgate.Otpgate1 is owned by uid {}, not root",
+            mallory.uid
+        ));
+    }
+    assert_eq!(imp.calls(), Vec::<String>::new(), "the impostor was called");
+    drop(imp);
+
+    // Control: the same impostor run by root does get the Import (and
+    // refuses it), so it was the owner check that held the secret back.
+    let imp = Impostor::start(&bus, None);
+    let out = otpgate(&bus, As::Root, &import);
+    out.fails_with("impostor");
+    assert_eq!(imp.calls(), ["call org.otpgate.Otpgate1.Admin.Import"]);
+}

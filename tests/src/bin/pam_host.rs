@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! pam_host auth CONFDIR SERVICE USER ITERATIONS CODES_FILE [fork=CHILD_ITERATIONS]
-//! pam_host fake-daemon BUS_ADDRESS [ok|unknown-word|wrong-type]
+//! pam_host fake-daemon BUS_ADDRESS [ok|unknown-word|wrong-type|record]
 //! ```
 //!
 //! `auth` runs ITERATIONS full PAM transactions (`pam_start_confdir`,
@@ -21,6 +21,10 @@
 //! impostor of the hijack tests. It prints `ready` once it owns the name.
 //! `unknown-word` and `wrong-type` make it answer Verify with something the
 //! contract does not allow, for the tests of unparseable answers.
+//! `record` serves no interface: it prints `call INTERFACE.MEMBER` for every
+//! method call it receives (never the arguments, which may hold a secret),
+//! answers `org.freedesktop.DBus.Peer.Ping` (the tests' way to know every
+//! earlier call was seen) and refuses everything else with an error.
 //!
 //! Arguments are positional and fixed: this is a test tool, not a CLI.
 
@@ -317,6 +321,7 @@ fn fake_daemon(args: &[String]) -> i32 {
         return 2;
     };
     let fake = match mode {
+        Some("record") => return record(address),
         None | Some("ok") => Fake::Yes,
         Some("unknown-word") => Fake::UnknownWord,
         Some("wrong-type") => Fake::WrongType,
@@ -342,6 +347,54 @@ fn fake_daemon(args: &[String]) -> i32 {
                 eprintln!("fake-daemon: {e}");
                 1
             }
+        }
+    })
+}
+
+/// The impostor that takes every call and keeps a list, for the tests that
+/// prove a client sends nothing to it.
+fn record(address: &str) -> i32 {
+    use zbus::export::futures_core::Stream;
+    zruntime::block_on(async {
+        let conn = match zbus::connection::Builder::address(address)
+            .name(otpgate_proto::BUS_NAME)
+            .build()
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("fake-daemon: {e}");
+                return 1;
+            }
+        };
+        // Made before `ready`, so no call the test causes can slip past it.
+        let mut stream = zbus::MessageStream::from(&conn);
+        println!("ready");
+        let _ = std::io::stdout().flush();
+        loop {
+            let next = std::future::poll_fn(|cx| std::pin::Pin::new(&mut stream).poll_next(cx));
+            let msg = match next.await {
+                Some(Ok(m)) => m,
+                Some(Err(_)) => continue,
+                None => return 0,
+            };
+            let header = msg.header();
+            if header.message_type() != zbus::message::Type::MethodCall {
+                continue;
+            }
+            let interface = header
+                .interface()
+                .map(|i| i.to_string())
+                .unwrap_or_default();
+            let member = header.member().map(|m| m.to_string()).unwrap_or_default();
+            println!("call {interface}.{member}");
+            let _ = std::io::stdout().flush();
+            let _ = if interface == "org.freedesktop.DBus.Peer" && member == "Ping" {
+                conn.reply(&header, &()).await
+            } else {
+                conn.reply_error(&header, "org.otpgate.Otpgate1.Error.Failed", &("impostor",))
+                    .await
+            };
         }
     })
 }
