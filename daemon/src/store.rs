@@ -13,10 +13,11 @@
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::{Flock, FlockArg, OFlag};
+use nix::sys::stat::Mode;
 use otpgate_proto::valid_user_name;
 
 use crate::error::Error;
@@ -166,22 +167,27 @@ fn force_0700(dir: &Path, err: &impl Fn(String) -> Error) -> Result<(), Error> {
 /// file for the refusal message only; the lock is the flock.
 fn lock_dir(path: &Path, err: &impl Fn(String) -> Error) -> Result<Flock<File>, Error> {
     let lock_path = path.join(LOCK_FILE);
-    // No O_TRUNC: a refused opener must not change the holder's file.
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(&lock_path)
-        .map_err(|e| err(format!("cannot open {}: {e}", lock_path.display())))?;
+    // Held read-only, since a file held open for writing keeps the
+    // administrator from remounting the file system read-only ("busy"); std
+    // will not create a file it does not open for writing, hence nix. No
+    // O_TRUNC: a refused opener must not change the holder's file.
+    let file = nix::fcntl::open(
+        &lock_path,
+        OFlag::O_RDONLY | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o600),
+    )
+    .map(File::from)
+    .map_err(|e| err(format!("cannot open {}: {e}", lock_path.display())))?;
     match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
         Ok(lock) => {
-            let pid = format!("{}\n", std::process::id());
-            lock.set_len(0)
-                .and_then(|_| lock.write_all_at(pid.as_bytes(), 0))
-                .map_err(|e| err(format!("cannot write {}: {e}", lock_path.display())))?;
+            // Best effort: without it the refusal names no pid, and a
+            // directory that cannot be written fails the probe that follows.
+            let _ = OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(&lock_path)
+                .and_then(|mut f| writeln!(f, "{}", std::process::id()));
             Ok(lock)
         }
         Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => {
