@@ -9,6 +9,9 @@
 //! time. `save` returning means the change is on disk: in the journal until
 //! the next checkpoint, in the user's file after it. At open, whatever the
 //! journal holds is written back into the users' files and flushed first.
+//! Before any of that, the directory is locked (`<path>/lock`) for the
+//! store's life: two stores on one directory would each replay and restart
+//! the journal under the other.
 
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
@@ -51,7 +54,8 @@ pub struct LocalStore {
     users_dir: PathBuf,
     journal: Journal,
     notices: Vec<String>,
-    /// Held (not read) for the store's life: see `lock_dir`.
+    /// Held (not read) for the store's life, and declared last so that it
+    /// is released after everything else is dropped: see `lock_dir`.
     _lock: Flock<File>,
 }
 
