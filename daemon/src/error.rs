@@ -15,6 +15,12 @@ pub enum Error {
     Key { path: PathBuf, reason: String },
     #[error("state directory {path}: {reason}")]
     StateDir { path: PathBuf, reason: String },
+    #[error(
+        "another otpgated{} is already using {}; stop it first",
+        .pid.map(|p| format!(" (pid {p})")).unwrap_or_default(),
+        .path.display()
+    )]
+    InUse { path: PathBuf, pid: Option<u32> },
     #[error("{path}: {reason}")]
     Unsafe { path: PathBuf, reason: String },
     #[error("e-mail: {0}")]

@@ -181,6 +181,19 @@ pub fn scan(body: &[u8], generation: u64) -> Vec<Change> {
 /// Makes the named users' files durable; the store's side of a checkpoint.
 pub type MakeDurable = Box<dyn Fn(&BTreeSet<String>) -> io::Result<()> + Send + Sync>;
 
+/// Opens the journal file for a commit or a checkpoint. Replaceable so that
+/// tests can make the open fail (out of descriptors, out of memory) without
+/// starving the whole process.
+pub type Opener = Box<dyn Fn(&Path) -> io::Result<File> + Send + Sync>;
+
+/// The opener every daemon uses.
+fn open_for_writing(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+}
+
 /// What `Journal::open` found: the changes to apply before the journal is
 /// restarted, and what to tell the administrator about it.
 pub struct Recovery {
@@ -203,7 +216,10 @@ struct State {
     /// The outcome of each committed ticket until its owner collects it.
     outcomes: HashMap<u64, Result<(), (ErrorKind, String)>>,
     /// Users whose files were written in this generation, for the
-    /// checkpoint. Only the leader touches it (it takes it while it leads).
+    /// checkpoint. Only the leader touches it: it takes it while it leads
+    /// and puts back whatever no checkpoint made durable, on every path,
+    /// failures included, since a name dropped here is a file a later
+    /// checkpoint would leave unflushed while it forgets the entries.
     dirty: BTreeSet<String>,
     /// Set when a flush failed: after a failed `fdatasync` the kernel may
     /// have dropped the dirty pages and a later flush can report success
@@ -216,6 +232,7 @@ pub struct Journal {
     /// The file's size, fixed for its life.
     capacity: u64,
     make_durable: MakeDurable,
+    opener: Opener,
     state: Mutex<State>,
     turn: Condvar,
 }
@@ -225,6 +242,15 @@ impl Journal {
     /// changes of the current generation, which the caller must apply
     /// durably before calling `restart`.
     pub fn open(path: &Path, make_durable: MakeDurable) -> io::Result<(Journal, Recovery)> {
+        Journal::open_with(path, make_durable, Box::new(open_for_writing))
+    }
+
+    /// `open`, with `opener` opening the file for every later write.
+    pub fn open_with(
+        path: &Path,
+        make_durable: MakeDurable,
+        opener: Opener,
+    ) -> io::Result<(Journal, Recovery)> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -281,6 +307,7 @@ impl Journal {
             path: path.to_path_buf(),
             capacity,
             make_durable,
+            opener,
             state: Mutex::new(State {
                 generation,
                 end: HEADER_BYTES,
@@ -362,11 +389,18 @@ impl Journal {
                 };
                 st = self.lock();
                 st.committing = false;
+                if result.is_err() {
+                    // The batch's files were written before their appends:
+                    // unacknowledged, but what the next load reads, so the
+                    // next checkpoint flushes them too.
+                    dirty.extend(batch.iter().map(|w| w.change.user().to_string()));
+                }
+                // Whatever no checkpoint covered stays to be flushed.
+                st.dirty.append(&mut dirty);
                 let outcome = match result {
                     Ok((generation, end)) => {
                         st.generation = generation;
                         st.end = end;
-                        st.dirty = dirty;
                         Ok(())
                     }
                     Err((e, wrote)) => {
@@ -433,14 +467,12 @@ impl Journal {
     /// keeps an administrator from remounting the file system read-only
     /// ("busy"), and an open costs microseconds next to the flush.
     fn open_for_writing(&self) -> io::Result<File> {
-        OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&self.path)
+        (self.opener)(&self.path)
     }
 
     /// Makes every per-user file written in this generation durable, then
-    /// starts a new generation. Returns it.
+    /// starts a new generation. Returns it. `dirty` is emptied only once the
+    /// new header is on disk.
     fn checkpoint(
         &self,
         file: &File,
@@ -470,19 +502,27 @@ impl Journal {
         let mut dirty = std::mem::take(&mut st.dirty);
         let generation = st.generation;
         drop(st);
-        let result = self
-            .open_for_writing()
-            .and_then(|file| self.checkpoint(&file, generation, &mut dirty));
+        // As in `append`: a journal that could not be opened was not
+        // written, so only this checkpoint fails; a failed flush poisons it.
+        let result = match self.open_for_writing() {
+            Ok(file) => self
+                .checkpoint(&file, generation, &mut dirty)
+                .map_err(|e| (e, true)),
+            Err(e) => Err((e, false)),
+        };
         let mut st = self.lock();
         st.committing = false;
+        st.dirty.append(&mut dirty);
         let result = match result {
             Ok(next) => {
                 st.generation = next;
                 st.end = HEADER_BYTES;
                 Ok(())
             }
-            Err(e) => {
-                st.broken = Some(e.to_string());
+            Err((e, wrote)) => {
+                if wrote {
+                    st.broken = Some(e.to_string());
+                }
                 Err(e)
             }
         };
@@ -706,5 +746,111 @@ mod tests {
         drop(j);
         let (_j, found) = reopen(dir.path());
         assert_eq!(found, vec![save("bob", 2)]);
+    }
+
+    /// A journal whose opener fails with EMFILE while the returned switch
+    /// is on, and the sets of users each checkpoint was asked to flush.
+    #[allow(clippy::type_complexity)]
+    fn failing_journal(
+        dir: &Path,
+    ) -> (
+        Journal,
+        Arc<std::sync::atomic::AtomicBool>,
+        Arc<Mutex<Vec<BTreeSet<String>>>>,
+    ) {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let fail = Arc::new(AtomicBool::new(false));
+        let switch = Arc::clone(&fail);
+        let synced = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&synced);
+        let (j, _) = Journal::open_with(
+            &dir.join("journal"),
+            Box::new(move |users| {
+                seen.lock().unwrap().push(users.clone());
+                Ok(())
+            }),
+            Box::new(move |path| {
+                if switch.load(Ordering::SeqCst) {
+                    Err(io::Error::from_raw_os_error(libc::EMFILE))
+                } else {
+                    open_for_writing(path)
+                }
+            }),
+        )
+        .unwrap();
+        j.restart().unwrap();
+        (j, fail, synced)
+    }
+
+    fn set(users: &[&str]) -> BTreeSet<String> {
+        users.iter().map(|u| u.to_string()).collect()
+    }
+
+    #[test]
+    fn an_append_that_cannot_open_the_journal_fails_and_keeps_the_earlier_users_to_flush() {
+        use std::sync::atomic::Ordering;
+        let dir = tempfile::tempdir().unwrap();
+        let (j, fail, synced) = failing_journal(dir.path());
+        j.append(save("alice", 1)).unwrap();
+        fail.store(true, Ordering::SeqCst);
+        let e = j.append(save("bob", 2)).unwrap_err();
+        assert!(e.to_string().contains("Too many open files"), "{e}");
+        fail.store(false, Ordering::SeqCst);
+        // Not poisoned: nothing was written.
+        j.append(save("carol", 3)).unwrap();
+        j.checkpoint_now().unwrap();
+        let synced = synced.lock().unwrap();
+        assert_eq!(synced.len(), 1, "{synced:?}");
+        assert!(
+            synced[0].is_superset(&set(&["alice", "carol"])),
+            "alice's acknowledged save was checkpointed without her file being flushed: {synced:?}"
+        );
+        // bob's file was written before his append failed: flushed too.
+        assert!(synced[0].contains("bob"), "{synced:?}");
+    }
+
+    #[test]
+    fn a_full_journal_after_a_failed_open_still_flushes_the_earlier_users() {
+        use std::sync::atomic::Ordering;
+        let dir = tempfile::tempdir().unwrap();
+        let (j, fail, synced) = failing_journal(dir.path());
+        let cap = j.capacity;
+        j.append(save("alice", 1)).unwrap();
+        fail.store(true, Ordering::SeqCst);
+        j.append(save("bob", 2)).unwrap_err();
+        fail.store(false, Ordering::SeqCst);
+        // Two entries of half the journal: the second checkpoints.
+        for n in 0..2u8 {
+            j.append(Change::Save {
+                user: format!("big{n}"),
+                bytes: vec![n; (cap / 2) as usize],
+            })
+            .unwrap();
+        }
+        let synced = synced.lock().unwrap();
+        assert_eq!(synced.len(), 1, "{synced:?}");
+        assert!(
+            synced[0].is_superset(&set(&["alice", "big0"])),
+            "the checkpoint forgot alice's entry without flushing her file: {synced:?}"
+        );
+    }
+
+    #[test]
+    fn a_checkpoint_that_cannot_open_the_journal_fails_alone_and_keeps_its_users() {
+        use std::sync::atomic::Ordering;
+        let dir = tempfile::tempdir().unwrap();
+        let (j, fail, synced) = failing_journal(dir.path());
+        j.append(save("alice", 1)).unwrap();
+        fail.store(true, Ordering::SeqCst);
+        let e = j.checkpoint_now().unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EMFILE), "{e}");
+        assert!(synced.lock().unwrap().is_empty());
+        fail.store(false, Ordering::SeqCst);
+        j.append(save("bob", 2)).unwrap();
+        j.checkpoint_now().unwrap();
+        assert_eq!(*synced.lock().unwrap(), vec![set(&["alice", "bob"])]);
+        drop(j);
+        let (_j, found) = reopen(dir.path());
+        assert!(found.is_empty(), "{found:?}");
     }
 }

@@ -9,6 +9,9 @@
 //! time. `save` returning means the change is on disk: in the journal until
 //! the next checkpoint, in the user's file after it. At open, whatever the
 //! journal holds is written back into the users' files and flushed first.
+//! Before any of that, the directory is locked (`<path>/lock`) for the
+//! store's life: two stores on one directory would each replay and restart
+//! the journal under the other.
 
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
@@ -16,6 +19,8 @@ use std::io::{ErrorKind, Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use nix::fcntl::{Flock, FlockArg, OFlag};
+use nix::sys::stat::Mode;
 use otpgate_proto::valid_user_name;
 
 use crate::accounts::uid_of_key;
@@ -39,6 +44,8 @@ pub fn valid_key(key: &str) -> bool {
     key.len() <= MAX_KEY_LEN && (uid_of_key(key).is_some() || valid_user_name(key))
 }
 
+const LOCK_FILE: &str = "lock";
+
 pub trait Store: Send + Sync {
     /// The user's record, `None` if there is none. A record that exists but
     /// cannot be read is `Error::Corrupt` for that user only.
@@ -60,11 +67,16 @@ pub struct LocalStore {
     users_dir: PathBuf,
     journal: Journal,
     notices: Vec<String>,
+    /// Held (not read) for the store's life, and declared last so that it
+    /// is released after everything else is dropped: see `lock_dir`.
+    _lock: Flock<File>,
 }
 
 impl LocalStore {
     /// Opens (creating if needed) the state directory. It must be a
-    /// directory owned by us; its mode is forced to 0700. It is probed for
+    /// directory owned by us; its mode is forced to 0700. It is locked for
+    /// the store's life, so a second store on it (a second otpgated) fails
+    /// with `Error::InUse` having changed nothing. It is probed for
     /// writing so a read-only or full disk refuses the start instead of the
     /// first login.
     pub fn open(path: &Path) -> Result<LocalStore, Error> {
@@ -76,28 +88,15 @@ impl LocalStore {
             return Err(err("must be an absolute path".into()));
         }
         fs::create_dir_all(path).map_err(|e| err(format!("cannot create it: {e}")))?;
+        check_dir(path, &err)?;
+        // Before anything in the directory is read or changed: a second
+        // daemon would replay and restart the journal under a live one and
+        // remove its temporary files mid-save.
+        let lock = lock_dir(path, &err)?;
+        force_0700(path, &err)?;
         let users_dir = path.join("users");
-        for dir in [path, users_dir.as_path()] {
-            match fs::create_dir(dir) {
-                Ok(()) => {}
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(err(format!("cannot create {}: {e}", dir.display()))),
-            }
-            let meta = fs::symlink_metadata(dir).map_err(|e| err(e.to_string()))?;
-            if !meta.is_dir() {
-                return Err(err(format!("{} is not a directory", dir.display())));
-            }
-            if meta.uid() != nix::unistd::geteuid().as_raw() {
-                return Err(err(format!(
-                    "{} is not owned by the user running otpgated",
-                    dir.display()
-                )));
-            }
-            if meta.mode() & 0o777 != 0o700 {
-                fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-                    .map_err(|e| err(format!("cannot make {} 0700: {e}", dir.display())))?;
-            }
-        }
+        check_dir(&users_dir, &err)?;
+        force_0700(&users_dir, &err)?;
         remove_leftovers(&users_dir);
         let probe = users_dir.join(format!("{TMP_PREFIX}probe"));
         File::create(&probe)
@@ -127,6 +126,7 @@ impl LocalStore {
             users_dir,
             journal,
             notices,
+            _lock: lock,
         })
     }
 
@@ -146,6 +146,79 @@ impl LocalStore {
             });
         }
         Ok(self.users_dir.join(format!("{user}{EXT}")))
+    }
+}
+
+/// Creates `dir` if missing and checks it is a directory of ours.
+fn check_dir(dir: &Path, err: &impl Fn(String) -> Error) -> Result<(), Error> {
+    match fs::create_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(err(format!("cannot create {}: {e}", dir.display()))),
+    }
+    let meta = fs::symlink_metadata(dir).map_err(|e| err(e.to_string()))?;
+    if !meta.is_dir() {
+        return Err(err(format!("{} is not a directory", dir.display())));
+    }
+    if meta.uid() != nix::unistd::geteuid().as_raw() {
+        return Err(err(format!(
+            "{} is not owned by the user running otpgated",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+fn force_0700(dir: &Path, err: &impl Fn(String) -> Error) -> Result<(), Error> {
+    let meta = fs::symlink_metadata(dir).map_err(|e| err(e.to_string()))?;
+    if meta.mode() & 0o777 != 0o700 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+            .map_err(|e| err(format!("cannot make {} 0700: {e}", dir.display())))?;
+    }
+    Ok(())
+}
+
+/// One store per state directory: an exclusive `flock` on `<path>/lock`,
+/// released by the kernel when the holder exits however it exits, so a
+/// crash never leaves a stale lock. The holder's pid is written into the
+/// file for the refusal message only; the lock is the flock.
+fn lock_dir(path: &Path, err: &impl Fn(String) -> Error) -> Result<Flock<File>, Error> {
+    let lock_path = path.join(LOCK_FILE);
+    // Held read-only, since a file held open for writing keeps the
+    // administrator from remounting the file system read-only ("busy"); std
+    // will not create a file it does not open for writing, hence nix. No
+    // O_TRUNC: a refused opener must not change the holder's file.
+    let file = nix::fcntl::open(
+        &lock_path,
+        OFlag::O_RDONLY | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o600),
+    )
+    .map(File::from)
+    .map_err(|e| err(format!("cannot open {}: {e}", lock_path.display())))?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => {
+            // Best effort: without it the refusal names no pid, and a
+            // directory that cannot be written fails the probe that follows.
+            let _ = OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(&lock_path)
+                .and_then(|mut f| writeln!(f, "{}", std::process::id()));
+            Ok(lock)
+        }
+        Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => {
+            let mut text = String::new();
+            let pid = file
+                .read_to_string(&mut text)
+                .ok()
+                .and_then(|_| text.trim().parse::<u32>().ok());
+            Err(Error::InUse {
+                path: path.to_path_buf(),
+                pid,
+            })
+        }
+        Err((_, e)) => Err(err(format!("cannot lock {}: {e}", lock_path.display()))),
     }
 }
 
@@ -411,5 +484,58 @@ mod tests {
             assert!(store.load(bad).is_err());
             assert!(store.delete(bad).is_err());
         }
+    }
+
+    /// Every path under `dir` with its mtime and, for files, its bytes.
+    fn snapshot(dir: &Path) -> Vec<(PathBuf, i64, i64, Option<Vec<u8>>)> {
+        let mut out = Vec::new();
+        let mut todo = vec![dir.to_path_buf()];
+        while let Some(d) = todo.pop() {
+            let m = fs::metadata(&d).unwrap();
+            out.push((d.clone(), m.mtime(), m.mtime_nsec(), None));
+            for e in fs::read_dir(&d).unwrap().flatten() {
+                let m = e.metadata().unwrap();
+                if m.is_dir() {
+                    todo.push(e.path());
+                } else {
+                    let bytes = fs::read(e.path()).unwrap();
+                    out.push((e.path(), m.mtime(), m.mtime_nsec(), Some(bytes)));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn a_second_store_on_the_same_directory_is_refused_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("state");
+        let store = LocalStore::open(&root).unwrap();
+        // A journaled save, which a second opener would replay and restart.
+        store.save(&UserRecord::new("alice", 1)).unwrap();
+        let before = snapshot(&root);
+        let e = match LocalStore::open(&root) {
+            Ok(_) => panic!("a second store opened {} under a live one", root.display()),
+            Err(e) => e,
+        };
+        assert!(matches!(e, Error::InUse { .. }), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "another otpgated (pid {}) is already using {}; stop it first",
+                std::process::id(),
+                root.display()
+            )
+        );
+        assert!(
+            before == snapshot(&root),
+            "the refused open changed the state"
+        );
+        // The first store still works, and the lock goes with it.
+        store.save(&UserRecord::new("bob", 1)).unwrap();
+        drop(store);
+        let store = LocalStore::open(&root).unwrap();
+        assert_eq!(store.users().unwrap(), vec!["alice", "bob"]);
     }
 }
