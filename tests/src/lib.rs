@@ -490,6 +490,41 @@ pub fn test_user(name: &str) -> TestUser {
     lookup(name).expect("user just created")
 }
 
+/// Runs a user database tool (`useradd`, `usermod`, `userdel`) under the
+/// tests' lock, retrying while another holds /etc/passwd's lock.
+pub fn userdb(args: &[&str]) {
+    let (tool, rest) = args.split_first().expect("a tool");
+    run_userdb(Command::new(tool).args(rest));
+}
+
+/// Removes the named users (if they exist) when dropped: for tests that
+/// make aliases or rename accounts, which must start from nothing again.
+pub struct RemoveUsers(pub Vec<String>);
+
+impl RemoveUsers {
+    /// Removes any leftovers now, and again when dropped.
+    pub fn now_and_later(names: &[&str]) -> RemoveUsers {
+        let r = RemoveUsers(names.iter().map(|n| n.to_string()).collect());
+        r.remove();
+        r
+    }
+
+    fn remove(&self) {
+        for name in &self.0 {
+            if lookup(name).is_some() {
+                let _g = USERDB.lock().unwrap_or_else(|p| p.into_inner());
+                let _ = Command::new("userdel").args(["-f", name]).output();
+            }
+        }
+    }
+}
+
+impl Drop for RemoveUsers {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
 pub const ADMIN_GROUP: &str = "otpgate-admin";
 
 /// A user in the `otpgate-admin` group (created if missing).
