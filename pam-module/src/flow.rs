@@ -55,6 +55,8 @@ pub const MSG_EXPIRED: &str = "That code has expired: ask for a new one.";
 pub const MSG_UNKNOWN_USER: &str =
     "otpgate does not know this account in the user database: refused.";
 pub const MSG_TOO_MANY: &str = "Too many requests to otpgate from this user: wait a minute.";
+pub const MSG_DENIED: &str =
+    "otpgate does not let this program check that account's codes: refused.";
 
 const ERROR_INVALID_USER: &str = "org.otpgate.Otpgate1.Error.InvalidUser";
 const ERROR_TOO_MANY: &str = "org.otpgate.Otpgate1.Error.TooManyRequests";
@@ -276,6 +278,9 @@ impl<P: PamIo> Flow<'_, P> {
             }
             Error::Service { name, .. } if name == ERROR_TOO_MANY => {
                 (MSG_TOO_MANY, PamCode::AuthinfoUnavail)
+            }
+            Error::Service { name, .. } if name == otpgate_proto::ACCESS_DENIED => {
+                (MSG_DENIED, PamCode::AuthinfoUnavail)
             }
             _ => (MSG_FAILED, PamCode::AuthinfoUnavail),
         };
@@ -861,6 +866,73 @@ mod tests {
         let mut pam = FakePam::new(Some("abcd-efgh"));
         assert_eq!(authenticate(&mut pam, &d, &opts, true), PamCode::Success);
         assert!(pam.infos.is_empty());
+    }
+
+    #[test]
+    fn an_email_user_is_told_why_no_code_came_even_under_silent_and_may_use_a_backup_code() {
+        let (opts, _) = Options::parse::<&str>(&[]);
+        let no_mail = || {
+            Ok(ChallengeReply {
+                state: ChallengeState::CodeRequired,
+                info: Info {
+                    method: Some(otpgate_proto::Method::Email),
+                    message: Some("No code could be mailed: use a backup code.".into()),
+                    ..Info::default()
+                },
+            })
+        };
+        let d = daemon(no_mail, || {
+            verify_says(
+                VerifyResult::Invalid,
+                Info {
+                    attempts_left: Some(4),
+                    notice: Some("No code could be mailed (mail server: refused).".into()),
+                    ..Info::default()
+                },
+            )
+        });
+        let mut pam = FakePam::new(Some("000000"));
+        assert_eq!(authenticate(&mut pam, &d, &opts, true), PamCode::AuthErr);
+        assert_eq!(pam.prompts.len(), 1, "prompted although no mail went out");
+        assert_eq!(pam.infos, ["No code could be mailed: use a backup code."]);
+        assert_eq!(
+            pam.errors,
+            [
+                "No code could be mailed (mail server: refused).",
+                "Wrong code. 4 attempts left."
+            ]
+        );
+        let d = daemon(no_mail, || {
+            verify_says(
+                VerifyResult::Ok,
+                Info {
+                    method_used: Some(MethodUsed::Backup),
+                    backup_codes_left: Some(3),
+                    ..Info::default()
+                },
+            )
+        });
+        let mut pam = FakePam::new(Some("abcd-efgh"));
+        assert_eq!(authenticate(&mut pam, &d, &opts, true), PamCode::Success);
+    }
+
+    #[test]
+    fn a_denied_caller_is_told_so() {
+        let d = daemon(
+            || {
+                Err(Error::Service {
+                    name: "org.freedesktop.DBus.Error.AccessDenied".into(),
+                    message: "uid 1001 may not verify codes of user root".into(),
+                })
+            },
+            || panic!("no Verify"),
+        );
+        let mut pam = FakePam::new(Some("123456"));
+        assert_eq!(
+            run(&mut pam, &d, &["failmode=open", "nullok"]),
+            PamCode::AuthinfoUnavail
+        );
+        assert_eq!(pam.errors, [MSG_DENIED]);
     }
 
     #[test]
