@@ -260,6 +260,53 @@ fn a_slow_mail_server_does_not_delay_the_prompt() {
     drop(d);
 }
 
+/// E-mail turned off after users enrolled by mail: no code is issued (none
+/// left behind, no send counted), the user is told to use a backup code,
+/// and one logs in.
+#[test]
+fn with_no_mail_server_no_code_is_issued_and_a_backup_code_works() {
+    require_root();
+    let bus = Bus::start();
+    let sink = SmtpSink::start();
+    let mut d = Daemon::start(&bus, &email_config(&sink.url(), ""));
+    let u = test_user("otpgmail10");
+    let backup = enrol_by_mail(&bus, &sink, &u.name);
+    let record = |d: &Daemon| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(d.record_path(&u.name)).expect("record"))
+            .expect("json")
+    };
+    let sends_before = record(&d)["email_sends"].as_array().map_or(0, Vec::len);
+
+    // The administrator removes [email] and restarts the daemon.
+    let config = std::fs::read_to_string(&d.config).expect("config");
+    let without_email = config.split("[email]").next().expect("head").to_string();
+    std::fs::write(&d.config, without_email).expect("write config");
+    d.restart(&bus);
+
+    let v = call(&bus, "Auth", "Challenge", &[&u.name]).ok();
+    assert_eq!(v[0], "code-required", "{v}");
+    assert!(
+        v[1]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("use a backup code")),
+        "{v}"
+    );
+    let rec = record(&d);
+    assert!(
+        rec.get("email_code").is_none_or(|c| c.is_null()),
+        "no code left behind: {rec}"
+    );
+    assert_eq!(
+        rec["email_sends"].as_array().map_or(0, Vec::len),
+        sends_before,
+        "no send counted: {rec}"
+    );
+    let (service, _f) = etc_pam_service("nomail", &module_line(&format!("bus={}", bus.address)));
+    let out = pamtester(&service, &u.name, &backup[1]);
+    assert!(out.success, "a backup code logs in: {}", out.all());
+    assert!(out.says("use a backup code"), "{}", out.all());
+}
+
 #[test]
 fn enrolling_by_mail_needs_the_factor_on_and_an_address() {
     let bus = Bus::start();
