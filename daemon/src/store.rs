@@ -538,4 +538,38 @@ mod tests {
         let store = LocalStore::open(&root).unwrap();
         assert_eq!(store.users().unwrap(), vec!["alice", "bob"]);
     }
+
+    /// The temporary file of a save is `.tmp-KEY-` and 12 hex digits: the
+    /// longest key that fits 255 bytes is stored, one byte more is refused
+    /// as a key before any file is tried, also where it is a valid user
+    /// name.
+    #[test]
+    fn the_longest_key_fits_a_file_name_and_one_more_byte_is_refused() {
+        assert_eq!(MAX_KEY_LEN, 237);
+        let longest = "k".repeat(MAX_KEY_LEN);
+        let one_more = "k".repeat(MAX_KEY_LEN + 1);
+        assert!(valid_key(&longest));
+        assert!(!valid_key(&one_more));
+        assert!(valid_user_name(&one_more));
+        assert!(!valid_key(&"k".repeat(otpgate_proto::MAX_USER_LEN)));
+        assert!(valid_key("uid:4294967295"));
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        let mut r = UserRecord::new(&longest, 100);
+        r.failures = 2;
+        store.save(&r).unwrap();
+        assert_eq!(store.load(&longest).unwrap().unwrap().failures, 2);
+        assert_eq!(store.users().unwrap(), vec![longest.clone()]);
+        assert!(matches!(
+            store.save(&UserRecord::new(&one_more, 100)),
+            Err(Error::Corrupt { .. })
+        ));
+        assert!(store.load(&one_more).is_err());
+        let files: Vec<_> = fs::read_dir(dir.path().join("users"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(files, [std::ffi::OsString::from(format!("{longest}.json"))]);
+    }
 }
