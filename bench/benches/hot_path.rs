@@ -29,7 +29,7 @@ use otpgated::config::Config;
 use otpgated::crypto::{self, MasterKey};
 use otpgated::engine::Engine;
 use otpgated::record::{Factor, TotpFactor, UserRecord};
-use otpgated::store::{LocalStore, Store};
+use otpgated::store::LocalStore;
 use otpgated::totp::{self, Params};
 use totp_rs::Algorithm;
 

@@ -8,11 +8,13 @@ use std::sync::Mutex;
 
 use syslog::{Facility, Formatter3164, Logger, LoggerBackend};
 
-use crate::engine::Context;
+use crate::context::Context;
 
 pub struct Audit {
     syslog: Mutex<Option<Logger<LoggerBackend, Formatter3164>>>,
     stderr: bool,
+    /// Every line, kept in memory: for tests that read the audit trail.
+    kept: Option<Mutex<Vec<String>>>,
     /// Repeated refusals (a locked account hammered, a denied caller
     /// retrying) are logged once a minute per key, with the number held
     /// back, so no local user can flood the log or push others' lines past
@@ -61,6 +63,7 @@ impl Audit {
         Audit {
             syslog: Mutex::new(syslog::unix(formatter).ok()),
             stderr,
+            kept: None,
             throttle: Mutex::default(),
         }
     }
@@ -70,11 +73,33 @@ impl Audit {
         Audit {
             syslog: Mutex::new(None),
             stderr: false,
+            kept: None,
             throttle: Mutex::default(),
         }
     }
 
+    /// An audit that keeps its lines in memory (`lines`), for tests.
+    pub fn kept() -> Audit {
+        Audit {
+            kept: Some(Mutex::new(Vec::new())),
+            ..Audit::none()
+        }
+    }
+
+    /// The lines an audit made with `kept` has written so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.kept
+            .as_ref()
+            .map(|k| k.lock().unwrap_or_else(|p| p.into_inner()).clone())
+            .unwrap_or_default()
+    }
+
     pub fn log(&self, level: Level, line: &str) {
+        if let Some(kept) = &self.kept {
+            kept.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(line.to_string());
+        }
         if self.stderr {
             eprintln!("otpgated: {line}");
         }

@@ -5,17 +5,10 @@
 //! record copied onto another user (or a factor moved between records) fails
 //! to open instead of quietly granting that user someone else's codes.
 
-use std::fs::{self, OpenOptions};
-use std::io::{Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::Path;
-
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use serde::{Deserialize, Serialize};
-use zeroize::{Zeroize, Zeroizing};
-
-use crate::error::Error;
+use zeroize::Zeroizing;
 
 pub const KEY_LEN: usize = 32;
 const NONCE_LEN: usize = 24;
@@ -24,6 +17,8 @@ const AD_PREFIX: &[u8] = b"otpgate/secret/v1";
 
 /// The 32-byte key that seals every secret. Never logged, never copied out.
 pub struct MasterKey(Zeroizing<[u8; KEY_LEN]>);
+
+// Loading it from a file or a systemd credential is `keyfile`'s business.
 
 impl std::fmt::Debug for MasterKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -45,98 +40,6 @@ impl MasterKey {
 
     pub fn as_bytes(&self) -> &[u8; KEY_LEN] {
         &self.0
-    }
-
-    /// Loads the key from a systemd credential file. systemd made it and
-    /// guards its directory; it is not created here when missing.
-    pub fn load_credential(path: &Path) -> Result<MasterKey, Error> {
-        let bytes = Zeroizing::new(fs::read(path).map_err(|e| Error::Key {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?);
-        let k: [u8; KEY_LEN] = bytes.as_slice().try_into().map_err(|_| Error::Key {
-            path: path.to_path_buf(),
-            reason: format!("must hold exactly {KEY_LEN} bytes, found {}", bytes.len()),
-        })?;
-        Ok(MasterKey::from_bytes(k))
-    }
-
-    /// Loads the key file, creating it (0400, root) with 32 random bytes if
-    /// it does not exist. A key file that is readable by anyone but its
-    /// owner, or of the wrong length, is refused: the daemon would otherwise
-    /// run with a key that may have leaked or been truncated.
-    pub fn load_or_create(path: &Path) -> Result<MasterKey, Error> {
-        let err = |reason: String| Error::Key {
-            path: path.to_path_buf(),
-            reason,
-        };
-        match fs::symlink_metadata(path) {
-            Ok(meta) => {
-                if !meta.file_type().is_file() {
-                    return Err(err("not a regular file".into()));
-                }
-                if meta.mode() & 0o077 != 0 {
-                    return Err(err(format!(
-                        "mode {:04o} lets others read it; run `chmod 0400 {}`",
-                        meta.mode() & 0o7777,
-                        path.display()
-                    )));
-                }
-                if meta.uid() != nix::unistd::geteuid().as_raw() {
-                    return Err(err("not owned by the user running otpgated".into()));
-                }
-                let mut f = fs::File::open(path).map_err(|e| err(e.to_string()))?;
-                let mut buf = Zeroizing::new(Vec::with_capacity(KEY_LEN + 1));
-                Read::by_ref(&mut f)
-                    .take(KEY_LEN as u64 + 1)
-                    .read_to_end(&mut buf)
-                    .map_err(|e| err(e.to_string()))?;
-                if buf.len() != KEY_LEN {
-                    return Err(err(format!(
-                        "must hold exactly {KEY_LEN} bytes, found {}{}",
-                        if buf.len() > KEY_LEN {
-                            "more than "
-                        } else {
-                            ""
-                        },
-                        buf.len().min(KEY_LEN)
-                    )));
-                }
-                let mut k = [0u8; KEY_LEN];
-                k.copy_from_slice(&buf);
-                let key = MasterKey::from_bytes(k);
-                k.zeroize();
-                Ok(key)
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let key = MasterKey::generate().map_err(|e| err(e.to_string()))?;
-                if let Some(dir) = path.parent() {
-                    fs::create_dir_all(dir)
-                        .map_err(|e| err(format!("creating its folder: {e}")))?;
-                }
-                // create_new: never overwrite a key another process just wrote.
-                let mut f = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o400)
-                    .open(path)
-                    .map_err(|e| {
-                        err(format!(
-                            "creating it: {e} (where /etc is read-only, as under the systemd unit, create it at install time: /usr/libexec/otpgate/otpgated-ctl prepare)"
-                        ))
-                    })?;
-                f.write_all(key.as_bytes())
-                    .and_then(|_| f.sync_all())
-                    .map_err(|e| err(format!("writing it: {e}")))?;
-                fs::set_permissions(path, fs::Permissions::from_mode(0o400))
-                    .map_err(|e| err(e.to_string()))?;
-                if let Some(dir) = path.parent() {
-                    crate::store::fsync_dir(dir).map_err(|e| err(e.to_string()))?;
-                }
-                Ok(key)
-            }
-            Err(e) => Err(err(e.to_string())),
-        }
     }
 }
 
@@ -255,6 +158,8 @@ pub fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     #[test]
     fn seal_open_round_trip_and_binding() {

@@ -69,9 +69,34 @@ pub fn valid_address(address: &str) -> bool {
 }
 
 /// Why a code is being sent, for the subject and text.
+#[derive(Debug, Clone)]
 pub enum Purpose {
     Login { service: String },
     Enrolment,
+}
+
+/// Whatever delivers a code: the SMTP `Mailer`, or a test's outbox.
+pub trait SendCode: Send + Sync {
+    /// Delivers `code` to `to`; the error is a reason a person can read.
+    fn send_code<'a>(
+        &'a self,
+        to: &'a str,
+        code: &'a str,
+        purpose: Purpose,
+        ttl_secs: u64,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>>;
+}
+
+impl SendCode for Mailer {
+    fn send_code<'a>(
+        &'a self,
+        to: &'a str,
+        code: &'a str,
+        purpose: Purpose,
+        ttl_secs: u64,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>> {
+        Box::pin(self.send(to, code, purpose, ttl_secs))
+    }
 }
 
 /// Sends codes through the configured SMTP server. Sending is async on the

@@ -299,7 +299,7 @@ impl Journal {
             reserve(&file, size)?;
             file.sync_all()?;
             if let Some(dir) = path.parent() {
-                crate::store::fsync_dir(dir)?;
+                crate::fsutil::fsync_dir(dir)?;
             }
             size
         };

@@ -175,7 +175,7 @@ fn a_name_the_system_does_not_know_is_refused_even_with_nullok() {
 fn a_record_filed_by_name_moves_to_the_uid_and_keeps_working() {
     use otpgated::crypto::{self, MasterKey};
     use otpgated::record::{Factor, TotpFactor, UserRecord};
-    use otpgated::store::{LocalStore, Store};
+    use otpgated::store::LocalStore;
     use otpgated::{backup, totp};
 
     require_root();

@@ -1,7 +1,4 @@
-//! Where records live. `Store` is the one interface the logic uses, so a
-//! second engine (PostgreSQL for fleets) can be added without touching it.
-//!
-//! `LocalStore` is the embedded engine: one JSON file per user under
+//! `LocalStore`: the embedded engine: one JSON file per user under
 //! `<path>/users/`, replaced by writing a temporary file and renaming it over
 //! the old one (so a reader never sees a torn record), and the same bytes
 //! appended to the journal (`<path>/journal`, see `journal.rs`), whose flush
@@ -21,47 +18,18 @@ use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg, OFlag};
 use nix::sys::stat::Mode;
-use otpgate_proto::valid_user_name;
-
-use crate::accounts::uid_of_key;
 
 use crate::error::Error;
+use crate::fsutil::fsync_dir;
 use crate::journal::{Change, Journal};
 use crate::record::UserRecord;
+
+use super::{valid_key, KeyLocks, Store, Write as Decision, TMP_PREFIX};
 
 /// A record larger than this is corrupt, not read into memory.
 const MAX_RECORD_BYTES: u64 = 1 << 20;
 const EXT: &str = ".json";
-const TMP_PREFIX: &str = ".tmp-";
-/// The longest key whose temporary file name (`.tmp-KEY-` and 12 hex
-/// digits) still fits the 255 bytes a file name may have.
-pub const MAX_KEY_LEN: usize = 255 - TMP_PREFIX.len() - 1 - 12;
-
-/// A record's key: a uid key (`accounts::key_of`), or the user name that
-/// records were filed under before they were keyed by uid. Either is what
-/// keeps a key from naming a path outside the directory.
-pub fn valid_key(key: &str) -> bool {
-    key.len() <= MAX_KEY_LEN && (uid_of_key(key).is_some() || valid_user_name(key))
-}
-
 const LOCK_FILE: &str = "lock";
-
-pub trait Store: Send + Sync {
-    /// The user's record, `None` if there is none. A record that exists but
-    /// cannot be read is `Error::Corrupt` for that user only.
-    fn load(&self, user: &str) -> Result<Option<UserRecord>, Error>;
-    /// Replaces the user's record; durable when it returns.
-    fn save(&self, record: &UserRecord) -> Result<(), Error>;
-    /// Removes the user's record; durable when it returns.
-    fn delete(&self, user: &str) -> Result<(), Error>;
-    /// Every user with a record (readable or not).
-    fn users(&self) -> Result<Vec<String>, Error>;
-    /// Called at a clean stop: afterwards the store needs no recovery at
-    /// the next start.
-    fn checkpoint(&self) -> Result<(), Error> {
-        Ok(())
-    }
-}
 
 pub struct LocalStore {
     users_dir: PathBuf,
@@ -69,6 +37,9 @@ pub struct LocalStore {
     notices: Vec<String>,
     /// Held (not read) for the store's life, and declared last so that it
     /// is released after everything else is dropped: see `lock_dir`.
+    /// One writer per key at a time inside this process; the directory's
+    /// lock excludes every other process.
+    keys: KeyLocks,
     _lock: Flock<File>,
 }
 
@@ -126,6 +97,7 @@ impl LocalStore {
             users_dir,
             journal,
             notices,
+            keys: KeyLocks::default(),
             _lock: lock,
         })
     }
@@ -303,12 +275,12 @@ fn make_durable(users_dir: &Path, users: &BTreeSet<String>) -> std::io::Result<(
     fsync_dir(users_dir)
 }
 
-pub fn fsync_dir(dir: &Path) -> std::io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-impl Store for LocalStore {
-    fn load(&self, user: &str) -> Result<Option<UserRecord>, Error> {
+/// The file-level operations, also for tests and tools that inspect or
+/// prepare a state directory. The engine goes through `Store`.
+impl LocalStore {
+    /// The user's record, `None` if there is none. A record that exists but
+    /// cannot be read is `Error::Corrupt` for that user only.
+    pub fn load(&self, user: &str) -> Result<Option<UserRecord>, Error> {
         let path = self.path_of(user)?;
         let file = match OpenOptions::new()
             .read(true)
@@ -343,7 +315,8 @@ impl Store for LocalStore {
             })
     }
 
-    fn save(&self, record: &UserRecord) -> Result<(), Error> {
+    /// Replaces the record; durable when it returns.
+    pub fn save(&self, record: &UserRecord) -> Result<(), Error> {
         let path = self.path_of(&record.user)?;
         let bytes = record.to_bytes();
         if bytes.len() as u64 > MAX_RECORD_BYTES {
@@ -366,7 +339,8 @@ impl Store for LocalStore {
             .map_err(|e| Error::io(self.journal.path(), e))
     }
 
-    fn delete(&self, user: &str) -> Result<(), Error> {
+    /// Removes the record; durable when it returns.
+    pub fn delete(&self, user: &str) -> Result<(), Error> {
         let path = self.path_of(user)?;
         match fs::remove_file(&path) {
             Ok(()) => {}
@@ -380,13 +354,8 @@ impl Store for LocalStore {
             .map_err(|e| Error::io(self.journal.path(), e))
     }
 
-    fn checkpoint(&self) -> Result<(), Error> {
-        self.journal
-            .checkpoint_now()
-            .map_err(|e| Error::io(self.journal.path(), e))
-    }
-
-    fn users(&self) -> Result<Vec<String>, Error> {
+    /// Every key with a record file (readable or not).
+    pub fn users(&self) -> Result<Vec<String>, Error> {
         let mut users = Vec::new();
         for entry in fs::read_dir(&self.users_dir).map_err(|e| Error::io(&self.users_dir, e))? {
             let entry = entry.map_err(|e| Error::io(&self.users_dir, e))?;
@@ -403,9 +372,63 @@ impl Store for LocalStore {
     }
 }
 
+impl Store for LocalStore {
+    fn get(&self, key: &str) -> Result<Option<UserRecord>, Error> {
+        self.load(key)
+    }
+
+    fn update(
+        &self,
+        key: &str,
+        decide: &mut dyn FnMut(Option<UserRecord>) -> Decision,
+    ) -> Result<(), Error> {
+        let lock = self.keys.get(key);
+        let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
+        match decide(self.load(key)?) {
+            Decision::Keep => Ok(()),
+            Decision::Put(record) => {
+                if record.user != key {
+                    return Err(Error::Corrupt {
+                        user: key.into(),
+                        reason: format!("a decision filed a record of {:?} under it", record.user),
+                    });
+                }
+                self.save(&record)
+            }
+            Decision::Delete => self.delete(key),
+        }
+    }
+
+    fn remove(&self, key: &str) -> Result<bool, Error> {
+        let lock = self.keys.get(key);
+        let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let existed = match self.load(key) {
+            Ok(r) => r.is_some(),
+            Err(Error::Corrupt { .. }) => true,
+            Err(e) => return Err(e),
+        };
+        if existed {
+            self.delete(key)?;
+        }
+        Ok(existed)
+    }
+
+    fn keys(&self) -> Result<Vec<String>, Error> {
+        self.users()
+    }
+
+    fn checkpoint(&self) -> Result<(), Error> {
+        self.journal
+            .checkpoint_now()
+            .map_err(|e| Error::io(self.journal.path(), e))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::MAX_KEY_LEN;
+    use otpgate_proto::valid_user_name;
 
     #[test]
     fn save_load_delete_and_mode() {

@@ -1,0 +1,166 @@
+//! Challenge: what the login is asked for. For an e-mail user this issues
+//! the code to mail (its hash on disk before the mail leaves), within the
+//! resend cooldown and the hourly limit; whatever happens to the mail, the
+//! user is prompted, since a backup code always works.
+
+use std::sync::Arc;
+
+use otpgate_proto::{ChallengeState, ServiceError};
+
+use super::mail::Mail;
+use super::{ChallengeOutcome, Context, Decided, Engine, Env, Event, EMAIL_SENDS_PER_HOUR};
+use crate::audit::Level;
+use crate::authz::{Caller, Interface};
+use crate::email::{self, Purpose};
+use crate::record::{EmailCode, UserRecord};
+use crate::store::Write;
+
+/// What the engine knows about mail when it decides.
+pub(crate) struct MailState<'a> {
+    /// A mail server is configured.
+    pub on: bool,
+    /// Why the last mail to this user failed, within the cooldown.
+    pub failed: Option<&'a str>,
+    /// A fresh code, should one be issued.
+    pub fresh: &'a str,
+}
+
+pub(crate) fn decide(
+    rec: Option<UserRecord>,
+    env: &Env,
+    mail: &MailState,
+) -> Decided<(ChallengeOutcome, Option<Mail>)> {
+    let now = env.now;
+    let mut rec = match rec {
+        Some(r) if r.enrolled() => r,
+        _ => {
+            return Decided::keep(Ok((
+                ChallengeOutcome {
+                    state: ChallengeState::NotEnrolled,
+                    method: None,
+                    locked_until: 0,
+                    message: format!("{} has no second factor enrolled", env.account.name),
+                },
+                None,
+            )))
+        }
+    };
+    let method = rec.method();
+    if rec.locked_until > now {
+        return Decided::keep(Ok((
+            ChallengeOutcome {
+                state: ChallengeState::Locked,
+                method,
+                locked_until: rec.locked_until,
+                message: "Too many wrong codes: the second factor is locked.".into(),
+            },
+            None,
+        )));
+    }
+    let prompt = |message: String| ChallengeOutcome {
+        state: ChallengeState::CodeRequired,
+        method,
+        locked_until: 0,
+        message,
+    };
+    let Some(address) = rec.email().map(|f| f.address.clone()) else {
+        return Decided::keep(Ok((prompt(String::new()), None)));
+    };
+    let cfg = &env.config.email;
+    let masked = email::mask(&address);
+    let sent_to = format!("A code was sent to {masked}.");
+    let live = rec.email_code.as_ref().is_some_and(|c| now < c.expires_at);
+    // A login flood must not become a mail flood: within the cooldown the
+    // code already sent stands.
+    let cooling = rec
+        .email_code
+        .as_ref()
+        .is_some_and(|c| now < c.expires_at && now < c.sent_at + cfg.resend_cooldown_secs);
+    if cooling {
+        return Decided::keep(Ok((prompt(sent_to), None)));
+    }
+    if !mail.on {
+        return Decided::keep(Ok((
+            prompt(if live {
+                sent_to
+            } else {
+                "E-mail codes are off on this host, so none was sent: use a backup code.".into()
+            }),
+            None,
+        )));
+    }
+    if let Some(why) = mail.failed {
+        // Nor does a broken relay get hammered: one try per cooldown.
+        return Decided::keep(Ok((
+            prompt(format!(
+                "No code could be mailed to {masked} ({why}): use a backup code, or try again in a minute."
+            )),
+            None,
+        )));
+    }
+    rec.email_sends.retain(|&t| t + 3600 > now);
+    if rec.email_sends.len() >= EMAIL_SENDS_PER_HOUR {
+        let answer = prompt(if live {
+            sent_to
+        } else {
+            "Too many codes were mailed in the last hour, so no new one was sent: use a backup code.".into()
+        });
+        return Decided {
+            write: Write::Keep,
+            answer: Ok((answer, None)),
+            events: vec![Event::new(Level::Warning, "email-send-limited", "")],
+        };
+    }
+    let hash = email::code_hash(env.key, rec.bound_to(), mail.fresh);
+    rec.email_code = Some(EmailCode {
+        hash: hash.clone(),
+        expires_at: now + cfg.code_ttl_secs,
+        sent_at: now,
+    });
+    rec.email_sends.push(now);
+    let out = Mail {
+        address,
+        code: zeroize::Zeroizing::new(mail.fresh.to_string()),
+        hash,
+    };
+    Decided::put(rec, Ok((prompt(sent_to), Some(out))), Vec::new())
+}
+
+impl Engine {
+    pub async fn challenge(
+        self: &Arc<Self>,
+        caller: &Caller,
+        user: &str,
+        ctx: Context,
+    ) -> Result<ChallengeOutcome, ServiceError> {
+        let (_permit, account) = self.open_call(caller, Interface::Auth, user).await?;
+        let on = self.mailer.is_some();
+        let failed = self.recent_mail_failure(&account.key(), self.clock.now());
+        let fresh = email::new_code().map_err(super::internal)?;
+        let (outcome, mail) = self
+            .transact(&account, &ctx, caller.uid, move |rec, env| {
+                let state = MailState {
+                    on,
+                    failed: failed.as_deref(),
+                    fresh: &fresh,
+                };
+                decide(rec, env, &state)
+            })
+            .await?;
+        if let Some(mail) = mail {
+            // The prompt must not wait for the mail relay (a slow one would
+            // run into the module's deadline, and a deadline is a refusal):
+            // the code's hash is on disk, the mail goes out now, and a
+            // failure is reported at Verify.
+            let purpose = Purpose::Login {
+                service: ctx.service.clone(),
+            };
+            let this = Arc::clone(self);
+            let uid = caller.uid;
+            self.blocking.spawn(async move {
+                let _ = this.send_mail(&account, mail, purpose, &ctx, uid).await;
+            });
+        }
+        Ok(outcome)
+    }
+}

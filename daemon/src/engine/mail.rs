@@ -1,0 +1,145 @@
+//! Sending a code that a decision issued, without holding anything: a slow
+//! mail server delays no one else. A code that could not be sent is taken
+//! back (and not counted against the hourly limit); for a login the
+//! failure is remembered for the resend cooldown and reported at Verify.
+
+use std::sync::Arc;
+
+use otpgate_proto::ServiceError;
+use zeroize::Zeroizing;
+
+use super::{Context, Decided, Engine, Env};
+use crate::accounts::Account;
+use crate::audit::Level;
+use crate::email::{self, Purpose};
+use crate::record::UserRecord;
+use crate::store::Write;
+
+/// A code to mail once the transaction that issued it is durable.
+pub(crate) struct Mail {
+    pub address: String,
+    pub code: Zeroizing<String>,
+    pub hash: Vec<u8>,
+}
+
+/// Takes back a code that was never mailed, and its place in the hourly
+/// count; a newer code (another login's) is left alone.
+pub(crate) fn withdraw(rec: Option<UserRecord>, hash: &[u8], enrolment: bool) -> Decided<()> {
+    let Some(mut rec) = rec else {
+        return Decided::keep(Ok(()));
+    };
+    let sent_at = if enrolment {
+        let ours = rec
+            .pending
+            .as_ref()
+            .and_then(|p| p.code.as_ref())
+            .filter(|c| c.hash == hash)
+            .map(|c| c.sent_at);
+        if ours.is_some() {
+            rec.pending = None;
+        }
+        ours
+    } else {
+        let ours = rec
+            .email_code
+            .as_ref()
+            .filter(|c| c.hash == hash)
+            .map(|c| c.sent_at);
+        if ours.is_some() {
+            rec.email_code = None;
+        }
+        ours
+    };
+    let Some(sent_at) = sent_at else {
+        return Decided::keep(Ok(()));
+    };
+    if let Some(i) = rec.email_sends.iter().rposition(|&t| t == sent_at) {
+        rec.email_sends.remove(i);
+    }
+    Decided {
+        write: Write::Put(rec),
+        answer: Ok(()),
+        events: Vec::new(),
+    }
+}
+
+impl Engine {
+    /// Why the last login mail to this account failed, if that was within
+    /// the resend cooldown.
+    pub(crate) fn recent_mail_failure(&self, key: &str, now: u64) -> Option<String> {
+        let map = self.mail_failures.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(key)
+            .filter(|(at, _)| now < at + self.config.email.resend_cooldown_secs.max(1))
+            .map(|(_, why)| why.clone())
+    }
+
+    /// Mails `mail`. On failure the code is withdrawn and the error says
+    /// why (Enroll passes it on; a login's is reported at Verify).
+    pub(crate) async fn send_mail(
+        self: &Arc<Self>,
+        account: &Account,
+        mail: Mail,
+        purpose: Purpose,
+        ctx: &Context,
+        caller_uid: u32,
+    ) -> Result<(), ServiceError> {
+        let user = account.name.as_str();
+        let masked = email::mask(&mail.address);
+        let enrolment = matches!(purpose, Purpose::Enrolment);
+        let ttl = self.config.email.code_ttl_secs;
+        // lettre's transport runs on Tokio; the bus may be on another executor.
+        let sent = {
+            let sender = self.mailer.clone();
+            let (address, code) = (mail.address.clone(), mail.code.clone());
+            self.blocking
+                .spawn(async move {
+                    match sender {
+                        Some(s) => s.send_code(&address, &code, purpose, ttl).await,
+                        None => Err("the e-mail factor is off".into()),
+                    }
+                })
+                .await
+                .map_err(super::internal)?
+        };
+        let reason = match sent {
+            Ok(()) => {
+                self.audit.event(
+                    Level::Info,
+                    "email-sent",
+                    user,
+                    ctx,
+                    caller_uid,
+                    &format!("to={}", crate::audit::clean(&masked)),
+                );
+                return Ok(());
+            }
+            Err(reason) => crate::audit::clean(&reason),
+        };
+        self.audit.event(
+            Level::Error,
+            "email-send-failed",
+            user,
+            ctx,
+            caller_uid,
+            &format!("to={} error=\"{reason}\"", crate::audit::clean(&masked)),
+        );
+        if !enrolment {
+            let mut map = self.mail_failures.lock().unwrap_or_else(|p| p.into_inner());
+            if map.len() >= 4096 {
+                map.clear();
+            }
+            map.insert(
+                account.key(),
+                (self.clock.now(), format!("mail server: {reason}")),
+            );
+        }
+        let hash = mail.hash;
+        self.transact(account, ctx, caller_uid, move |rec, _env: &Env| {
+            withdraw(rec, &hash, enrolment)
+        })
+        .await?;
+        Err(ServiceError::Unavailable(format!(
+            "the code could not be mailed to {masked} (mail server: {reason}); try again later or use a backup code"
+        )))
+    }
+}

@@ -1,0 +1,222 @@
+//! Self-service: Status, Disable and RegenerateBackupCodes. A user proves
+//! the second factor for the last two (the code is checked and counted as
+//! at a login); an administrator needs no code.
+
+use std::sync::Arc;
+
+use otpgate_proto::{ServiceError, VerifyResult};
+use zeroize::Zeroizing;
+
+use super::verify::check_code;
+use super::{Context, Decided, Engine, Env, Event};
+use crate::audit::Level;
+use crate::authz::{Caller, Interface};
+use crate::backup;
+use crate::record::UserRecord;
+use crate::store::Write;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    pub user: String,
+    pub enrolled: bool,
+    pub pending: bool,
+    pub method: String,
+    pub backup_codes_left: u32,
+    pub locked: bool,
+    pub locked_until: u64,
+    pub failures: u32,
+}
+
+/// What Status says of a record (or of no record), under `name`.
+pub(crate) fn status_of(rec: Option<&UserRecord>, name: String, now: u64) -> Status {
+    let Some(rec) = rec else {
+        return status_of(Some(&UserRecord::new("", 0)), name, now);
+    };
+    let locked = rec.locked_until > now;
+    Status {
+        user: name,
+        enrolled: rec.enrolled(),
+        pending: rec.pending_live(now).is_some(),
+        method: rec
+            .method()
+            .map(|m| m.as_str().to_string())
+            .unwrap_or_default(),
+        backup_codes_left: rec.backup_codes_left() as u32,
+        locked,
+        locked_until: if locked { rec.locked_until } else { 0 },
+        // An expired lock's count is reset at the next attempt.
+        failures: if rec.locked_until != 0 && !locked {
+            0
+        } else {
+            rec.failures
+        },
+    }
+}
+
+/// A user's proof of the second factor (administrators need none): `Ok`
+/// with the record as the check left it, or the decision that refuses.
+fn prove(
+    rec: UserRecord,
+    admin: bool,
+    code: &str,
+    env: &Env,
+) -> Result<(UserRecord, Vec<Event>), Decided<()>> {
+    if admin {
+        return Ok((rec, Vec::new()));
+    }
+    if code.is_empty() {
+        return Err(Decided::keep(Err(ServiceError::InvalidCode(
+            "a current code (or a backup code) is required: pass --code".into(),
+        ))));
+    }
+    let mut rec = rec;
+    let checked = match check_code(&mut rec, code, env, None) {
+        Ok(c) => c,
+        Err(fault) => {
+            return Err(Decided {
+                write: fault.write,
+                answer: fault.answer.map(|_| ()),
+                events: fault.events,
+            })
+        }
+    };
+    let o = checked.outcome;
+    let refusal = match o.result {
+        VerifyResult::Ok => return Ok((rec, checked.events)),
+        VerifyResult::Locked => ServiceError::Locked(format!(
+            "too many wrong codes: locked until {} (unix time)",
+            o.locked_until
+        )),
+        _ => ServiceError::InvalidCode(format!(
+            "{} {} attempts left.",
+            o.message,
+            o.attempts_left.unwrap_or(0)
+        )),
+    };
+    Err(Decided {
+        write: if checked.changed {
+            Write::Put(rec)
+        } else {
+            Write::Keep
+        },
+        answer: Err(refusal),
+        events: checked.events,
+    })
+}
+
+fn not_enrolled<T>(env: &Env) -> Decided<T> {
+    Decided::keep(Err(ServiceError::NotEnrolled(format!(
+        "{} has no second factor enrolled",
+        env.account.name
+    ))))
+}
+
+pub(crate) fn decide_disable(
+    rec: Option<UserRecord>,
+    admin: bool,
+    code: &str,
+    env: &Env,
+) -> Decided<()> {
+    let rec = match rec {
+        Some(r) if r.enrolled() => r,
+        _ => return not_enrolled(env),
+    };
+    match prove(rec, admin, code, env) {
+        Err(refused) => refused,
+        Ok((_, mut events)) => {
+            events.push(Event::new(Level::Notice, "disabled", ""));
+            Decided {
+                write: Write::Delete,
+                answer: Ok(()),
+                events,
+            }
+        }
+    }
+}
+
+pub(crate) fn decide_regenerate(
+    rec: Option<UserRecord>,
+    admin: bool,
+    code: &str,
+    env: &Env,
+    new_codes: &[Zeroizing<String>],
+) -> Decided<Vec<Zeroizing<String>>> {
+    let rec = match rec {
+        Some(r) if r.enrolled() => r,
+        _ => return not_enrolled(env),
+    };
+    let (mut rec, mut events) = match prove(rec, admin, code, env) {
+        Err(refused) => {
+            return Decided {
+                write: refused.write,
+                answer: refused.answer.map(|()| Vec::new()),
+                events: refused.events,
+            }
+        }
+        Ok(proved) => proved,
+    };
+    let bind = rec.bound_to().to_string();
+    rec.backup = match backup::hash_set(env.key, &bind, new_codes, env.now) {
+        Ok(set) => Some(set),
+        Err(e) => return Decided::keep(Err(super::internal(e))),
+    };
+    events.push(Event::new(
+        Level::Notice,
+        "backup-codes-regenerated",
+        format!("count={}", new_codes.len()),
+    ));
+    Decided::put(rec, Ok(new_codes.to_vec()), events)
+}
+
+impl Engine {
+    pub async fn status(
+        self: &Arc<Self>,
+        caller: &Caller,
+        user: &str,
+    ) -> Result<Status, ServiceError> {
+        let (_permit, account) = self.open_call(caller, Interface::Manager, user).await?;
+        let name = account.name.clone();
+        self.transact(
+            &account,
+            &Context::default(),
+            caller.uid,
+            move |rec, env| Decided::keep(Ok(status_of(rec.as_ref(), name.clone(), env.now))),
+        )
+        .await
+    }
+
+    pub async fn disable(
+        self: &Arc<Self>,
+        caller: &Caller,
+        user: &str,
+        code: super::Code,
+    ) -> Result<(), ServiceError> {
+        let (_permit, account) = self.open_call(caller, Interface::Manager, user).await?;
+        let admin = caller.is_admin();
+        self.transact(
+            &account,
+            &Context::default(),
+            caller.uid,
+            move |rec, env| decide_disable(rec, admin, &code, env),
+        )
+        .await
+    }
+
+    pub async fn regenerate_backup_codes(
+        self: &Arc<Self>,
+        caller: &Caller,
+        user: &str,
+        code: super::Code,
+    ) -> Result<Vec<Zeroizing<String>>, ServiceError> {
+        let (_permit, account) = self.open_call(caller, Interface::Manager, user).await?;
+        let admin = caller.is_admin();
+        let codes = backup::generate(self.config.backup_codes.count).map_err(super::internal)?;
+        self.transact(
+            &account,
+            &Context::default(),
+            caller.uid,
+            move |rec, env| decide_regenerate(rec, admin, &code, env, &codes),
+        )
+        .await
+    }
+}

@@ -1,0 +1,301 @@
+//! A code against a record: the TOTP step (and its replay mark), a mailed
+//! code (and its expiry), a backup code (used once); failures counted, a
+//! lock after `max_failures`, an expired lock's fresh set of tries.
+//!
+//! `check_code` is the rule, also used by Disable and
+//! RegenerateBackupCodes when a user proves the second factor.
+
+use std::sync::Arc;
+
+use otpgate_proto::{MethodUsed, ServiceError, VerifyResult};
+
+use super::{corrupt, Context, Decided, Engine, Env, Event, VerifyOutcome, EMAIL_CODE_DIGITS};
+use crate::audit::Level;
+use crate::authz::{Caller, Interface};
+use crate::backup;
+use crate::crypto;
+use crate::email;
+use crate::lockout::lock_duration;
+use crate::record::{Factor, TotpFactor, UserRecord};
+use crate::store::Write;
+use crate::totp::{self, Params};
+
+/// What checking a code did: the answer, whether the record changed, and
+/// what to log. A fault (a record that cannot be used) is an `Err` with
+/// its log line.
+pub(crate) struct Checked {
+    pub outcome: VerifyOutcome,
+    pub changed: bool,
+    pub events: Vec<Event>,
+}
+
+pub(crate) fn params_of(f: &TotpFactor) -> Result<Params, String> {
+    let algorithm = totp::algorithm(&f.algorithm)
+        .ok_or_else(|| format!("unknown algorithm {:?}", f.algorithm))?;
+    Ok(Params {
+        algorithm,
+        digits: f.digits,
+        period: f.period,
+    })
+}
+
+/// The rule. `source_blocked` is the caller's remote host and when its
+/// failure window ends, if it is over its limit (the engine's in-memory
+/// per-source count).
+pub(crate) fn check_code(
+    rec: &mut UserRecord,
+    code: &str,
+    env: &Env,
+    source_blocked: Option<(&str, u64)>,
+) -> Result<Checked, Decided<VerifyOutcome>> {
+    let now = env.now;
+    let cfg = env.config;
+    let mut changed = false;
+    let mut events = Vec::new();
+    if rec.locked_until != 0 && rec.locked_until <= now {
+        // The lock ran out: a fresh set of tries (the streak stays).
+        rec.locked_until = 0;
+        rec.failures = 0;
+        changed = true;
+    }
+    if rec.locked_until > now {
+        events.push(Event {
+            throttle: Some(format!("locked:{}", env.account.name)),
+            ..Event::new(Level::Notice, "verify-locked", "")
+        });
+        return Ok(Checked {
+            outcome: VerifyOutcome::locked(
+                "Too many wrong codes: the second factor is locked.",
+                rec.locked_until,
+            ),
+            changed,
+            events,
+        });
+    }
+    if let Some((source, until)) = source_blocked {
+        events.push(Event {
+            throttle: Some(format!("source:{source}")),
+            ..Event::new(Level::Warning, "verify-source-blocked", "")
+        });
+        return Ok(Checked {
+            outcome: VerifyOutcome::locked(
+                "Too many failed logins from this host: try again later.",
+                until,
+            ),
+            changed,
+            events,
+        });
+    }
+
+    let bind = rec.bound_to().to_string();
+    let mut result = VerifyResult::Invalid;
+    let mut method = None;
+    let candidate;
+    match rec.factors.first().cloned() {
+        Some(Factor::Totp(factor)) => {
+            let params = params_of(&factor).map_err(|e| corrupt(env, e))?;
+            candidate = totp::normalise(code, params.digits);
+            if let Some(t) = &candidate.totp {
+                let secret = crypto::open(env.key, &bind, &factor.id, &factor.secret)
+                    .map_err(|e| corrupt(env, e))?;
+                if let Some(step) = totp::matched_step(&secret, params, cfg.totp.window, t, now) {
+                    if factor.last_step.is_some_and(|last| step <= last) {
+                        result = VerifyResult::Replayed;
+                    } else {
+                        result = VerifyResult::Ok;
+                        method = Some(MethodUsed::Totp);
+                        rec.totp_mut().expect("checked above").last_step = Some(step);
+                    }
+                }
+            }
+        }
+        Some(Factor::Email(_)) => {
+            candidate = totp::normalise(code, EMAIL_CODE_DIGITS);
+            if let (Some(t), Some(sent)) = (&candidate.totp, rec.email_code.clone()) {
+                if now >= sent.expires_at {
+                    // Said once, then forgotten: the next try is plain wrong.
+                    rec.email_code = None;
+                    events.push(Event::new(Level::Notice, "verify-expired", ""));
+                    let mut o = VerifyOutcome::plain(
+                        VerifyResult::Expired,
+                        "That code has expired: log in again to get a new one.",
+                    );
+                    o.attempts_left = Some(cfg.lockout.max_failures.saturating_sub(rec.failures));
+                    return Ok(Checked {
+                        outcome: o,
+                        changed: true,
+                        events,
+                    });
+                }
+                if email::code_matches(env.key, &bind, t, &sent.hash) {
+                    result = VerifyResult::Ok;
+                    method = Some(MethodUsed::Email);
+                    rec.email_code = None;
+                }
+            }
+        }
+        None => return Err(corrupt(env, "no factor")),
+    }
+    if result == VerifyResult::Invalid {
+        if let (Some(b), Some(set)) = (&candidate.backup, &rec.backup) {
+            let found = backup::find(env.key, &bind, set, b)
+                .map_err(|e| Decided::<VerifyOutcome>::keep(Err(super::internal(e))))?;
+            if let Some(i) = found {
+                rec.backup.as_mut().expect("checked above").hashes.remove(i);
+                result = VerifyResult::Ok;
+                method = Some(MethodUsed::Backup);
+            }
+        }
+    }
+
+    let max = cfg.lockout.max_failures;
+    let mut outcome = VerifyOutcome::plain(result, "");
+    outcome.method_used = method;
+    if result == VerifyResult::Ok {
+        rec.failures = 0;
+        rec.lock_streak = 0;
+        let day = rec.today(now);
+        day.successes += 1;
+        if method == Some(MethodUsed::Backup) {
+            day.backup_used += 1;
+        }
+        let left = rec.backup_codes_left() as u32;
+        outcome.backup_codes_left = Some(left);
+        outcome.attempts_left = Some(max);
+        let m = method.map(|m| m.as_str()).unwrap_or("");
+        events.push(Event::new(Level::Info, "verify-ok", format!("method={m}")));
+        if method == Some(MethodUsed::Backup) {
+            events.push(Event::new(
+                Level::Notice,
+                "backup-code-used",
+                format!("backup_codes_left={left}"),
+            ));
+            outcome.message = format!("Backup code accepted; {left} left.");
+        }
+        return Ok(Checked {
+            outcome,
+            changed: true,
+            events,
+        });
+    }
+
+    rec.failures = rec.failures.saturating_add(1);
+    rec.today(now).failures += 1;
+    let locking = rec.failures >= max;
+    if locking {
+        rec.lock_streak = rec.lock_streak.saturating_add(1);
+        rec.locked_until = now + lock_duration(&cfg.lockout, rec.lock_streak);
+        rec.today(now).lockouts += 1;
+    }
+    let event = if result == VerifyResult::Replayed {
+        "verify-replayed"
+    } else {
+        "verify-failed"
+    };
+    events.push(Event::new(
+        Level::Notice,
+        event,
+        format!("failures={}", rec.failures),
+    ));
+    outcome.attempts_left = Some(max.saturating_sub(rec.failures));
+    outcome.message = if result == VerifyResult::Replayed {
+        "That code was already used; wait for the next one.".into()
+    } else {
+        "Wrong code.".into()
+    };
+    if locking {
+        outcome.locked_until = rec.locked_until;
+        events.push(Event::new(
+            Level::Warning,
+            "locked",
+            format!("until={} streak={}", rec.locked_until, rec.lock_streak),
+        ));
+    }
+    Ok(Checked {
+        outcome,
+        changed: true,
+        events,
+    })
+}
+
+/// Verify's decision: not enrolled, or the rule.
+pub(crate) fn decide(
+    rec: Option<UserRecord>,
+    code: &str,
+    env: &Env,
+    source_blocked: Option<(&str, u64)>,
+) -> Decided<VerifyOutcome> {
+    let mut rec = match rec {
+        Some(r) if r.enrolled() => r,
+        _ => {
+            return Decided::keep(Ok(VerifyOutcome::plain(
+                VerifyResult::NotEnrolled,
+                format!("{} has no second factor enrolled", env.account.name),
+            )))
+        }
+    };
+    match check_code(&mut rec, code, env, source_blocked) {
+        Err(fault) => fault,
+        Ok(c) => Decided {
+            write: if c.changed {
+                Write::Put(rec)
+            } else {
+                Write::Keep
+            },
+            answer: Ok(c.outcome),
+            events: c.events,
+        },
+    }
+}
+
+impl Engine {
+    pub async fn verify(
+        self: &Arc<Self>,
+        caller: &Caller,
+        user: &str,
+        code: super::Code,
+        ctx: Context,
+    ) -> Result<VerifyOutcome, ServiceError> {
+        let (_permit, account) = self.open_call(caller, Interface::Auth, user).await?;
+        // Only root's callers (the PAM module in sshd, sudo, login) report
+        // a remote host worth trusting; a user's own caller could name any.
+        let source = if caller.is_root() {
+            ctx.rhost.clone()
+        } else {
+            String::new()
+        };
+        let blocked = self
+            .sources
+            .blocked_until(&self.config.lockout, &source, self.clock.now());
+        let mut outcome = self
+            .transact(&account, &ctx, caller.uid, {
+                let source = source.clone();
+                move |rec, env| decide(rec, &code, env, blocked.map(|u| (source.as_str(), u)))
+            })
+            .await?;
+        let failed = matches!(
+            outcome.result,
+            VerifyResult::Invalid | VerifyResult::Replayed
+        );
+        if failed
+            && self
+                .sources
+                .failure(&self.config.lockout, &source, self.clock.now())
+        {
+            self.audit.event(
+                Level::Warning,
+                "source-limited",
+                &account.name,
+                &ctx,
+                caller.uid,
+                &format!("window_secs={}", self.config.lockout.source_window_secs),
+            );
+        }
+        if outcome.result != VerifyResult::Ok {
+            if let Some(why) = self.recent_mail_failure(&account.key(), self.clock.now()) {
+                outcome.notice = format!("No code could be mailed ({why}): use a backup code.");
+            }
+        }
+        Ok(outcome)
+    }
+}
