@@ -317,7 +317,7 @@ impl Engine {
         rec.updated_at = self.clock.now();
         self.store
             .save(rec)
-            .map_err(|e| self.storage_error(&rec.user, e))
+            .map_err(|e| self.storage_error(rec.display_name(), e))
     }
 
     /// Logs a storage failure once, clearly, and turns it into the bus error.
