@@ -162,11 +162,24 @@ fn users_without_a_confirmed_enrolment_are_not_enrolled() {
     let en = call(&bus, "Manager", "Enroll", &[&pending.name]).ok();
     let secret = en["secret"].as_str().expect("secret").to_string();
 
-    for user in [nosuch, &never.name, &pending.name] {
+    for user in [&never.name, &pending.name] {
         let (r, info) = verify(&bus, user, "123456");
         assert_eq!(r, "not-enrolled", "{user}: {info}");
         let (st, info) = challenge(&bus, user);
         assert_eq!(st, "not-enrolled", "{user}: {info}");
+    }
+    // A name the system does not know is no account at all: refused, not
+    // "not enrolled" (which nullok would let through).
+    for (iface, method, args) in [
+        ("Auth", "Verify", vec![nosuch, "123456"]),
+        ("Auth", "Challenge", vec![nosuch]),
+    ] {
+        let r = call(&bus, iface, method, &args);
+        assert_eq!(
+            r.err_name(),
+            Some("org.otpgate.Otpgate1.Error.InvalidUser"),
+            "{method}: {r:?}"
+        );
     }
     // Not even the pending secret's own code logs in before confirmation.
     let (r, info) = verify(&bus, &pending.name, &oathtool_now(&secret));
