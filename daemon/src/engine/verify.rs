@@ -42,6 +42,8 @@ pub(crate) fn params_of(f: &TotpFactor) -> Result<Params, String> {
 /// The rule. `source_blocked` is the caller's remote host and when its
 /// failure window ends, if it is over its limit (the engine's in-memory
 /// per-source count).
+// The refusal is a whole decision, made once per call: not worth a box.
+#[allow(clippy::result_large_err)]
 pub(crate) fn check_code(
     rec: &mut UserRecord,
     code: &str,

@@ -37,7 +37,9 @@ use crate::record::UserRecord;
 pub use local::LocalStore;
 pub use memory::MemoryStore;
 
-/// What a decision writes back.
+/// What a decision writes back. One lives for one transaction, so the
+/// record is not boxed.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Write {
     /// Nothing changed.
@@ -47,6 +49,9 @@ pub enum Write {
     /// Remove the record.
     Delete,
 }
+
+/// Every record by key, or for one that cannot be read, why.
+pub type Listing = Vec<(String, Result<UserRecord, Error>)>;
 
 pub trait Store: Send + Sync {
     /// The record under `key`, `None` if there is none. A record that exists
@@ -69,7 +74,7 @@ pub trait Store: Send + Sync {
     fn keys(&self) -> Result<Vec<String>, Error>;
 
     /// Every record, or for one that cannot be read, why.
-    fn list(&self) -> Result<Vec<(String, Result<UserRecord, Error>)>, Error> {
+    fn list(&self) -> Result<Listing, Error> {
         Ok(self
             .keys()?
             .into_iter()
