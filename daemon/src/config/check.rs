@@ -140,7 +140,7 @@ fn preset(section: &Section, key: &Key, values: &Values) -> Option<Setting> {
         }
         (Preset::Int(d), _) => Val::Int(*d),
         (Preset::Str(s), _) => Val::Str((*s).to_owned()),
-        (Preset::Unset { .. }, _) => return None,
+        (Preset::Unset(_), _) => return None,
     };
     Some(Setting { val, at: None })
 }

@@ -61,11 +61,9 @@ impl Kind {
 pub(crate) enum Preset {
     Int(i64),
     Str(&'static str),
-    /// No default: the feature it configures is off. `example` is the
-    /// value shown, commented out, in the shipped file.
-    Unset {
-        example: &'static str,
-    },
+    /// No default: the feature it configures is off. The string is the
+    /// example shown, commented out, in the shipped file.
+    Unset(&'static str),
 }
 
 pub(crate) struct Key {
@@ -95,170 +93,76 @@ const fn int(name: &'static str, min: i64, max: i64, default: i64, doc: &'static
     }
 }
 
+const fn key(name: &'static str, kind: Kind, preset: Preset, doc: &'static str) -> Key {
+    Key {
+        name,
+        kind,
+        preset,
+        doc,
+    }
+}
+
+const fn text(check: fn(&str) -> Result<(), &'static str>, allowed: &'static str) -> Kind {
+    Kind::Text { check, allowed }
+}
+
 fn anything(_: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// Every section and key the daemon understands.
+use Preset::{Str, Unset};
+
+/// Every section and key the daemon understands, one key a line.
+#[rustfmt::skip]
 pub(crate) static SECTIONS: &[Section] = &[
-    Section {
-        name: "storage",
-        doc: "",
-        note: "Instead of the key file, systemd can hand the key over as the encrypted\n\
-               credential \"otpgate-master-key\" (LoadCredentialEncrypted= in the unit);\n\
-               when present it is preferred over key_file.",
-        keys: &[
-            Key {
-                name: "backend",
-                kind: Kind::Text {
-                    check: check_backend,
-                    allowed: "local",
-                },
-                preset: Preset::Str("local"),
-                doc: "where records live: \"local\" is the embedded store, no server; \"postgres\" is refused by this build",
-            },
-            Key {
-                name: "path",
-                kind: Kind::Path,
-                preset: Preset::Str("/var/lib/otpgate"),
-                doc: "local state directory (root only, forced to 0700)",
-            },
-            Key {
-                name: "key_file",
-                kind: Kind::Path,
-                preset: Preset::Str("/etc/otpgate/master.key"),
-                doc: "32-byte secret-encryption key; created 0400 root if missing",
-            },
-            Key {
-                name: "url",
-                kind: Kind::Secret {
-                    check: anything,
-                    allowed: "postgres://USER@HOST/DATABASE",
-                },
-                preset: Preset::Unset {
-                    example: "postgres://otpgate@db/otpgate",
-                },
-                doc: "database URL, for backend = \"postgres\" only",
-            },
-        ],
-    },
-    Section {
-        name: "totp",
-        doc: "for new enrolments; each keeps the parameters it was made with",
-        note: "",
-        keys: &[
-            Key {
-                name: "issuer",
-                kind: Kind::Text {
-                    check: check_issuer,
-                    allowed: "1 to 64 characters, no ':'",
-                },
-                preset: Preset::Str("otpgate"),
-                doc: "shown in authenticator apps; the account label is USER@HOSTNAME",
-            },
-            int("digits", 6, 8, 6, "digits in a code"),
-            int("period_secs", 15, 300, 30, "seconds each code lasts"),
-            Key {
-                name: "algorithm",
-                kind: Kind::Choice {
-                    values: &["SHA1", "SHA256", "SHA512"],
-                    hint: " (exactly, in upper case)",
-                },
-                preset: Preset::Str("SHA1"),
-                doc: "hash function (many apps only do SHA1)",
-            },
-            int("window", 0, 10, 1, "accept codes this many steps before/after now"),
-        ],
-    },
-    Section {
-        name: "lockout",
-        doc: "",
-        note: "",
-        keys: &[
-            int("max_failures", 1, 100, 5, "consecutive wrong codes before the account's second factor locks"),
-            int("duration_secs", 1, 604_800, 900, "how long the first lock lasts"),
-            Key {
-                name: "max_duration_secs",
-                kind: Kind::IntFrom {
-                    key: "duration_secs",
-                    max: 2_592_000,
-                },
-                preset: Preset::Int(86_400),
-                doc: "each further lock in a row (no success between) lasts twice as long, up to this",
-            },
-            int("source_max_failures", 0, 100_000, 50, "wrong codes from one remote host (all users) before it is refused; 0 = off"),
-            int("source_window_secs", 1, 86_400, 900, "... within this many seconds; the host is refused until the window ends"),
-        ],
-    },
-    Section {
-        name: "backup_codes",
-        doc: "",
-        note: "",
-        keys: &[int("count", 0, 100, 10, "one-time codes handed out at enrolment")],
-    },
-    Section {
-        name: "access",
-        doc: "",
-        note: "",
-        keys: &[Key {
-            name: "admin_group",
-            kind: Kind::Text {
-                check: check_group_name,
-                allowed: "a group name, not a gid",
-            },
-            preset: Preset::Str("otpgate-admin"),
-            doc: "members may manage other users; root always may",
-        }],
-    },
-    Section {
-        name: "email",
-        doc: "the e-mail factor; off unless smtp_url is set",
-        note: "",
-        keys: &[
-            Key {
-                name: "smtp_url",
-                kind: Kind::Secret {
-                    check: check_smtp_url,
-                    allowed: "smtp://HOST[:PORT] (?tls=required for STARTTLS) or smtps://HOST[:PORT]",
-                },
-                preset: Preset::Unset {
-                    example: "smtp://127.0.0.1:25",
-                },
-                doc: "the mail server; setting it turns the e-mail factor on; never a password in it",
-            },
-            Key {
-                name: "username",
-                kind: Kind::Text {
-                    check: anything,
-                    allowed: "",
-                },
-                preset: Preset::Unset { example: "otpgate" },
-                doc: "SMTP user name, if the server asks for one",
-            },
-            Key {
-                name: "password_file",
-                kind: Kind::Path,
-                preset: Preset::Unset {
-                    example: "/etc/otpgate/smtp-password",
-                },
-                doc: "root-only (0400) file holding the SMTP password",
-            },
-            int("timeout_secs", 1, 60, 10, "for one delivery to the SMTP server"),
-            Key {
-                name: "from",
-                kind: Kind::Text {
-                    check: check_address,
-                    allowed: "an e-mail address",
-                },
-                preset: Preset::Unset {
-                    example: "otpgate@example.org",
-                },
-                doc: "sender address of the codes; required with smtp_url",
-            },
-            int("code_ttl_secs", 30, 3600, 300, "how long an e-mailed code is valid"),
-            int("resend_cooldown_secs", 0, 3600, 60, "a new login within this reuses the code already sent"),
-        ],
-    },
+    Section { name: "storage", doc: "", keys: &[
+        key("backend", text(check_backend, "local"), Str("local"), "where records live: \"local\" is the embedded store, no server; \"postgres\" is refused by this build"),
+        key("path", Kind::Path, Str("/var/lib/otpgate"), "local state directory (root only, forced to 0700)"),
+        key("key_file", Kind::Path, Str("/etc/otpgate/master.key"), "32-byte secret-encryption key; created 0400 root if missing"),
+        key("url", Kind::Secret { check: anything, allowed: "postgres://USER@HOST/DATABASE" }, Unset("postgres://otpgate@db/otpgate"), "database URL, for backend = \"postgres\" only"),
+    ], note: "\
+Instead of the key file, systemd can hand the key over as the encrypted
+credential \"otpgate-master-key\" (LoadCredentialEncrypted= in the unit);
+when present it is preferred over key_file." },
+
+    Section { name: "totp", doc: "for new enrolments; each keeps the parameters it was made with", note: "", keys: &[
+        key("issuer", text(check_issuer, "1 to 64 characters, no ':'"), Str("otpgate"), "shown in authenticator apps; the account label is USER@HOSTNAME"),
+        // Fewer digits make guessing too cheap; apps show no more than 8.
+        int("digits", 6, 8, 6, "digits in a code"),
+        // Shorter steps outrun people typing; longer ones keep a code valid too long.
+        int("period_secs", 15, 300, 30, "seconds each code lasts"),
+        key("algorithm", Kind::Choice { values: &["SHA1", "SHA256", "SHA512"], hint: " (exactly, in upper case)" }, Str("SHA1"), "hash function (many apps only do SHA1)"),
+        // More steps would make a guessed code many times likelier to hit.
+        int("window", 0, 10, 1, "accept codes this many steps before/after now"),
+    ] },
+
+    Section { name: "lockout", doc: "", note: "", keys: &[
+        // 0 would lock on nothing; beyond 100 the lockout no longer limits guessing.
+        int("max_failures", 1, 100, 5, "consecutive wrong codes before the account's second factor locks"),
+        int("duration_secs", 1, 604_800, 900, "how long the first lock lasts"),
+        key("max_duration_secs", Kind::IntFrom { key: "duration_secs", max: 2_592_000 }, Preset::Int(86_400), "each further lock in a row (no success between) lasts twice as long, up to this"),
+        // Counted on PAM's rhost; logins without one are never limited this way.
+        int("source_max_failures", 0, 100_000, 50, "wrong codes from one remote host (all users) before it is refused; 0 = off"),
+        int("source_window_secs", 1, 86_400, 900, "... within this many seconds; the host is refused until the window ends"),
+    ] },
+
+    Section { name: "backup_codes", doc: "", note: "", keys: &[
+        int("count", 0, 100, 10, "one-time codes handed out at enrolment"),
+    ] },
+
+    Section { name: "access", doc: "", note: "", keys: &[
+        key("admin_group", text(check_group_name, "a group name, not a gid"), Str("otpgate-admin"), "members may manage other users; root always may"),
+    ] },
+
+    Section { name: "email", doc: "the e-mail factor; off unless smtp_url is set", note: "", keys: &[
+        key("smtp_url", Kind::Secret { check: check_smtp_url, allowed: "smtp://HOST[:PORT] (?tls=required for STARTTLS) or smtps://HOST[:PORT]" }, Unset("smtp://127.0.0.1:25"), "the mail server; setting it turns the e-mail factor on; never a password in it"),
+        key("username", text(anything, ""), Unset("otpgate"), "SMTP user name, if the server asks for one"),
+        key("password_file", Kind::Path, Unset("/etc/otpgate/smtp-password"), "root-only (0400) file holding the SMTP password"),
+        int("timeout_secs", 1, 60, 10, "for one delivery to the SMTP server"),
+        key("from", text(check_address, "an e-mail address"), Unset("otpgate@example.org"), "sender address of the codes; required with smtp_url"),
+        int("code_ttl_secs", 30, 3600, 300, "how long an e-mailed code is valid"),
+        int("resend_cooldown_secs", 0, 3600, 60, "a new login within this reuses the code already sent"),
+    ] },
 ];
 
 /// "postgres" is recognised so that the refusal can say why.
@@ -342,7 +246,7 @@ fn check_smtp_url(u: &str) -> Result<(), &'static str> {
 fn literal(preset: &Preset) -> String {
     match preset {
         Preset::Int(n) => n.to_string(),
-        Preset::Str(s) | Preset::Unset { example: s } => format!("\"{s}\""),
+        Preset::Str(s) | Preset::Unset(s) => format!("\"{s}\""),
     }
 }
 
@@ -412,7 +316,7 @@ pub fn render_markdown_table() -> String {
     for section in SECTIONS {
         for k in section.keys {
             let default = match &k.preset {
-                Preset::Unset { .. } => "unset".to_owned(),
+                Preset::Unset(_) => "unset".to_owned(),
                 p => format!("`{}`", literal(p)),
             };
             out.push_str(&format!(

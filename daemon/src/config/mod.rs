@@ -73,9 +73,7 @@ impl Backend {
 #[derive(Clone, PartialEq, Eq)]
 pub struct StorageConfig {
     pub backend: Backend,
-    /// Local state directory. Absolute.
     pub path: PathBuf,
-    /// The 32-byte secret-encryption key. Absolute.
     pub key_file: PathBuf,
     /// Database URL for `backend = "postgres"`; may hold a password, so
     /// `Debug` does not print it.
@@ -138,83 +136,52 @@ impl From<Algorithm> for totp_rs::Algorithm {
     }
 }
 
+// The fields of the structs below are documented, with their ranges and
+// defaults, once: in `keys::SECTIONS`.
+
 /// `[totp]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TotpConfig {
-    /// Shown in authenticator apps and used as the otpauth label prefix:
-    /// 1 to 64 characters, no `:` (the label separator) and no control
-    /// characters.
     pub issuer: String,
-    /// 6 to 8. Fewer digits make guessing too cheap; authenticator apps show
-    /// no more than 8.
     pub digits: usize,
-    /// 15 to 300 seconds: shorter steps outrun people typing, longer ones keep
-    /// a code valid for too long.
     pub period_secs: u64,
     pub algorithm: Algorithm,
-    /// 0 to 10 steps accepted before and after now; more would make a guessed
-    /// code many times likelier to hit.
     pub window: u64,
 }
 
 /// `[lockout]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LockoutConfig {
-    /// 1 to 100 consecutive failures before the lock. 0 would lock on
-    /// nothing; beyond 100 the lockout no longer limits guessing.
     pub max_failures: u32,
-    /// 1 second to 604800 seconds (one week).
     pub duration_secs: u64,
-    /// Each lock after the first in a row (no success in between) lasts
-    /// twice as long as the one before, up to this cap: `duration_secs` to
-    /// 2592000 (30 days). Equal to `duration_secs`, locks do not grow.
     pub max_duration_secs: u64,
-    /// Failed codes from one remote host (PAM's rhost), across all users,
-    /// within `source_window_secs` before that host is refused for the rest
-    /// of the window: 0 (off) to 100000. Logins without a remote host are
-    /// never limited this way.
     pub source_max_failures: u32,
-    /// 1 to 86400 seconds.
     pub source_window_secs: u64,
 }
 
 /// `[backup_codes]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackupCodesConfig {
-    /// 0 (no backup codes) to 100.
     pub count: usize,
 }
 
 /// `[access]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessConfig {
-    /// A name the group database could hold: 1 to 256 characters, no `:`,
-    /// `,`, `/` or control characters, no surrounding white space, not
-    /// starting with `-`, not all digits (that would read as a gid).
-    /// Directory groups (sssd, winbind) may contain spaces, `@` or upper
-    /// case, so those are allowed.
     pub admin_group: String,
 }
 
 /// `[email]`: the e-mail factor, on when `smtp_url` is set.
 #[derive(Clone, PartialEq, Eq)]
 pub struct EmailConfig {
-    /// `smtp://HOST[:PORT]` (add `?tls=required` for STARTTLS) or
-    /// `smtps://HOST[:PORT]` (TLS from the start). A user name may be in
-    /// the URL; a password may not (it goes in `password_file`). `Debug`
-    /// does not print it all the same.
+    /// Never holds a password (it goes in `password_file`); `Debug` does
+    /// not print it all the same, as a user name may be in it.
     pub smtp_url: Option<String>,
-    /// SMTP user name, if the server wants authentication.
     pub username: Option<String>,
-    /// Root-only file holding the SMTP password (absolute path).
     pub password_file: Option<PathBuf>,
-    /// 1 to 60 seconds for one delivery to the SMTP server.
     pub timeout_secs: u64,
-    /// Sender address: contains `@`, no white space or control characters.
     pub from: Option<String>,
-    /// 30 to 3600 seconds.
     pub code_ttl_secs: u64,
-    /// 0 to 3600 seconds.
     pub resend_cooldown_secs: u64,
 }
 

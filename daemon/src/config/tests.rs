@@ -568,7 +568,7 @@ fn the_rendered_example_means_the_defaults() {
     for s in keys::SECTIONS {
         uncommented.push_str(&format!("[{}]\n", s.name));
         for k in s.keys {
-            if !matches!(k.preset, keys::Preset::Unset { .. }) {
+            if !matches!(k.preset, keys::Preset::Unset(_)) {
                 let line = example
                     .lines()
                     .find(|l| l.starts_with(&format!("# {} = ", k.name)))
