@@ -1,7 +1,7 @@
 //! The daemon's configuration (`/etc/otpgate/otpgate.toml`), parsed once into
 //! typed structs.
 //!
-//! Every key is declared once, in [`keys::SECTIONS`]: name, type, default,
+//! Every key is declared once, in `keys::SECTIONS`: name, type, default,
 //! range and doc line. Everything else is derived from that table: the
 //! checks, the error messages, the shipped `packaging/otpgate.toml` and the
 //! table in `docs/configuration.md` (tests keep both files in step; see
@@ -15,10 +15,10 @@
 //! Parsing happens in three steps:
 //! 1. `DeTable::parse` (toml's own parser) turns the text into a table whose
 //!    keys and values carry byte spans (syntax errors come with a span too);
-//! 2. `check::check` holds that table against [`keys::SECTIONS`] (unknown
+//! 2. `check::check` holds that table against `keys::SECTIONS` (unknown
 //!    names, types, ranges, per-key rules) and returns every key's value or
 //!    default;
-//! 3. the rules that tie keys together run ([`cross_checks`]) and the typed
+//! 3. the rules that tie keys together run (`cross_checks`) and the typed
 //!    structs are filled from those values.
 
 use std::fmt;
@@ -370,8 +370,8 @@ impl Config {
 fn cross_checks(src: &Source<'_>, v: &Values) -> Result<(), ConfigError> {
     if let Some(at) = v.set_at("storage", "url") {
         // Reached only with the local backend (postgres is refused by its
-        // key's own check).
-        // A URL there means the administrator believes a database is in use.
+        // key's own check): a URL there means the administrator believes a
+        // database is in use.
         return Err(src.invalid(
             at,
             "[storage] url".to_owned(),
