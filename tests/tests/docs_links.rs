@@ -60,6 +60,53 @@ fn link_targets(text: &str) -> Vec<(usize, String)> {
     out
 }
 
+/// The anchors GitHub gives a document's headings: lower case, letters,
+/// digits, `-` and `_` kept, spaces made `-`, the rest dropped; a repeated
+/// heading gets `-1`, `-2`, ...
+fn anchors(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut in_fence = false;
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with("```") || trimmed.starts_with("~~~") {
+            in_fence = !in_fence;
+            continue;
+        }
+        if in_fence || !line.starts_with('#') {
+            continue;
+        }
+        let title = line.trim_start_matches('#');
+        if !title.starts_with(' ') {
+            continue;
+        }
+        let mut slug = String::new();
+        for c in title.trim().chars() {
+            if c.is_alphanumeric() || c == '-' || c == '_' {
+                slug.extend(c.to_lowercase());
+            } else if c == ' ' {
+                slug.push('-');
+            }
+        }
+        let base = slug.clone();
+        let mut n = 0;
+        while out.contains(&slug) {
+            n += 1;
+            slug = format!("{base}-{n}");
+        }
+        out.push(slug);
+    }
+    out
+}
+
+/// The fragment of a link, if any (`#how-it-fails`).
+fn fragment(target: &str) -> Option<&str> {
+    let target = target.split_whitespace().next().unwrap_or("");
+    target
+        .split_once('#')
+        .map(|(_, f)| f)
+        .filter(|f| !f.is_empty())
+}
+
 /// The file part of a relative link, or None for a web link or an anchor.
 fn local_path(target: &str) -> Option<&str> {
     let target = target.split_whitespace().next().unwrap_or("");
@@ -83,15 +130,35 @@ fn every_relative_link_resolves_inside_the_repository() {
         let text = fs::read_to_string(&file).expect("read document");
         let dir = file.parent().expect("document directory");
         for (line, target) in link_targets(&text) {
-            let Some(path) = local_path(&target) else {
+            let shown = format!("{}:{line}: ({target})", file.display());
+            // The document a fragment points into: another file, or this one.
+            let resolved = if target.starts_with('#') {
+                file.clone()
+            } else {
+                let Some(path) = local_path(&target) else {
+                    continue;
+                };
+                checked += 1;
+                match fs::canonicalize(dir.join(path)) {
+                    Ok(p) if p.starts_with(&root) => p,
+                    Ok(p) => {
+                        broken.push(format!("{shown} leaves the repository: {}", p.display()));
+                        continue;
+                    }
+                    Err(e) => {
+                        broken.push(format!("{shown}: {e}"));
+                        continue;
+                    }
+                }
+            };
+            let Some(frag) = fragment(&target) else {
                 continue;
             };
-            checked += 1;
-            let shown = format!("{}:{line}: ({target})", file.display());
-            match fs::canonicalize(dir.join(path)) {
-                Ok(p) if p.starts_with(&root) => {}
-                Ok(p) => broken.push(format!("{shown} leaves the repository: {}", p.display())),
-                Err(e) => broken.push(format!("{shown}: {e}")),
+            if resolved.extension().is_some_and(|x| x == "md") {
+                let target_text = fs::read_to_string(&resolved).expect("read linked document");
+                if !anchors(&target_text).iter().any(|a| a == frag) {
+                    broken.push(format!("{shown}: no heading with the anchor #{frag}"));
+                }
             }
         }
     }
@@ -112,8 +179,7 @@ fn the_readme_is_a_front_page_and_the_docs_exist() {
     );
     for doc in DOCS {
         let path = root.join("docs").join(doc);
-        let text = fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         println!("docs/{doc}: {} lines", text.lines().count());
         assert!(
             readme.contains(&format!("](docs/{doc})")),
@@ -159,4 +225,20 @@ fn the_link_parser_finds_inline_and_reference_links_outside_code() {
     );
     let locals: Vec<&str> = targets.iter().filter_map(|t| local_path(t)).collect();
     assert_eq!(locals, ["docs/a.md", "../b.md", "e/f.md"]);
+    assert_eq!(fragment("../b.md#x"), Some("x"));
+    assert_eq!(fragment("docs/a.md"), None);
+}
+
+#[test]
+fn anchors_are_the_ones_github_makes() {
+    let text = "# The master key: a file, or a systemd credential\n## ssh (`/etc/pam.d/sshd`)\n```\n# not a heading\n```\n## Options\n### Options\n#nospace";
+    assert_eq!(
+        anchors(text),
+        [
+            "the-master-key-a-file-or-a-systemd-credential",
+            "ssh-etcpamdsshd",
+            "options",
+            "options-1"
+        ]
+    );
 }
