@@ -15,7 +15,8 @@
 //! confdir, and then drives each module with W worker processes (this
 //! binary's hidden `worker` command), each running pam_start_confdir /
 //! pam_authenticate / pam_end per attempt with codes it computes itself.
-//! It prints one table and whether each of issue 7's targets holds.
+//! It prints one table and whether each performance target holds
+//! (bench/README.md lists them).
 
 use std::collections::BTreeMap;
 use std::ffi::CString;

@@ -1,6 +1,6 @@
-//! Brute force in figures (issue 6, item 5): how many guesses an attacker
+//! Brute force in figures: how many guesses an attacker
 //! gets against one account, from the defaults, for otpgate and for
-//! google-authenticator-libpam's defaults; printed, so the README quotes
+//! google-authenticator-libpam's defaults; printed, so docs/security.md quotes
 //! numbers a test computed. The first test computes them from the real
 //! lock schedule (`otpgated::lockout::lock_duration` with the default
 //! configuration); the second lets an attacker loose on the real engine
@@ -107,7 +107,7 @@ fn guesses_per_day_and_per_year_from_the_defaults() {
         ga_year as f64 / year as f64
     );
 
-    // The README quotes these; a change of defaults must update it.
+    // docs/security.md quotes these; a change of defaults must update it.
     assert_eq!(
         schedule,
         [900, 1800, 3600, 7200, 14400, 28800, 57600, 86400, 86400]

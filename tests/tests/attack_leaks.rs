@@ -1,4 +1,4 @@
-//! Leaks (issue 6, item 6): the TOTP secret, in any encoding, is in no
+//! Leaks: the TOTP secret, in any encoding, is in no
 //! state file, no log line, no error text and no reply other than the
 //! enrolment's; not in the arguments or environment of otpgated or the
 //! otpgate CLI; the daemon writes no core dump; the key and the state are
