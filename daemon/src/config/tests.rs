@@ -18,7 +18,7 @@ fn err(text: &str) -> String {
 }
 
 /// The documented example configuration, verbatim.
-const SPEC_EXAMPLE: &str = r#"[storage]
+const DOCUMENTED_EXAMPLE: &str = r#"[storage]
 backend = "local"                     # "local" (embedded, no server) | "postgres" (a fleet shares one database)
 path = "/var/lib/otpgate"             # local state directory (root only, 0700)
 key_file = "/etc/otpgate/master.key"  # 32-byte secret-encryption key; created 0400 root if missing
@@ -49,7 +49,7 @@ resend_cooldown_secs = 60
 "#;
 
 #[test]
-fn empty_text_gives_the_spec_defaults() {
+fn empty_text_gives_the_documented_defaults() {
     let c = parse("").unwrap();
     assert_eq!(c, Config::default());
     assert_eq!(c.storage.backend, Backend::Local);
@@ -77,8 +77,8 @@ fn empty_text_gives_the_spec_defaults() {
 }
 
 #[test]
-fn the_spec_example_parses_to_the_defaults() {
-    assert_eq!(parse(SPEC_EXAMPLE).unwrap(), Config::default());
+fn the_documented_example_parses_to_the_defaults() {
+    assert_eq!(parse(DOCUMENTED_EXAMPLE).unwrap(), Config::default());
 }
 
 #[test]
