@@ -6,7 +6,7 @@ use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use otpgate_tests::*;
 use serde_json::Value;
@@ -75,32 +75,13 @@ fn filter(program: &str, args: &[&str], input: &[u8]) -> Vec<u8> {
         .expect("stdin")
         .write_all(input)
         .expect("write stdin");
-    let out = wait_output(child, Duration::from_secs(10));
+    let out = child_output_within(child, Duration::from_secs(10), program);
     assert!(
         out.status.success(),
         "{program} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     out.stdout
-}
-
-/// Waits for a child with a deadline; kills it by pid past the deadline.
-fn wait_output(mut child: std::process::Child, deadline: Duration) -> Output {
-    let end = Instant::now() + deadline;
-    loop {
-        match child.try_wait().expect("try_wait") {
-            Some(_) => return child.wait_with_output().expect("output"),
-            None if Instant::now() > end => {
-                let _ = child.kill();
-                let out = child.wait_with_output().expect("output");
-                panic!(
-                    "still running after {deadline:?}; stderr: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
-            None => std::thread::sleep(Duration::from_millis(20)),
-        }
-    }
 }
 
 fn otpgated(args: &[&str]) -> Output {
@@ -113,7 +94,7 @@ fn otpgated(args: &[&str]) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start otpgated");
-    wait_output(child, Duration::from_secs(20))
+    child_output_within(child, Duration::from_secs(20), "otpgated")
 }
 
 fn write_config(dir: &TestDir, name: &str, text: &str) -> PathBuf {
