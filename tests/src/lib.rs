@@ -138,20 +138,11 @@ impl Drop for TestDir {
 
 /// Stops a child by pid: SIGTERM, then SIGKILL after `grace`; reaps it.
 fn stop_child(child: &mut Child, grace: Duration) {
-    let pid = Pid::from_raw(child.id() as i32);
     if let Ok(Some(_)) = child.try_wait() {
         return;
     }
-    let _ = kill(pid, Signal::SIGTERM);
-    let end = Instant::now() + grace;
-    while Instant::now() < end {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        sleep(Duration::from_millis(10));
-    }
-    let _ = kill(pid, Signal::SIGKILL);
-    let _ = child.wait();
+    let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+    wait_or_kill(child, grace);
 }
 
 const BUS_BASE_POLICY: &str = r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
@@ -569,8 +560,8 @@ impl<'a> Run<'a> {
                 elapsed,
             }),
             (Some(_), o, e) => Err(TimedOut(format!(
-                "{cmd:?} ended, but something it started held its output open past {deadline:?}; \
-                 it printed:\n{}",
+                "{cmd:?} ended, but something it started still held its output open {grace:?} \
+                 later; it printed:\n{}",
                 printed(&o, &e)
             ))),
             (None, o, e) => Err(TimedOut(format!(
