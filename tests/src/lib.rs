@@ -523,50 +523,63 @@ impl<'a> Run<'a> {
                 let _ = stdin.write_all(&input);
             });
         }
+        // Each pipe is read on a thread into a buffer the test can still
+        // show if the pipe never closes; the channel says it did.
+        type Buffer = std::sync::Arc<Mutex<Vec<u8>>>;
         let reader = |pipe: Option<Box<dyn std::io::Read + Send>>| {
-            let (tx, rx) = std::sync::mpsc::channel();
+            let buf = Buffer::default();
+            let (tx, rx) = std::sync::mpsc::channel::<()>();
             if let Some(mut pipe) = pipe {
+                let buf = buf.clone();
                 std::thread::spawn(move || {
-                    let mut v = Vec::new();
-                    let _ = pipe.read_to_end(&mut v);
-                    let _ = tx.send(v);
+                    let mut chunk = [0u8; 8192];
+                    while let Ok(n @ 1..) = pipe.read(&mut chunk) {
+                        buf.lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .extend_from_slice(&chunk[..n]);
+                    }
+                    let _ = tx.send(());
                 });
             }
-            rx
+            (buf, rx)
         };
-        let out_rx = reader(child.stdout.take().map(|p| Box::new(p) as _));
-        let err_rx = reader(child.stderr.take().map(|p| Box::new(p) as _));
+        let (out_buf, out_done) = reader(child.stdout.take().map(|p| Box::new(p) as _));
+        let (err_buf, err_done) = reader(child.stderr.take().map(|p| Box::new(p) as _));
         let status = wait_or_kill(&mut child, deadline);
         let elapsed = started.elapsed();
         // The program has ended; its output ends with it unless something
         // it started still holds the pipe.
         let grace = deadline.saturating_sub(elapsed).max(Duration::from_secs(1));
-        let collect = |rx: std::sync::mpsc::Receiver<Vec<u8>>| rx.recv_timeout(grace).ok();
-        let (stdout, stderr) = match &file {
-            Some(path) => (Some(fs::read(path).unwrap_or_default()), Some(Vec::new())),
-            None => (collect(out_rx), collect(err_rx)),
+        let collect = |buf: Buffer, done: std::sync::mpsc::Receiver<()>| {
+            let closed = done.recv_timeout(grace).is_ok();
+            let bytes = std::mem::take(&mut *buf.lock().unwrap_or_else(|p| p.into_inner()));
+            (bytes, closed)
         };
-        let printed = |o: &Option<Vec<u8>>, e: &Option<Vec<u8>>| {
-            let text = |v: &Option<Vec<u8>>| {
-                String::from_utf8_lossy(v.as_deref().unwrap_or_default()).into_owned()
-            };
-            format!("{}{}", text(o), text(e))
+        let ((stdout, out_closed), (stderr, err_closed)) = match &file {
+            Some(path) => (
+                (fs::read(path).unwrap_or_default(), true),
+                (Vec::new(), true),
+            ),
+            None => (collect(out_buf, out_done), collect(err_buf, err_done)),
         };
-        match (status, stdout, stderr) {
-            (Some(status), Some(stdout), Some(stderr)) => Ok(Finished {
+        let printed = format!(
+            "{}{}",
+            String::from_utf8_lossy(&stdout),
+            String::from_utf8_lossy(&stderr)
+        );
+        match status {
+            Some(status) if out_closed && err_closed => Ok(Finished {
                 status,
                 stdout,
                 stderr,
                 elapsed,
             }),
-            (Some(_), o, e) => Err(TimedOut(format!(
+            Some(_) => Err(TimedOut(format!(
                 "{cmd:?} ended, but something it started still held its output open {grace:?} \
-                 later; it printed:\n{}",
-                printed(&o, &e)
+                 later; it printed:\n{printed}"
             ))),
-            (None, o, e) => Err(TimedOut(format!(
-                "{cmd:?} did not finish within {deadline:?}; it printed:\n{}",
-                printed(&o, &e)
+            None => Err(TimedOut(format!(
+                "{cmd:?} did not finish within {deadline:?}; it printed:\n{printed}"
             ))),
         }
     }
