@@ -71,20 +71,10 @@ fn forms(secret_b32: &str) -> Forms {
 }
 
 fn coreutil(program: &str, args: &[&str], input: &[u8]) -> String {
-    use std::io::Write;
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{program}: {e}"));
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input)
-        .expect("write");
-    let out = child_output_within(child, Duration::from_secs(10), program);
+    let out = Run::new(Command::new(program).args(args))
+        .input(input)
+        .within(Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e}"));
     String::from_utf8(out.stdout)
         .expect("utf8")
         .trim()

@@ -2,7 +2,6 @@
 //! configuration, against the real otpgated binary.
 
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -62,20 +61,10 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 
 /// Runs a coreutils filter with `input` on stdin.
 fn filter(program: &str, args: &[&str], input: &[u8]) -> Vec<u8> {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("run {program}: {e}"));
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input)
-        .expect("write stdin");
-    let out = child_output_within(child, Duration::from_secs(10), program);
+    let out = Run::new(Command::new(program).args(args))
+        .input(input)
+        .within(Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e}"));
     assert!(
         out.status.success(),
         "{program} failed: {}",
