@@ -18,24 +18,19 @@
 //! uid and the bus policy lets only root own the name).
 
 use std::hint::black_box;
-use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use otpgate_tests::inproc::{InProcess, T0};
 use otpgated::backup;
-use otpgated::clock::{Clock, ManualClock};
-use otpgated::config::Config;
+use otpgated::clock::Clock;
 use otpgated::crypto::{self, MasterKey};
-use otpgated::engine::Engine;
 use otpgated::record::{Factor, TotpFactor, UserRecord};
 use otpgated::store::LocalStore;
 use otpgated::totp::{self, Params};
 use totp_rs::Algorithm;
 
 const SECRET: &[u8; 20] = b"0123456789abcdefghij";
-/// A step boundary far from now, so the manual clock owns its codes.
-const T0: u64 = 1_900_000_020;
 
 fn params() -> Params {
     Params {
@@ -230,35 +225,14 @@ fn backup_find(c: &mut Criterion) {
 fn bus_round_trip(c: &mut Criterion) {
     use pam_otpgate::client::Daemon as _;
     let bus = otpgate_tests::Bus::start();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let state = dir.path().join("state");
     let key_bytes = *MasterKey::generate().expect("key").as_bytes();
     let key = MasterKey::from_bytes(key_bytes);
-    LocalStore::open(&state)
-        .expect("store")
-        .save(&record(&key, "benchuser"))
-        .expect("save");
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    let svc = InProcess::builder("[backup_codes]\ncount = 0\n[lockout]\nmax_failures = 100\n")
         .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let clock = Arc::new(ManualClock::new(T0));
-    let engine = Arc::new(Engine::new(
-        Config::parse(
-            "[backup_codes]\ncount = 0\n[lockout]\nmax_failures = 100\n",
-            Path::new("bench.toml"),
-        )
-        .expect("config"),
-        Box::new(LocalStore::open(&state).expect("store")),
-        key,
-        clock.clone(),
-        otpgated::audit::Audit::none(),
-        rt.handle().clone(),
-    ));
-    let _conn = rt
-        .block_on(otpgated::serve(&bus.address, engine))
-        .expect("serve");
+        .key(MasterKey::from_bytes(key_bytes))
+        .seed(|store| store.save(&record(&key, "benchuser")).expect("save"))
+        .start(&bus);
+    let clock = &svc.clock;
 
     let mut g = c.benchmark_group("bus");
     g.sample_size(30);

@@ -114,7 +114,7 @@ pub fn yes_no(b: bool) -> &'static str {
     }
 }
 
-/// `Manager.Status` (and one `Admin.ListUsers` row), with the SPEC's keys.
+/// `Manager.Status` (and one `Admin.ListUsers` row), with the keys docs/protocol.md lists.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Status {
     pub user: String,

@@ -10,7 +10,7 @@
 //! alone through. The uid is what the kernel, sshd and sudo themselves treat
 //! as the account, and it survives a rename. The cost: a uid that is freed
 //! and handed to a new person carries the old enrolment with it, so an
-//! administrator removing an account runs `otpgate reset` first (README).
+//! administrator removing an account runs `otpgate reset` first (docs/security.md).
 
 use nix::unistd::{Uid, User};
 

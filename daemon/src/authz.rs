@@ -7,7 +7,7 @@
 //! | member of admin_group     | its own user  | any user      | yes     |
 //! | any other uid             | its own user  | its own user  | no      |
 //!
-//! The published access table (README) gives administrators no Auth rights over *other* users;
+//! The published access table (docs/protocol.md) gives administrators no Auth rights over *other* users;
 //! an administrator's own screen locker still verifies its own codes, as
 //! any user's does.
 

@@ -171,7 +171,8 @@ pub fn valid_user_name(name: &str) -> bool {
 }
 
 /// The errors the daemon answers with. Each maps to one D-Bus error name;
-/// `AccessDenied` uses the standard freedesktop name as SPEC requires.
+/// `AccessDenied` uses the standard freedesktop name, which every D-Bus
+/// client already understands (docs/protocol.md).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ServiceError {
     AccessDenied(String),

@@ -20,6 +20,7 @@ use nix::unistd::Pid;
 
 pub use otpgate_proto as proto;
 
+pub mod inproc;
 pub mod libpam;
 pub mod smtp;
 
@@ -137,20 +138,11 @@ impl Drop for TestDir {
 
 /// Stops a child by pid: SIGTERM, then SIGKILL after `grace`; reaps it.
 fn stop_child(child: &mut Child, grace: Duration) {
-    let pid = Pid::from_raw(child.id() as i32);
     if let Ok(Some(_)) = child.try_wait() {
         return;
     }
-    let _ = kill(pid, Signal::SIGTERM);
-    let end = Instant::now() + grace;
-    while Instant::now() < end {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        sleep(Duration::from_millis(10));
-    }
-    let _ = kill(pid, Signal::SIGKILL);
-    let _ = child.wait();
+    let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+    wait_or_kill(child, grace);
 }
 
 const BUS_BASE_POLICY: &str = r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
@@ -394,44 +386,222 @@ impl Drop for Daemon {
     }
 }
 
-/// Runs `cmd` to completion with stdout and stderr captured, killing it
-/// (by pid) if it outlives `deadline`.
-pub fn output_within(cmd: &mut Command, deadline: Duration) -> std::process::Output {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    // Readers on threads, so a full pipe cannot stall the child.
-    let mut out = child.stdout.take().expect("stdout");
-    let mut err = child.stderr.take().expect("stderr");
-    let t_out = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = std::io::Read::read_to_end(&mut out, &mut v);
-        v
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = std::io::Read::read_to_end(&mut err, &mut v);
-        v
-    });
+// ---- programs run under a deadline ----------------------------------------
+
+/// Waits for `child` to end; past `deadline` kills it by pid (SIGKILL) and
+/// reaps it. `None`: it had to be killed.
+pub fn wait_or_kill(child: &mut Child, deadline: Duration) -> Option<std::process::ExitStatus> {
     let end = Instant::now() + deadline;
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("wait") {
-            break st;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) if Instant::now() <= end => sleep(Duration::from_millis(5)),
+            // Past the deadline, or no longer waitable: either way it must
+            // not outlive the test.
+            _ => {
+                let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+                let _ = child.wait();
+                return None;
+            }
         }
-        if Instant::now() > end {
-            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
-            let _ = child.wait();
-            panic!("{cmd:?} did not finish within {deadline:?}");
-        }
-        sleep(Duration::from_millis(5));
-    };
-    std::process::Output {
-        status,
-        stdout: t_out.join().unwrap_or_default(),
-        stderr: t_err.join().unwrap_or_default(),
     }
+}
+
+/// For a child the test spawned itself (to write its stdin as it goes, or
+/// to look at it while it runs), with stdout and stderr piped: its output,
+/// once it has ended. Past `deadline` it is killed by pid and the test fails
+/// with what it printed on stderr.
+pub fn child_output_within(
+    mut child: Child,
+    deadline: Duration,
+    what: &str,
+) -> std::process::Output {
+    let ended = wait_or_kill(&mut child, deadline).is_some();
+    let out = child.wait_with_output().expect("collect a child's output");
+    assert!(
+        ended,
+        "{what} did not finish within {deadline:?}; stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A program run to its end under a deadline: [`Run::within`].
+pub struct Run<'a> {
+    cmd: &'a mut Command,
+    input: Option<Vec<u8>>,
+    to_file: bool,
+}
+
+/// What a [`Run`] that ended printed, and how long it took.
+#[derive(Debug)]
+pub struct Finished {
+    pub status: std::process::ExitStatus,
+    pub stdout: Vec<u8>,
+    /// Empty with [`Run::output_to_file`] (stderr is in `stdout`).
+    pub stderr: Vec<u8>,
+    /// From the start to its exit (not counting the collection of output).
+    pub elapsed: Duration,
+}
+
+impl Finished {
+    pub fn output(self) -> std::process::Output {
+        std::process::Output {
+            status: self.status,
+            stdout: self.stdout,
+            stderr: self.stderr,
+        }
+    }
+}
+
+/// A [`Run`] that was killed at its deadline (or whose output stayed open
+/// past it), with what it had printed by then.
+#[derive(Debug)]
+pub struct TimedOut(pub String);
+
+impl std::fmt::Display for TimedOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'a> Run<'a> {
+    /// stdin as `cmd` sets it, stdout and stderr each through a pipe read
+    /// on a thread, so a full pipe cannot stall the program.
+    pub fn new(cmd: &'a mut Command) -> Run<'a> {
+        Run {
+            cmd,
+            input: None,
+            to_file: false,
+        }
+    }
+
+    /// `input` on stdin (a pipe, written on a thread and then closed; the
+    /// program may exit without reading it).
+    pub fn input(mut self, input: &[u8]) -> Run<'a> {
+        self.input = Some(input.to_vec());
+        self
+    }
+
+    /// stdout and stderr interleaved in one file of a private directory,
+    /// not a pipe: for install scripts that start daemons, which would
+    /// otherwise hold the pipe open after the script ends.
+    pub fn output_to_file(mut self) -> Run<'a> {
+        self.to_file = true;
+        self
+    }
+
+    /// Starts the program and waits for it; past `deadline` it is killed by
+    /// pid. Panics only if it cannot be started.
+    pub fn within(self, deadline: Duration) -> Result<Finished, TimedOut> {
+        let Run {
+            cmd,
+            input,
+            to_file,
+        } = self;
+        let dir = to_file.then(|| TestDir::new("run"));
+        let file = dir.as_ref().map(|d| d.join("out"));
+        match &file {
+            Some(path) => {
+                let out = fs::File::create(path).expect("create the output file");
+                let err = out.try_clone().expect("clone the output file");
+                cmd.stdout(out).stderr(err);
+            }
+            None => {
+                cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+            }
+        }
+        if input.is_some() {
+            cmd.stdin(Stdio::piped());
+        }
+        let started = Instant::now();
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+        if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+            std::thread::spawn(move || {
+                let _ = stdin.write_all(&input);
+            });
+        }
+        // Each pipe is read on a thread into a buffer the test can still
+        // show if the pipe never closes; the channel says it did.
+        type Buffer = std::sync::Arc<Mutex<Vec<u8>>>;
+        let reader = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+            let buf = Buffer::default();
+            let (tx, rx) = std::sync::mpsc::channel::<()>();
+            if let Some(mut pipe) = pipe {
+                let buf = buf.clone();
+                std::thread::spawn(move || {
+                    let mut chunk = [0u8; 8192];
+                    while let Ok(n @ 1..) = pipe.read(&mut chunk) {
+                        buf.lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .extend_from_slice(&chunk[..n]);
+                    }
+                    let _ = tx.send(());
+                });
+            }
+            (buf, rx)
+        };
+        let (out_buf, out_done) = reader(child.stdout.take().map(|p| Box::new(p) as _));
+        let (err_buf, err_done) = reader(child.stderr.take().map(|p| Box::new(p) as _));
+        let status = wait_or_kill(&mut child, deadline);
+        let elapsed = started.elapsed();
+        // The program has ended; its output ends with it unless something
+        // it started still holds the pipe.
+        let grace = deadline.saturating_sub(elapsed).max(Duration::from_secs(1));
+        let collect = |buf: Buffer, done: std::sync::mpsc::Receiver<()>| {
+            let closed = done.recv_timeout(grace).is_ok();
+            let bytes = std::mem::take(&mut *buf.lock().unwrap_or_else(|p| p.into_inner()));
+            (bytes, closed)
+        };
+        let ((stdout, out_closed), (stderr, err_closed)) = match &file {
+            Some(path) => (
+                (fs::read(path).unwrap_or_default(), true),
+                (Vec::new(), true),
+            ),
+            None => (collect(out_buf, out_done), collect(err_buf, err_done)),
+        };
+        let printed = format!(
+            "{}{}",
+            String::from_utf8_lossy(&stdout),
+            String::from_utf8_lossy(&stderr)
+        );
+        match status {
+            Some(status) if out_closed && err_closed => Ok(Finished {
+                status,
+                stdout,
+                stderr,
+                elapsed,
+            }),
+            Some(_) => Err(TimedOut(format!(
+                "{cmd:?} ended, but something it started still held its output open {grace:?} \
+                 later; it printed:\n{printed}"
+            ))),
+            None => Err(TimedOut(format!(
+                "{cmd:?} did not finish within {deadline:?}; it printed:\n{printed}"
+            ))),
+        }
+    }
+}
+
+/// Runs `cmd` to completion with stdout and stderr captured; the test fails
+/// if it outlives `deadline` (it is killed by pid).
+pub fn output_within(cmd: &mut Command, deadline: Duration) -> std::process::Output {
+    Run::new(cmd)
+        .within(deadline)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .output()
+}
+
+/// The tests that install PAM services, sudoers rules, users, packages or
+/// an sshd need root. CI runs as root; anywhere else say so plainly.
+pub fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "these end-to-end tests must run as root (they write /etc/pam.d and /etc/sudoers.d, \
+         add users, install packages and start sshd); run them through tests/run.sh or sudo"
+    );
 }
 
 /// How long one test client call may take before the test fails.
@@ -565,16 +735,7 @@ pub fn oathtool(args: &[&str], secret_b32: &str) -> String {
         .expect("stdin")
         .write_all(format!("{secret_b32}\n").as_bytes())
         .expect("write secret");
-    let end = Instant::now() + CALL_DEADLINE;
-    while child.try_wait().expect("wait oathtool").is_none() {
-        if Instant::now() > end {
-            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
-            let _ = child.wait();
-            panic!("oathtool did not finish in time");
-        }
-        sleep(Duration::from_millis(2));
-    }
-    let out = child.wait_with_output().expect("oathtool output");
+    let out = child_output_within(child, CALL_DEADLINE, "oathtool");
     assert!(
         out.status.success(),
         "oathtool failed: {}",

@@ -1,6 +1,6 @@
-//! Brute force in figures (issue 6, item 5): how many guesses an attacker
+//! Brute force in figures: how many guesses an attacker
 //! gets against one account, from the defaults, for otpgate and for
-//! google-authenticator-libpam's defaults; printed, so the README quotes
+//! google-authenticator-libpam's defaults; printed, so docs/security.md quotes
 //! numbers a test computed. The first test computes them from the real
 //! lock schedule (`otpgated::lockout::lock_duration` with the default
 //! configuration); the second lets an attacker loose on the real engine
@@ -10,18 +10,13 @@
 mod attack_common;
 
 use std::path::Path;
-use std::sync::Arc;
 
 use attack_common::*;
 use otpgate_proto::dict_u64;
+use otpgate_tests::inproc::InProcess;
 use otpgate_tests::*;
-use otpgated::audit::Audit;
-use otpgated::clock::ManualClock;
 use otpgated::config::Config;
-use otpgated::crypto::MasterKey;
-use otpgated::engine::Engine;
 use otpgated::lockout::lock_duration;
-use otpgated::store::LocalStore;
 
 const DAY: u64 = 86_400;
 const YEAR: u64 = 365 * DAY;
@@ -107,7 +102,7 @@ fn guesses_per_day_and_per_year_from_the_defaults() {
         ga_year as f64 / year as f64
     );
 
-    // The README quotes these; a change of defaults must update it.
+    // docs/security.md quotes these; a change of defaults must update it.
     assert_eq!(
         schedule,
         [900, 1800, 3600, 7200, 14400, 28800, 57600, 86400, 86400]
@@ -118,63 +113,23 @@ fn guesses_per_day_and_per_year_from_the_defaults() {
     assert!(ga_p_year > 0.9999, "{ga_p_year}");
 }
 
-/// The real engine, in-process on a private bus, with a clock the test
-/// moves.
-struct Service {
-    bus: Bus,
-    clock: Arc<ManualClock>,
-    _conn: zbus::Connection,
-    _dir: TestDir,
-    _rt: tokio::runtime::Runtime,
-}
-
-/// A step boundary far from now, so the codes are the test's alone.
-const T0: u64 = 1_900_000_020;
-
-fn service() -> Service {
-    let bus = Bus::start();
-    let dir = TestDir::new("bruteforce");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let clock = Arc::new(ManualClock::new(T0));
-    let engine = Arc::new(Engine::new(
-        Config::parse("", Path::new("defaults.toml")).expect("defaults"),
-        Box::new(LocalStore::open(&dir.join("state")).expect("store")),
-        MasterKey::generate().expect("key"),
-        clock.clone(),
-        Audit::none(),
-        rt.handle().clone(),
-    ));
-    let conn = rt
-        .block_on(otpgated::serve(&bus.address, engine))
-        .expect("serve");
-    Service {
-        bus,
-        clock,
-        _conn: conn,
-        _dir: dir,
-        _rt: rt,
-    }
-}
-
 #[test]
 fn the_real_engine_judges_exactly_that_many_guesses_in_a_year() {
-    let s = service();
+    let bus = Bus::start();
+    // The real engine, in-process, with a clock the test moves.
+    let s = InProcess::start(&bus, "");
     let u = test_user("otpga-brute");
-    let e = call(&s.bus, "Manager", "Enroll", &[&u.name]).ok();
+    let e = call(&bus, "Manager", "Enroll", &[&u.name]).ok();
     let secret = e["secret"].as_str().expect("secret").to_string();
-    let now = || s.clock_now();
+    let now = || s.now();
     call(
-        &s.bus,
+        &bus,
         "Manager",
         "Confirm",
         &[&u.name, &oathtool_at(&secret, now())],
     )
     .ok();
-    let c = Client::connect(&s.bus.address);
+    let c = Client::connect(&bus.address);
     let start = now();
     let mut rng = Rng::with_seed(7);
     let mut near = (0, Vec::new());
@@ -219,11 +174,4 @@ fn the_real_engine_judges_exactly_that_many_guesses_in_a_year() {
          {calls} calls ({locked_answers} answered locked)"
     );
     assert_eq!((first_day, judged), (35, 1855));
-}
-
-impl Service {
-    fn clock_now(&self) -> u64 {
-        use otpgated::clock::Clock;
-        self.clock.now()
-    }
 }

@@ -1,4 +1,4 @@
-//! Crash safety (issue 6, item 1): a storm of mixed operations for many
+//! Crash safety: a storm of mixed operations for many
 //! users over D-Bus while the daemon is killed with SIGKILL at random
 //! moments and restarted, with a client-side ledger of every answer that
 //! reached a client.

@@ -1,4 +1,4 @@
-//! Disk full and read-only (issue 6, item 2): the state directory on a
+//! Disk full and read-only: the state directory on a
 //! small tmpfs of its own, filled up or remounted read-only under the
 //! running daemon. A change that cannot be made durable is not answered as
 //! done: `Verify` answers `org.otpgate.Otpgate1.Error.Storage`, which the

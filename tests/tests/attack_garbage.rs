@@ -1,4 +1,4 @@
-//! Garbage in (issue 6, item 3): hostile and malformed input over D-Bus and
+//! Garbage in: hostile and malformed input over D-Bus and
 //! through PAM. Each gets a clear answer or error, the daemon stays up and
 //! keeps answering others, and nothing appears outside the state directory.
 

@@ -1,4 +1,4 @@
-//! Leaks (issue 6, item 6): the TOTP secret, in any encoding, is in no
+//! Leaks: the TOTP secret, in any encoding, is in no
 //! state file, no log line, no error text and no reply other than the
 //! enrolment's; not in the arguments or environment of otpgated or the
 //! otpgate CLI; the daemon writes no core dump; the key and the state are
@@ -71,37 +71,14 @@ fn forms(secret_b32: &str) -> Forms {
 }
 
 fn coreutil(program: &str, args: &[&str], input: &[u8]) -> String {
-    use std::io::Write;
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{program}: {e}"));
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input)
-        .expect("write");
-    let out = wait_child(child, Duration::from_secs(10));
+    let out = Run::new(Command::new(program).args(args))
+        .input(input)
+        .within(Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e}"));
     String::from_utf8(out.stdout)
         .expect("utf8")
         .trim()
         .to_string()
-}
-
-fn wait_child(mut child: Child, deadline: Duration) -> std::process::Output {
-    let end = std::time::Instant::now() + deadline;
-    while child.try_wait().expect("wait").is_none() {
-        if std::time::Instant::now() > end {
-            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
-            let _ = child.wait();
-            panic!("child did not finish within {deadline:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    child.wait_with_output().expect("output")
 }
 
 /// Where each secret form was found in `haystacks` (label, bytes).
@@ -430,7 +407,7 @@ fn the_cli_keeps_the_secret_out_of_its_arguments_and_environment() {
         (child, guard)
     };
     let (child, mut guard) = confirm;
-    let out = wait_child(child, Duration::from_secs(60));
+    let out = child_output_within(child, Duration::from_secs(60), "otpgate confirm");
     guard.0 = None;
     assert!(
         out.status.success(),
@@ -511,7 +488,7 @@ fn the_daemon_writes_no_core_dump() {
     let guard = pam_common::ChildGuard(Some(child.id()));
     std::thread::sleep(Duration::from_millis(200));
     kill(Pid::from_raw(child.id() as i32), Signal::SIGSEGV).expect("SIGSEGV");
-    let st = wait_child(child, Duration::from_secs(30)).status;
+    let st = child_output_within(child, Duration::from_secs(30), "the control process").status;
     drop(guard);
     let control_dumped = st.core_dumped();
     let control_files = cores_in(&ctl.path);
@@ -549,7 +526,7 @@ fn the_daemon_writes_no_core_dump() {
                         .contains(") Z ")
             });
         }
-        let st = wait_child(child, Duration::from_secs(30)).status;
+        let st = child_output_within(child, Duration::from_secs(30), "otpgated").status;
         drop(guard);
         assert_eq!(st.signal(), Some(sig as i32), "{st:?}");
         assert!(

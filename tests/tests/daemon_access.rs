@@ -5,8 +5,8 @@
 //!
 //! Callers: root; a member of the admin group; the user the call is about;
 //! another plain user; a uid with no passwd entry. The daemon lets an
-//! admin-group member use Auth for its own user only (SPEC's "no" read as
-//! "no rights over other users"; authz.rs documents it).
+//! admin-group member use Auth for its own user only (the access table's
+//! "its own user only" in docs/protocol.md; authz.rs says why).
 
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;

@@ -2,52 +2,20 @@
 //! moves: pending enrolments expiring, locks running out, the TOTP window
 //! and the 30-day statistics, without waiting for wall time.
 
-use std::path::Path;
-use std::sync::Arc;
-
+use otpgate_tests::inproc::{InProcess, T0};
 use otpgate_tests::*;
-use otpgated::audit::Audit;
-use otpgated::clock::ManualClock;
-use otpgated::config::Config;
-use otpgated::crypto::MasterKey;
-use otpgated::engine::Engine;
-use otpgated::store::LocalStore;
 
-/// A step boundary far from "now", so oathtool's codes are the test's alone.
-const T0: u64 = 1_900_000_020;
-
+/// The private bus and the service on it (dropped first).
 struct Service {
+    svc: InProcess,
     bus: Bus,
-    clock: Arc<ManualClock>,
-    _conn: zbus::Connection,
-    _dir: TestDir,
-    _rt: tokio::runtime::Runtime,
 }
 
 fn service(config: &str) -> Service {
     let bus = Bus::start();
-    let dir = TestDir::new("clock");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let clock = Arc::new(ManualClock::new(T0));
-    let engine = Arc::new(Engine::new(
-        Config::parse(config, Path::new("test.toml")).unwrap(),
-        Box::new(LocalStore::open(&dir.join("state")).unwrap()),
-        MasterKey::generate().unwrap(),
-        clock.clone(),
-        Audit::none(),
-        rt.handle().clone(),
-    ));
-    let conn = rt.block_on(otpgated::serve(&bus.address, engine)).unwrap();
     Service {
+        svc: InProcess::start(&bus, config),
         bus,
-        clock,
-        _conn: conn,
-        _dir: dir,
-        _rt: rt,
     }
 }
 
@@ -61,7 +29,7 @@ fn a_pending_enrolment_expires_after_ten_minutes() {
     let s = service("");
     let u = test_user("otpgclock1");
     let secret = start_enrolment(&s, &u.name);
-    s.clock.advance(601);
+    s.svc.clock.advance(601);
     let code = oathtool_at(&secret, s.clock_now());
     let r = call(&s.bus, "Manager", "Confirm", &[&u.name, &code]);
     assert_eq!(
@@ -74,7 +42,7 @@ fn a_pending_enrolment_expires_after_ten_minutes() {
     assert_eq!(st["enrolled"], false);
     // Just inside the ten minutes, it confirms.
     let secret = start_enrolment(&s, &u.name);
-    s.clock.advance(599);
+    s.svc.clock.advance(599);
     let code = oathtool_at(&secret, s.clock_now());
     call(&s.bus, "Manager", "Confirm", &[&u.name, &code]).ok();
     assert_eq!(
@@ -85,8 +53,7 @@ fn a_pending_enrolment_expires_after_ten_minutes() {
 
 impl Service {
     fn clock_now(&self) -> u64 {
-        use otpgated::clock::Clock;
-        self.clock.now()
+        self.svc.now()
     }
 
     fn enrol(&self, user: &str) -> String {
@@ -102,15 +69,15 @@ fn a_lock_runs_out_after_its_duration_and_gives_a_fresh_set_of_tries() {
     let s = service("[lockout]\nmax_failures = 2\nduration_secs = 60\n");
     let u = test_user("otpgclock2");
     let secret = s.enrol(&u.name);
-    s.clock.advance(30);
+    s.svc.clock.advance(30);
     assert_eq!(verify(&s.bus, &u.name, "000000").0, "invalid");
     let (r, info) = verify(&s.bus, &u.name, "000001");
     assert_eq!(r, "invalid");
     assert_eq!(info["locked_until"], s.clock_now() + 60);
-    s.clock.advance(59);
+    s.svc.clock.advance(59);
     let right = oathtool_at(&secret, s.clock_now());
     assert_eq!(verify(&s.bus, &u.name, &right).0, "locked");
-    s.clock.advance(2);
+    s.svc.clock.advance(2);
     let right = oathtool_at(&secret, s.clock_now());
     let (r, info) = verify(&s.bus, &u.name, &right);
     assert_eq!(r, "ok", "{info}");
@@ -122,7 +89,7 @@ fn the_window_accepts_one_step_either_side_and_no_more() {
     let s = service("");
     let u = test_user("otpgclock3");
     let secret = s.enrol(&u.name);
-    s.clock.advance(300);
+    s.svc.clock.advance(300);
     let t = s.clock_now();
     assert_eq!(
         verify(&s.bus, &u.name, &oathtool_at(&secret, t - 60)).0,
@@ -152,14 +119,14 @@ fn stats_count_the_last_thirty_days() {
     let s = service("[lockout]\nmax_failures = 2\nduration_secs = 60\n");
     let u = test_user("otpgclock4");
     let secret = s.enrol(&u.name);
-    s.clock.advance(30);
+    s.svc.clock.advance(30);
     assert_eq!(
         verify(&s.bus, &u.name, &oathtool_at(&secret, s.clock_now())).0,
         "ok"
     );
     verify(&s.bus, &u.name, "111111");
     verify(&s.bus, &u.name, "222222");
-    s.clock.advance(61);
+    s.svc.clock.advance(61);
     let backup = call(&s.bus, "Manager", "RegenerateBackupCodes", &[&u.name, ""]).ok();
     let code = backup[0].as_str().unwrap();
     assert_eq!(verify(&s.bus, &u.name, code).0, "ok");
@@ -170,7 +137,7 @@ fn stats_count_the_last_thirty_days() {
     assert_eq!(st["lockouts"], 1);
     assert_eq!(st["backup_codes_used"], 1);
     assert_eq!(st["days"], 30);
-    s.clock.advance(31 * 86_400);
+    s.svc.clock.advance(31 * 86_400);
     let st = call(&s.bus, "Admin", "Stats", &[]).ok();
     assert_eq!(st["successes"], 0);
     assert_eq!(st["failures"], 0);
@@ -189,16 +156,16 @@ fn each_lock_in_a_row_lasts_twice_as_long_up_to_the_cap() {
     let secret = s.enrol(&u.name);
     let mut lengths = Vec::new();
     for _ in 0..4 {
-        s.clock.advance(1);
+        s.svc.clock.advance(1);
         let (r, info) = verify(&s.bus, &u.name, "000000");
         assert_eq!(r, "invalid");
         let until = info["locked_until"].as_u64().unwrap();
         lengths.push(until - s.clock_now());
-        s.clock.set(until);
+        s.svc.clock.set(until);
     }
     assert_eq!(lengths, [60, 120, 200, 200]);
     // A success ends the streak: the next lock is short again.
-    s.clock.advance(30);
+    s.svc.clock.advance(30);
     assert_eq!(
         verify(&s.bus, &u.name, &oathtool_at(&secret, s.clock_now())).0,
         "ok"
@@ -219,7 +186,7 @@ fn many_failures_from_one_host_slow_that_host_down_for_every_user() {
             (u.name, secret)
         })
         .collect();
-    s.clock.advance(30);
+    s.svc.clock.advance(30);
     let attacker = "198.51.100.9";
     for (name, _) in &users {
         assert_eq!(verify_from(&s, name, "000000", attacker).0, "invalid");
@@ -241,7 +208,7 @@ fn many_failures_from_one_host_slow_that_host_down_for_every_user() {
         "ok"
     );
     // The window ends.
-    s.clock.advance(100);
+    s.svc.clock.advance(100);
     let (name3, secret3) = &users[2];
     let right3 = oathtool_at(secret3, s.clock_now());
     assert_eq!(verify_from(&s, name3, &right3, attacker).0, "ok");

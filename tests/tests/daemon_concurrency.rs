@@ -1,4 +1,4 @@
-//! Exactness under concurrency (issue 2, item 3), against the real otpgated:
+//! Exactness under concurrency, against the real otpgated:
 //! N threads, each with its own bus connection, released together by a
 //! barrier, all calling `Auth.Verify` for the same user.
 

@@ -2,11 +2,10 @@
 //! configuration, against the real otpgated binary.
 
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use otpgate_tests::*;
 use serde_json::Value;
@@ -62,45 +61,16 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 
 /// Runs a coreutils filter with `input` on stdin.
 fn filter(program: &str, args: &[&str], input: &[u8]) -> Vec<u8> {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("run {program}: {e}"));
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input)
-        .expect("write stdin");
-    let out = wait_output(child, Duration::from_secs(10));
+    let out = Run::new(Command::new(program).args(args))
+        .input(input)
+        .within(Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e}"));
     assert!(
         out.status.success(),
         "{program} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     out.stdout
-}
-
-/// Waits for a child with a deadline; kills it by pid past the deadline.
-fn wait_output(mut child: std::process::Child, deadline: Duration) -> Output {
-    let end = Instant::now() + deadline;
-    loop {
-        match child.try_wait().expect("try_wait") {
-            Some(_) => return child.wait_with_output().expect("output"),
-            None if Instant::now() > end => {
-                let _ = child.kill();
-                let out = child.wait_with_output().expect("output");
-                panic!(
-                    "still running after {deadline:?}; stderr: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
-            None => std::thread::sleep(Duration::from_millis(20)),
-        }
-    }
 }
 
 fn otpgated(args: &[&str]) -> Output {
@@ -113,7 +83,7 @@ fn otpgated(args: &[&str]) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start otpgated");
-    wait_output(child, Duration::from_secs(20))
+    child_output_within(child, Duration::from_secs(20), "otpgated")
 }
 
 fn write_config(dir: &TestDir, name: &str, text: &str) -> PathBuf {

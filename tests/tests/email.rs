@@ -6,9 +6,7 @@
 mod pam_common;
 
 use std::io::Write;
-use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use otpgate_tests::smtp::{Mail, SmtpSink};
@@ -61,7 +59,7 @@ fn login(
         .stderr(Stdio::piped())
         .spawn()
         .expect("pamtester");
-    let _guard = ChildGuard(Some(child.id()));
+    let mut guard = ChildGuard(Some(child.id()));
     let mail = match fixed {
         Some(_) => None,
         None => sink
@@ -77,12 +75,8 @@ fn login(
     let mut stdin = child.stdin.take().unwrap();
     let _ = writeln!(stdin, "{code}");
     drop(stdin);
-    let end = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < end, "pamtester hung");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let out = child.wait_with_output().unwrap();
+    let out = child_output_within(child, Duration::from_secs(60), "pamtester");
+    guard.0 = None; // reaped: its pid is no longer ours to kill
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -333,44 +327,19 @@ fn enrolling_by_mail_needs_the_factor_on_and_an_address() {
 /// Expiry and the per-user send limit, with a clock the test moves.
 #[test]
 fn codes_expire_and_sending_is_limited_per_user() {
-    use otpgated::audit::Audit;
-    use otpgated::clock::{Clock, ManualClock};
-    use otpgated::config::Config;
-    use otpgated::crypto::MasterKey;
-    use otpgated::email::Mailer;
-    use otpgated::engine::Engine;
-    use otpgated::store::LocalStore;
+    use otpgate_tests::inproc::InProcess;
+    use otpgated::clock::Clock;
 
     let bus = Bus::start();
     let sink = SmtpSink::start();
-    let dir = TestDir::new("mailclock");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let clock = Arc::new(ManualClock::new(1_900_000_000));
-    let config = Config::parse(
-        &email_config(&sink.url(), "code_ttl_secs = 60\nresend_cooldown_secs = 0"),
-        Path::new("test.toml"),
-    )
-    .unwrap();
-    let mailer = {
-        let _e = rt.enter();
-        Mailer::from_config(&config.email, "test-host").unwrap()
-    };
-    let engine = Arc::new(
-        Engine::new(
-            config,
-            Box::new(LocalStore::open(&dir.join("state")).unwrap()),
-            MasterKey::generate().unwrap(),
-            clock.clone(),
-            Audit::none(),
-            rt.handle().clone(),
-        )
-        .with_mailer(mailer),
-    );
-    let _conn = rt.block_on(otpgated::serve(&bus.address, engine)).unwrap();
+    let svc = InProcess::builder(&email_config(
+        &sink.url(),
+        "code_ttl_secs = 60\nresend_cooldown_secs = 0",
+    ))
+    .clock_at(1_900_000_000)
+    .with_mailer()
+    .start(&bus);
+    let clock = &svc.clock;
     let u = test_user("otpgmail7");
     let backup = enrol_by_mail(&bus, &sink, &u.name);
 

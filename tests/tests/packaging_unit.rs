@@ -627,13 +627,13 @@ impl Drop for OwnDaemon {
     }
 }
 
-/// The README's way to seal the master key: `systemd-creds encrypt` of the
+/// docs/operations.md's way to seal the master key: `systemd-creds encrypt` of the
 /// existing key file under the credential name the daemon looks for. What
 /// systemd then hands the service (`LoadCredentialEncrypted=` decrypts into
 /// $CREDENTIALS_DIRECTORY) is the key the daemon uses, without a key file,
 /// and it is the same key: enrolments made with it open with the old file.
 /// A private host secret (SYSTEMD_CREDENTIAL_SECRET) keeps the machine's own
-/// untouched; the README's command lets systemd pick the TPM2 when present.
+/// untouched; that command lets systemd pick the TPM2 when present.
 #[test]
 fn key_sealed_with_systemd_creds_is_the_key_the_daemon_uses() {
     let dir = TestDir::new("pkg-creds");
@@ -696,7 +696,7 @@ fn key_sealed_with_systemd_creds_is_the_key_the_daemon_uses() {
         .expect("config");
         c
     };
-    // The key file is gone (the README removes it after sealing).
+    // The key file is gone (docs/operations.md removes it after sealing).
     let no_file = dir.join("removed.key");
     let d = OwnDaemon::start(
         &bus,

@@ -1,5 +1,5 @@
 //! The module in the real `sudo` (setuid root, run by an ordinary user),
-//! including the attack of issue 3: the user points DBUS_SYSTEM_BUS_ADDRESS
+//! including the attack it must resist: the user points DBUS_SYSTEM_BUS_ADDRESS
 //! at a bus where their own service says "ok".
 //!
 //! sudo is given a PAM service of its own through sudoers

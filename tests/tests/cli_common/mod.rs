@@ -144,37 +144,16 @@ pub fn assert_one_human_line(stderr: &str, what: &str) {
     }
 }
 
-/// Waits for `child` with a deadline; kills it by pid past the deadline.
-pub fn wait_bounded(child: &mut Child, deadline: Duration, what: &str) -> i32 {
-    let end = Instant::now() + deadline;
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return status.code().unwrap_or(-1);
-        }
-        if Instant::now() > end {
-            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
-            let _ = child.wait();
-            panic!("{what} did not finish within {deadline:?}");
-        }
-        sleep(Duration::from_millis(10));
-    }
-}
-
-/// Runs `cmd` to completion with a deadline, stdin from `input`; output
-/// through files in a private directory so no pipe can fill up.
+/// Runs `cmd` to completion with a deadline, stdin from `input`.
 pub fn run_bounded(mut cmd: Command, input: &str, what: &str) -> Out {
-    let dir = TestDir::new("cli-run");
-    let (out_path, err_path, in_path) = (dir.join("out"), dir.join("err"), dir.join("in"));
-    fs::write(&in_path, input).expect("write stdin file");
-    cmd.stdin(fs::File::open(&in_path).expect("stdin file"))
-        .stdout(fs::File::create(&out_path).expect("stdout file"))
-        .stderr(fs::File::create(&err_path).expect("stderr file"));
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("{what}: {e}"));
-    let code = wait_bounded(&mut child, RUN_DEADLINE, what);
+    let ran = Run::new(&mut cmd)
+        .input(input.as_bytes())
+        .within(RUN_DEADLINE)
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
     Out {
-        code,
-        stdout: fs::read_to_string(&out_path).unwrap_or_default(),
-        stderr: fs::read_to_string(&err_path).unwrap_or_default(),
+        code: ran.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&ran.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&ran.stderr).into_owned(),
         what: what.to_owned(),
     }
 }
@@ -311,7 +290,10 @@ impl TtySession {
     /// Waits for the program to end; returns its exit status and output.
     pub fn finish(mut self) -> (i32, String) {
         let what = self.what.clone();
-        let code = wait_bounded(&mut self.child, RUN_DEADLINE, &what);
+        let code = match wait_or_kill(&mut self.child, RUN_DEADLINE) {
+            Some(status) => status.code().unwrap_or(-1),
+            None => panic!("{what} did not finish within {RUN_DEADLINE:?}"),
+        };
         self.stdin.take();
         if let Some(r) = self.reader.take() {
             let _ = r.join();

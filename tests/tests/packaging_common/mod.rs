@@ -7,7 +7,6 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -26,13 +25,6 @@ pub const BUS_PIDFILE: &str = "/run/dbus/pid";
 pub const ADMIN_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
 /// Installing, building a package, dpkg: generous for a shared 2-core CI.
 pub const STEP_DEADLINE: Duration = Duration::from_secs(180);
-
-pub fn require_root() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "the packaging tests install otpgate system-wide: run them as root (tests/run.sh)"
-    );
-}
 
 /// Serialises the tests that install into the system's paths, whichever
 /// test binary or runner they are in.
@@ -299,40 +291,15 @@ pub struct Ran {
 /// pipe: install scripts start daemons that could otherwise hold a pipe
 /// open. Killed (by pid) after `deadline`.
 pub fn try_run(cmd: &mut Command, input: &str, deadline: Duration) -> Result<Ran, String> {
-    let dir = TestDir::new("pkg-run");
-    let out_path = dir.join("out");
-    let out = fs::File::create(&out_path).map_err(|e| e.to_string())?;
-    let err = out.try_clone().map_err(|e| e.to_string())?;
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(input.as_bytes());
-    }
-    let end = Instant::now() + deadline;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(st)) => break st,
-            Ok(None) => {}
-            Err(e) => return Err(e.to_string()),
-        }
-        if Instant::now() > end {
-            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
-            let _ = child.wait();
-            return Err(format!(
-                "{cmd:?} did not finish within {deadline:?}; it printed:\n{}",
-                fs::read_to_string(&out_path).unwrap_or_default()
-            ));
-        }
-        sleep(Duration::from_millis(10));
-    };
+    let ran = otpgate_tests::Run::new(cmd)
+        .input(input.as_bytes())
+        .output_to_file()
+        .within(deadline)
+        .map_err(|e| e.to_string())?;
     Ok(Ran {
-        ok: status.success(),
-        code: status.code(),
-        out: fs::read_to_string(&out_path).unwrap_or_default(),
+        ok: ran.status.success(),
+        code: ran.status.code(),
+        out: String::from_utf8_lossy(&ran.stdout).into_owned(),
     })
 }
 

@@ -4,25 +4,14 @@
 #![allow(dead_code)] // each test file uses a different part
 
 use std::fs;
-use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use otpgate_tests::*;
-
-/// The tests install PAM services, sudoers rules, users and an sshd: they
-/// need root. CI runs as root; anywhere else say so plainly.
-pub fn require_root() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "the PAM end-to-end tests must run as root (they write /etc/pam.d, /etc/sudoers.d and \
-         start sshd); run them through tests/run.sh or sudo"
-    );
-}
 
 /// A file under /etc that the test writes and that is put back as it was
 /// (removed, or the old contents restored) when the guard drops, also
@@ -135,51 +124,15 @@ impl Outcome {
 
 /// Runs `cmd` with `input` on stdin, killing it by pid after `deadline`.
 pub fn run_with_input(mut cmd: Command, input: &str, deadline: Duration) -> Outcome {
-    let started = Instant::now();
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("start {cmd:?}: {e}"));
-    let mut guard = ChildGuard(Some(child.id()));
-    {
-        let mut stdin = child.stdin.take().expect("stdin");
-        // The program may exit before reading (e.g. a refusal without a
-        // prompt): a broken pipe is not an error here.
-        let _ = stdin.write_all(input.as_bytes());
-    }
-    let mut stdout = child.stdout.take().expect("stdout");
-    let mut stderr = child.stderr.take().expect("stderr");
-    let out_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if started.elapsed() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            guard.0 = None;
-            panic!("{cmd:?} did not finish within {deadline:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let elapsed = started.elapsed();
-    guard.0 = None; // reaped: its pid is no longer ours to kill
+    let ran = Run::new(&mut cmd)
+        .input(input.as_bytes())
+        .within(deadline)
+        .unwrap_or_else(|e| panic!("{e}"));
     Outcome {
-        success: status.success(),
-        stdout: out_reader.join().expect("stdout reader"),
-        stderr: err_reader.join().expect("stderr reader"),
-        elapsed,
+        success: ran.status.success(),
+        stdout: String::from_utf8_lossy(&ran.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&ran.stderr).into_owned(),
+        elapsed: ran.elapsed,
     }
 }
 

@@ -1,0 +1,132 @@
+//! The command line: subcommands, their arguments, and the modules and
+//! code modes a row can be run with.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(
+    name = "otpgate-bench",
+    about = "otpgate vs google-authenticator-libpam vs pam_oath through the real PAM library"
+)]
+pub struct Args {
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// Adds or removes the bench's system users in one batch.
+    Users {
+        #[command(subcommand)]
+        op: UsersOp,
+    },
+    /// Runs the benchmark and prints the table.
+    Run(RunArgs),
+    /// One load-generating process (started by `run`).
+    #[command(hide = true)]
+    Worker(WorkerArgs),
+}
+
+#[derive(Subcommand)]
+pub enum UsersOp {
+    /// Appends COUNT users otpgbn000000… to /etc/passwd and /etc/shadow.
+    Add {
+        #[arg(long)]
+        count: usize,
+    },
+    /// Removes every otpgbn* user from /etc/passwd and /etc/shadow.
+    Remove,
+}
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// Numbers of enrolled users, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000")]
+    pub users: Vec<usize>,
+    /// Concurrent worker processes, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,4")]
+    pub workers: Vec<usize>,
+    /// Length of one row, in seconds (a valid-code row ends earlier when
+    /// every user has used the current time step's code).
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    /// Each row is run as this many slices, interleaved with the other
+    /// modules' slices (the figures pool all slices).
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Modules, comma-separated (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub modules: Vec<Module>,
+    /// Threads enrolling users into otpgated.
+    #[arg(long, default_value_t = 16)]
+    pub enrol_threads: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+pub enum Module {
+    Otpgate,
+    GoogleAuthenticator,
+    PamOath,
+    PamPermit,
+}
+
+impl Module {
+    pub fn name(self) -> &'static str {
+        match self {
+            Module::Otpgate => "otpgate",
+            Module::GoogleAuthenticator => "google-authenticator",
+            Module::PamOath => "pam_oath",
+            Module::PamPermit => "pam_permit",
+        }
+    }
+
+    pub fn service(self) -> &'static str {
+        match self {
+            Module::Otpgate => "bench-otpgate",
+            Module::GoogleAuthenticator => "bench-ga",
+            Module::PamOath => "bench-oath",
+            Module::PamPermit => "bench-permit",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// Each user's code for the current time step, once per step.
+    Valid,
+    /// A wrong code, spread over the users.
+    Wrong,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Valid => "valid",
+            Mode::Wrong => "wrong",
+        }
+    }
+}
+
+#[derive(clap::Args)]
+pub struct WorkerArgs {
+    #[arg(long)]
+    pub confdir: PathBuf,
+    #[arg(long, value_enum)]
+    pub module: Module,
+    #[arg(long, value_enum)]
+    pub mode: Mode,
+    #[arg(long)]
+    pub secrets: PathBuf,
+    #[arg(long)]
+    pub state: PathBuf,
+    #[arg(long)]
+    pub index: usize,
+    #[arg(long)]
+    pub workers: usize,
+    #[arg(long)]
+    pub seconds: f64,
+    #[arg(long)]
+    pub out: PathBuf,
+}

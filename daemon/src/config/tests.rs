@@ -1,0 +1,620 @@
+use super::*;
+
+const FILE: &str = "/etc/otpgate/otpgate.toml";
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, Path::new(FILE))
+}
+
+fn err(text: &str) -> String {
+    match parse(text) {
+        Ok(c) => panic!("accepted {text:?} as {c:?}"),
+        Err(e) => {
+            let msg = e.to_string();
+            assert!(!msg.contains('\n'), "multi-line message: {msg:?}");
+            msg
+        }
+    }
+}
+
+/// The documented example configuration, verbatim.
+const DOCUMENTED_EXAMPLE: &str = r#"[storage]
+backend = "local"                     # "local" (embedded, no server) | "postgres" (a fleet shares one database)
+path = "/var/lib/otpgate"             # local state directory (root only, 0700)
+key_file = "/etc/otpgate/master.key"  # 32-byte secret-encryption key; created 0400 root if missing
+# url = "postgres://otpgate@db/otpgate"   # backend = "postgres"
+
+[totp]
+issuer = "otpgate"    # shown in authenticator apps; the account label is USER@HOSTNAME
+digits = 6
+period_secs = 30
+algorithm = "SHA1"    # SHA1 | SHA256 | SHA512
+window = 1            # accept codes this many steps before/after now
+
+[lockout]
+max_failures = 5      # consecutive failures before the account's second factor locks
+duration_secs = 900   # how long a lock lasts
+
+[backup_codes]
+count = 10
+
+[access]
+admin_group = "otpgate-admin"   # members may manage other users; root always may
+
+[email]                          # the e-mail factor; off unless smtp_url is set
+# smtp_url = "smtp://127.0.0.1:25"
+# from = "otpgate@example.org"
+code_ttl_secs = 300
+resend_cooldown_secs = 60
+"#;
+
+#[test]
+fn empty_text_gives_the_documented_defaults() {
+    let c = parse("").unwrap();
+    assert_eq!(c, Config::default());
+    assert_eq!(c.storage.backend, Backend::Local);
+    assert_eq!(c.storage.path, Path::new("/var/lib/otpgate"));
+    assert_eq!(c.storage.key_file, Path::new("/etc/otpgate/master.key"));
+    assert_eq!(c.storage.url, None);
+    assert_eq!(c.totp.issuer, "otpgate");
+    assert_eq!(c.totp.digits, 6);
+    assert_eq!(c.totp.period_secs, 30);
+    assert_eq!(c.totp.algorithm, Algorithm::Sha1);
+    assert_eq!(c.totp.window, 1);
+    assert_eq!(c.lockout.max_failures, 5);
+    assert_eq!(c.lockout.duration_secs, 900);
+    assert_eq!(c.backup_codes.count, 10);
+    assert_eq!(c.access.admin_group, "otpgate-admin");
+    assert_eq!(c.email.smtp_url, None);
+    assert_eq!(c.email.from, None);
+    assert_eq!(c.email.code_ttl_secs, 300);
+    assert_eq!(c.email.resend_cooldown_secs, 60);
+    // Comments and empty sections are fine too.
+    assert_eq!(
+        parse("# nothing\n[totp]\n[email]\n").unwrap(),
+        Config::default()
+    );
+}
+
+#[test]
+fn the_documented_example_parses_to_the_defaults() {
+    assert_eq!(parse(DOCUMENTED_EXAMPLE).unwrap(), Config::default());
+}
+
+#[test]
+fn every_value_is_taken() {
+    let c = parse(
+        r#"
+[storage]
+path = "/srv/otpgate/state"
+key_file = "/srv/otpgate/key"
+[totp]
+issuer = "Example Corp"
+digits = 8
+period_secs = 60
+algorithm = "SHA512"
+window = 0
+[lockout]
+max_failures = 10
+duration_secs = 3600
+[backup_codes]
+count = 0
+[access]
+admin_group = "wheel"
+[email]
+from = "otp@example.org"
+code_ttl_secs = 600
+resend_cooldown_secs = 0
+"#,
+    )
+    .unwrap();
+    assert_eq!(c.storage.path, Path::new("/srv/otpgate/state"));
+    assert_eq!(c.storage.key_file, Path::new("/srv/otpgate/key"));
+    assert_eq!(c.totp.issuer, "Example Corp");
+    assert_eq!(c.totp.digits, 8);
+    assert_eq!(c.totp.period_secs, 60);
+    assert_eq!(c.totp.algorithm, Algorithm::Sha512);
+    assert_eq!(c.totp.algorithm.to_totp(), totp_rs::Algorithm::SHA512);
+    assert_eq!(c.totp.algorithm.as_str(), "SHA512");
+    assert_eq!(c.totp.window, 0);
+    assert_eq!(c.lockout.max_failures, 10);
+    assert_eq!(c.lockout.duration_secs, 3600);
+    assert_eq!(c.backup_codes.count, 0);
+    assert_eq!(c.access.admin_group, "wheel");
+    assert_eq!(c.email.from.as_deref(), Some("otp@example.org"));
+    assert_eq!(c.email.code_ttl_secs, 600);
+    assert_eq!(c.email.resend_cooldown_secs, 0);
+    // Inline tables and dotted keys are the same TOML.
+    let c = parse("totp = { digits = 7 }\nlockout.max_failures = 3\n").unwrap();
+    assert_eq!(c.totp.digits, 7);
+    assert_eq!(c.lockout.max_failures, 3);
+}
+
+#[test]
+fn every_key_in_the_schema_is_accepted() {
+    // Each key of the table, given a value of its type, must get past the
+    // unknown-key check; what remains is at most a range refusal naming
+    // that very key.
+    for s in keys::SECTIONS {
+        for k in s.keys {
+            let (section, key) = (s.name, k.name);
+            let value = match k.kind.expected() {
+                "an integer" => "1",
+                _ => "\"x\"",
+            };
+            let text = format!("[{section}]\n{key} = {value}\n");
+            if let Err(e) = parse(&text) {
+                assert!(
+                    matches!(e, ConfigError::Invalid { .. }),
+                    "{section}.{key}: {e}"
+                );
+                assert!(e.to_string().contains(&format!("[{section}] {key}")), "{e}");
+                assert_eq!(e.line(), Some(2));
+            }
+        }
+    }
+}
+
+#[test]
+fn the_brief_examples_read_as_promised() {
+    let text = "\n\n\n\n\n\n\n\n\n\n[lockout]\nmax_failures = 0\n";
+    assert_eq!(
+        err(text),
+        "/etc/otpgate/otpgate.toml:12: [lockout] max_failures = 0: must be between 1 and 100"
+    );
+    assert_eq!(
+        err("[totp]\ndigits = 6\nwindw = 1\n"),
+        "/etc/otpgate/otpgate.toml:3: unknown key \"windw\" in [totp] \
+         (known: issuer, digits, period_secs, algorithm, window)"
+    );
+}
+
+#[test]
+fn out_of_range_numbers_name_line_and_key() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "totp",
+            "digits = 4",
+            "[totp] digits = 4: must be between 6 and 8",
+        ),
+        (
+            "totp",
+            "digits = 9",
+            "[totp] digits = 9: must be between 6 and 8",
+        ),
+        (
+            "totp",
+            "period_secs = 5",
+            "[totp] period_secs = 5: must be between 15 and 300",
+        ),
+        (
+            "totp",
+            "window = 50",
+            "[totp] window = 50: must be between 0 and 10",
+        ),
+        (
+            "totp",
+            "window = -1",
+            "[totp] window = -1: must be between 0 and 10",
+        ),
+        (
+            "lockout",
+            "max_failures = 0",
+            "[lockout] max_failures = 0: must be between 1 and 100",
+        ),
+        (
+            "lockout",
+            "max_failures = 101",
+            "[lockout] max_failures = 101: must be between 1 and 100",
+        ),
+        (
+            "lockout",
+            "duration_secs = 0",
+            "[lockout] duration_secs = 0: must be between 1 and 604800",
+        ),
+        (
+            "backup_codes",
+            "count = 1000",
+            "[backup_codes] count = 1000: must be between 0 and 100",
+        ),
+        (
+            "email",
+            "code_ttl_secs = 10",
+            "[email] code_ttl_secs = 10: must be between 30 and 3600",
+        ),
+        (
+            "email",
+            "resend_cooldown_secs = 7200",
+            "[email] resend_cooldown_secs = 7200: must be between 0 and 3600",
+        ),
+    ];
+    for (section, line, want) in cases {
+        let text = format!("# comment\n[{section}]\n\n{line}\n");
+        assert_eq!(err(&text), format!("{FILE}:4: {want}"));
+    }
+}
+
+#[test]
+fn bad_strings_name_line_and_key() {
+    let m = err("[totp]\nalgorithm = \"sha1\"\n");
+    assert!(
+        m.starts_with(&format!("{FILE}:2: [totp] algorithm = \"sha1\": ")),
+        "{m}"
+    );
+    assert!(m.contains("upper case"), "{m}");
+    assert!(err("[totp]\nalgorithm = \"MD5\"\n").contains("\"SHA1\", \"SHA256\" or \"SHA512\""));
+
+    let m = err("[totp]\nissuer = \"a:b\"\n");
+    assert!(
+        m.starts_with(&format!(
+            "{FILE}:2: [totp] issuer = \"a:b\": must not contain ':'"
+        )),
+        "{m}"
+    );
+    let m = err("[totp]\nissuer = \"\"\n");
+    assert!(
+        m.starts_with(&format!("{FILE}:2: [totp] issuer = \"\": must be 1 to 64")),
+        "{m}"
+    );
+
+    let m = err("[access]\nadmin_group = \"\"\n");
+    assert!(
+        m.starts_with(&format!("{FILE}:2: [access] admin_group")),
+        "{m}"
+    );
+    for bad in ["a:b", "1000", "-x", " x", "a,b"] {
+        let m = err(&format!("[access]\nadmin_group = \"{bad}\"\n"));
+        assert!(
+            m.starts_with(&format!("{FILE}:2: [access] admin_group")),
+            "{m}"
+        );
+    }
+    for good in [
+        "wheel",
+        "otpgate-admin",
+        "Domain Admins",
+        "admins@example.com",
+        "grp$",
+    ] {
+        let c = parse(&format!("[access]\nadmin_group = \"{good}\"\n")).unwrap();
+        assert_eq!(c.access.admin_group, good);
+    }
+
+    let m = err("[storage]\npath = \"var/lib/otpgate\"\n");
+    assert_eq!(
+        m,
+        format!("{FILE}:2: [storage] path = \"var/lib/otpgate\": must be an absolute path")
+    );
+    let m = err("[storage]\nkey_file = \"master.key\"\n");
+    assert_eq!(
+        m,
+        format!("{FILE}:2: [storage] key_file = \"master.key\": must be an absolute path")
+    );
+    assert!(
+        err("[storage]\nbackend = \"sqlite\"\n").starts_with(&format!(
+            "{FILE}:2: [storage] backend = \"sqlite\": must be"
+        ))
+    );
+
+    let m = err("[email]\nfrom = \"nobody\"\n");
+    assert!(
+        m.starts_with(&format!("{FILE}:2: [email] from = \"nobody\"")),
+        "{m}"
+    );
+}
+
+#[test]
+fn postgres_is_refused_for_now() {
+    let m = err("[storage]\nbackend = \"postgres\"\nurl = \"postgres://u:pw@db/otpgate\"\n");
+    assert_eq!(
+        m,
+        format!(
+            "{FILE}:2: [storage] backend = \"postgres\": \
+             not available in this build; use \"local\""
+        )
+    );
+    // A URL with the local backend is a misunderstanding; the password
+    // stays out of the message.
+    let m = err("[storage]\nurl = \"postgres://u:hunter2@db/otpgate\"\n");
+    assert!(
+        m.starts_with(&format!("{FILE}:2: [storage] url: only used with")),
+        "{m}"
+    );
+    assert!(!m.contains("hunter2"), "{m}");
+}
+
+#[test]
+fn smtp_urls_are_checked_without_echoing_them() {
+    let m = err("[email]\nfrom = \"a@b.c\"\nsmtp_url = \"smtp://u:hunter2@127.0.0.1:25\"\n");
+    assert!(
+        m.starts_with(&format!(
+            "{FILE}:3: [email] smtp_url: must not hold a password"
+        )),
+        "{m}"
+    );
+    assert!(!m.contains("hunter2"), "{m}");
+    let m = err("[email]\nfrom = \"a@b.c\"\nsmtp_url = \"http://mx\"\n");
+    assert!(m.contains("must start with smtp://"), "{m}");
+    let m = err("[email]\nsmtp_url = \"smtp://mx\"\n");
+    assert!(m.contains("[email] from: is required with smtp_url"), "{m}");
+    let c = parse(
+        "[email]\nsmtp_url = \"smtps://otp@mx.example.org:465\"\nfrom = \"otp@example.org\"\npassword_file = \"/etc/otpgate/smtp-password\"\n",
+    )
+    .unwrap();
+    assert_eq!(
+        c.email.smtp_url.as_deref(),
+        Some("smtps://otp@mx.example.org:465")
+    );
+    assert_eq!(c.email.timeout_secs, 10);
+}
+
+#[test]
+fn wrong_types_name_line_and_key() {
+    assert_eq!(
+        err("[totp]\ndigits = \"six\"\n"),
+        format!("{FILE}:2: [totp] digits must be an integer, not a string")
+    );
+    assert_eq!(
+        err("[totp]\nperiod_secs = 30.0\n"),
+        format!("{FILE}:2: [totp] period_secs must be an integer, not a float")
+    );
+    assert_eq!(
+        err("[access]\nadmin_group = 10\n"),
+        format!("{FILE}:2: [access] admin_group must be a string, not an integer")
+    );
+    assert_eq!(
+        err("[lockout]\nmax_failures = [1, 2]\n"),
+        format!("{FILE}:2: [lockout] max_failures must be an integer, not an array")
+    );
+    assert_eq!(
+        err("totp = 5\n"),
+        format!("{FILE}:1: [totp] must be a table, not an integer")
+    );
+    assert_eq!(
+        err("\n[[totp]]\ndigits = 6\n"),
+        format!("{FILE}:2: [totp] must be a table, not an array")
+    );
+}
+
+#[test]
+fn unknown_sections_and_keys_are_refused() {
+    assert_eq!(
+        err("[totp]\ndigits = 6\n\n[smtp]\nhost = \"x\"\n"),
+        format!(
+            "{FILE}:4: unknown section [smtp] \
+             (known: storage, totp, lockout, backup_codes, access, email)"
+        )
+    );
+    assert_eq!(
+        err("digits = 6\n"),
+        format!(
+            "{FILE}:1: key \"digits\" outside any section \
+             (known sections: storage, totp, lockout, backup_codes, access, email)"
+        )
+    );
+    // A table nested in a section is an unknown key of that section.
+    assert_eq!(
+        err("[totp]\n[totp.extra]\nx = 1\n"),
+        format!(
+            "{FILE}:2: unknown key \"extra\" in [totp] \
+             (known: issuer, digits, period_secs, algorithm, window)"
+        )
+    );
+    // Of several problems, the first in the file is reported, whatever
+    // the order sections are stored in.
+    let m = err("[totp]\nwindw = 1\n[access]\nadmin_grup = \"x\"\n");
+    assert!(
+        m.starts_with(&format!("{FILE}:2: unknown key \"windw\"")),
+        "{m}"
+    );
+    let m = err("[zzz]\n[aaa]\n");
+    assert!(
+        m.starts_with(&format!("{FILE}:1: unknown section [zzz]")),
+        "{m}"
+    );
+    // Control characters in a key stay on one line.
+    let m = err("[totp]\n\"a\\nb\" = 1\n");
+    assert!(m.contains("unknown key \"a\\nb\""), "{m}");
+}
+
+#[test]
+fn syntax_errors_name_file_and_line() {
+    let m = err("[totp]\ndigits = 6\nwindow = \n");
+    assert!(m.starts_with(&format!("{FILE}:3: invalid TOML: ")), "{m}");
+    let m = err("[totp]\ndigits = 6\ndigits = 7\n");
+    assert!(m.starts_with(&format!("{FILE}:3: invalid TOML: ")), "{m}");
+    let m = err("[totp\n");
+    assert!(m.starts_with(&format!("{FILE}:1: invalid TOML: ")), "{m}");
+    let m = err("[lockout]\nmax_failures = 99999999999999999999999\n");
+    assert!(
+        m.starts_with(&format!("{FILE}:2: [lockout] max_failures: ")),
+        "{m}"
+    );
+}
+
+#[test]
+fn debug_hides_urls() {
+    let mut c = Config::default();
+    c.storage.url = Some("postgres://u:hunter2@db/x".into());
+    c.email.smtp_url = Some("smtp://u:hunter2@mx".into());
+    let d = format!("{c:?}");
+    assert!(!d.contains("hunter2"), "{d}");
+    assert!(d.contains("<redacted>"), "{d}");
+}
+
+#[test]
+fn load_missing_file_is_defaults_and_unreadable_is_an_error() {
+    let dir = std::env::temp_dir().join(format!("otpgate-config-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let missing = dir.join("missing.toml");
+    assert_eq!(Config::load(&missing).unwrap(), Config::default());
+
+    // A directory cannot be read as a file: an error, not the defaults.
+    let e = Config::load(&dir).unwrap_err();
+    assert!(matches!(e, ConfigError::Read { .. }), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with(&format!("cannot read {}", dir.display())),
+        "{e}"
+    );
+
+    let good = dir.join("good.toml");
+    std::fs::write(&good, "[totp]\ndigits = 8\n").unwrap();
+    assert_eq!(Config::load(&good).unwrap().totp.digits, 8);
+
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "[totp]\ndigits = 4\n").unwrap();
+    let m = Config::load(&bad).unwrap_err().to_string();
+    assert_eq!(
+        m,
+        format!(
+            "{}:2: [totp] digits = 4: must be between 6 and 8",
+            bad.display()
+        )
+    );
+
+    let binary = dir.join("binary.toml");
+    std::fs::write(&binary, b"[totp]\n\xff\xfe\n").unwrap();
+    assert!(matches!(
+        Config::load(&binary),
+        Err(ConfigError::NotUtf8 { .. })
+    ));
+
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn algorithm_names_round_trip() {
+    for a in [Algorithm::Sha1, Algorithm::Sha256, Algorithm::Sha512] {
+        assert_eq!(Algorithm::from_name(a.as_str()), Some(a));
+    }
+    assert_eq!(Algorithm::from_name("sha256"), None);
+    assert_eq!(
+        totp_rs::Algorithm::from(Algorithm::Sha256),
+        totp_rs::Algorithm::SHA256
+    );
+    assert_eq!(Backend::Local.as_str(), "local");
+}
+
+// The shipped files derived from the key table. To bring them back in step
+// after changing keys.rs, run
+//   OTPGATE_REGENERATE=1 cargo test -p otpgated config::
+// which rewrites them (then review and commit the diff).
+
+fn repo_file(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
+}
+
+fn regenerate() -> bool {
+    std::env::var_os("OTPGATE_REGENERATE").is_some_and(|v| v == "1")
+}
+
+const REGENERATE: &str = "regenerate with: OTPGATE_REGENERATE=1 cargo test -p otpgated config::";
+
+#[test]
+fn the_shipped_config_is_the_rendered_table() {
+    let path = repo_file("packaging/otpgate.toml");
+    let want = render_example();
+    if regenerate() {
+        std::fs::write(&path, &want).unwrap();
+    }
+    let have = std::fs::read_to_string(&path).unwrap();
+    if have != want {
+        let line = have
+            .lines()
+            .zip(want.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or(have.lines().count().min(want.lines().count()));
+        panic!(
+            "{} differs from the key table (first at line {}); {REGENERATE}",
+            path.display(),
+            line + 1
+        );
+    }
+}
+
+const BEGIN: &str = "<!-- BEGIN config table -->\n";
+const END: &str = "<!-- END config table -->";
+
+#[test]
+fn the_documented_table_is_the_rendered_table() {
+    let path = repo_file("docs/configuration.md");
+    let doc = std::fs::read_to_string(&path).unwrap();
+    let (before, rest) = doc
+        .split_once(BEGIN)
+        .unwrap_or_else(|| panic!("{}: no {BEGIN:?} marker", path.display()));
+    let (table, after) = rest
+        .split_once(END)
+        .unwrap_or_else(|| panic!("{}: no {END:?} marker", path.display()));
+    let want = render_markdown_table();
+    if regenerate() {
+        std::fs::write(&path, format!("{before}{BEGIN}{want}{END}{after}")).unwrap();
+    } else {
+        assert!(
+            table == want,
+            "{}: the table differs from the key table; {REGENERATE}",
+            path.display()
+        );
+    }
+}
+
+/// The rendered example is all defaults, commented or not: every default
+/// passes its own key's checks and means what `Config::default()` means.
+#[test]
+fn the_rendered_example_means_the_defaults() {
+    let example = render_example();
+    assert_eq!(parse(&example).unwrap(), Config::default());
+    let mut uncommented = String::new();
+    for s in keys::SECTIONS {
+        uncommented.push_str(&format!("[{}]\n", s.name));
+        for k in s.keys {
+            if !matches!(k.preset, keys::Preset::Unset(_)) {
+                let line = example
+                    .lines()
+                    .find(|l| l.starts_with(&format!("# {} = ", k.name)))
+                    .unwrap_or_else(|| panic!("[{}] {} not shown", s.name, k.name));
+                uncommented.push_str(&line[2..]);
+                uncommented.push('\n');
+            }
+        }
+    }
+    assert_eq!(parse(&uncommented).unwrap(), Config::default());
+}
+
+/// Every key reaches the field of its name: a value other than its default
+/// (the smallest or largest an integer key accepts, a string key's example)
+/// shows up in that field.
+#[test]
+fn every_key_is_wired_to_its_field() {
+    for s in keys::SECTIONS {
+        for k in s.keys {
+            let (value, shown) = match (&k.kind, &k.preset) {
+                (keys::Kind::Int { min, max }, keys::Preset::Int(d)) => {
+                    let n = if min == d { max } else { min };
+                    (n.to_string(), n.to_string())
+                }
+                (keys::Kind::Text { .. } | keys::Kind::Path, keys::Preset::Unset(e)) => {
+                    (format!("{e:?}"), format!("Some({e:?})"))
+                }
+                _ => continue,
+            };
+            let text = format!("[{}]\n{} = {value}\n", s.name, k.name);
+            let c = parse(&text).unwrap_or_else(|e| panic!("{text:?}: {e}"));
+            let debug = format!("{c:?}");
+            let field = format!(" {}: {shown}", k.name);
+            assert!(
+                debug.contains(&format!("{field},")) || debug.contains(&format!("{field} }}")),
+                "{text:?} did not set its field: {debug}"
+            );
+        }
+    }
+    let c = parse("[lockout]\nmax_duration_secs = 900\n").unwrap();
+    assert_eq!(c.lockout.max_duration_secs, 900);
+    // Raising the first lock raises an unset cap with it.
+    let c = parse("[lockout]\nduration_secs = 100000\n").unwrap();
+    assert_eq!(c.lockout.max_duration_secs, 100_000);
+    assert_eq!(
+        err("[lockout]\nduration_secs = 1000\nmax_duration_secs = 999\n"),
+        format!("{FILE}:3: [lockout] max_duration_secs = 999: must be between 1000 and 2592000")
+    );
+}
