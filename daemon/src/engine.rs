@@ -49,73 +49,11 @@ pub struct Context {
     pub tty: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChallengeOutcome {
-    pub state: ChallengeState,
-    pub method: Option<otpgate_proto::Method>,
-    pub locked_until: u64,
-    pub message: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VerifyOutcome {
-    pub result: VerifyResult,
-    pub method_used: Option<MethodUsed>,
-    pub attempts_left: Option<u32>,
-    pub locked_until: u64,
-    pub backup_codes_left: Option<u32>,
-    pub message: String,
-    /// A line the user should see besides the result (why no code came
-    /// by mail); empty if none.
-    pub notice: String,
-}
-
-impl VerifyOutcome {
-    fn locked(message: &str, until: u64) -> VerifyOutcome {
-        let mut o = VerifyOutcome::plain(VerifyResult::Locked, message);
-        o.locked_until = until;
-        o.attempts_left = Some(0);
-        o
-    }
-
-    fn plain(result: VerifyResult, message: impl Into<String>) -> VerifyOutcome {
-        VerifyOutcome {
-            result,
-            method_used: None,
-            attempts_left: None,
-            locked_until: 0,
-            backup_codes_left: None,
-            message: message.into(),
-            notice: String::new(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Status {
-    pub user: String,
-    pub enrolled: bool,
-    pub pending: bool,
-    pub method: String,
-    pub backup_codes_left: u32,
-    pub locked: bool,
-    pub locked_until: u64,
-    pub failures: u32,
-}
-
-/// What Enroll hands back: for TOTP the URI and secret (the only time
-/// they leave the daemon), for e-mail where the confirmation code went.
-pub enum Enrollment {
-    Totp {
-        uri: Zeroizing<String>,
-        secret: Zeroizing<String>,
-        expires: u64,
-    },
-    Email {
-        sent_to: String,
-        expires: u64,
-    },
-}
+// The answers are the wire's own types: the bus encodes them through the
+// codec, so what the engine decides is exactly what a client reads.
+pub use otpgate_proto::codec::{
+    ChallengeAnswer as ChallengeOutcome, Enrollment, Stats, Status, VerifyAnswer as VerifyOutcome,
+};
 
 /// A code to mail once the user's lock is released.
 struct Mail {
@@ -134,16 +72,6 @@ enum Prepared<T> {
 pub const EMAIL_SENDS_PER_HOUR: usize = 5;
 /// E-mailed codes are always six digits.
 pub const EMAIL_CODE_DIGITS: usize = 6;
-
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Stats {
-    pub users_enrolled: u32,
-    pub users_locked: u32,
-    pub successes: u32,
-    pub failures: u32,
-    pub lockouts: u32,
-    pub backup_codes_used: u32,
-}
 
 /// One async mutex per user with a live operation. Entries are weak so
 /// idle users cost nothing; dead ones are swept as the map grows.
