@@ -4,7 +4,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use otpgate_proto::{AdminProxy, Dict, ManagerProxy, OwnedDict, BUS_NAME, SYSTEM_BUS_ADDRESS};
+use otpgate_proto::codec::{DecodeError, Enrollment, Imported, Stats, Status, UserEntry};
+use otpgate_proto::{AdminProxy, Dict, ManagerProxy, BUS_NAME, SYSTEM_BUS_ADDRESS};
 use zbus::names::{BusName, UniqueName};
 use zbus::proxy::CacheProperties;
 use zeroize::Zeroizing;
@@ -111,16 +112,18 @@ impl Client {
         user: &str,
         method: otpgate_proto::Method,
         email: Option<&str>,
-    ) -> Result<OwnedDict, CliError> {
+    ) -> Result<Enrollment, CliError> {
         let mut options: Dict<'_> = HashMap::new();
         options.insert(otpgate_proto::enroll::METHOD, method.as_str().into());
         if let Some(addr) = email {
             options.insert(otpgate_proto::enroll::EMAIL, addr.into());
         }
-        self.manager
+        let reply = self
+            .manager
             .enroll(user, options)
             .await
-            .map_err(self.err(Some(user)))
+            .map_err(self.err(Some(user)))?;
+        Enrollment::from_dict(&reply).map_err(protocol)
     }
 
     pub async fn confirm(&self, user: &str, code: &str) -> Result<BackupCodes, CliError> {
@@ -132,11 +135,13 @@ impl Client {
             .map_err(self.err(Some(user)))
     }
 
-    pub async fn status(&self, user: &str) -> Result<OwnedDict, CliError> {
-        self.manager
+    pub async fn status(&self, user: &str) -> Result<Status, CliError> {
+        let reply = self
+            .manager
             .status(user)
             .await
-            .map_err(self.err(Some(user)))
+            .map_err(self.err(Some(user)))?;
+        Status::from_dict(&reply).map_err(protocol)
     }
 
     pub async fn disable(&self, user: &str, code: &str) -> Result<(), CliError> {
@@ -160,8 +165,12 @@ impl Client {
             .map_err(self.err(Some(user)))
     }
 
-    pub async fn list_users(&self) -> Result<Vec<OwnedDict>, CliError> {
-        self.admin.list_users().await.map_err(self.err(None))
+    pub async fn list_users(&self) -> Result<Vec<UserEntry>, CliError> {
+        let reply = self.admin.list_users().await.map_err(self.err(None))?;
+        reply
+            .iter()
+            .map(|d| UserEntry::from_dict(d).map_err(protocol))
+            .collect()
     }
 
     pub async fn unlock(&self, user: &str) -> Result<(), CliError> {
@@ -172,13 +181,14 @@ impl Client {
         self.admin.reset(user).await.map_err(self.err(Some(user)))
     }
 
-    pub async fn stats(&self) -> Result<OwnedDict, CliError> {
-        self.admin.stats().await.map_err(self.err(None))
+    pub async fn stats(&self) -> Result<Stats, CliError> {
+        let reply = self.admin.stats().await.map_err(self.err(None))?;
+        Stats::from_dict(&reply).map_err(protocol)
     }
 
-    pub async fn import(&self, user: &str, contents: &str) -> Result<OwnedDict, CliError> {
+    pub async fn import(&self, user: &str, contents: &str) -> Result<Imported, CliError> {
         let owner = self.root_owner("secret").await?;
-        AdminProxy::builder(&self.conn)
+        let reply = AdminProxy::builder(&self.conn)
             .destination(owner)
             .cache_properties(CacheProperties::No)
             .build()
@@ -186,8 +196,13 @@ impl Client {
             .map_err(self.err(None))?
             .import(user, contents)
             .await
-            .map_err(self.err(Some(user)))
+            .map_err(self.err(Some(user)))?;
+        Imported::from_dict(&reply).map_err(protocol)
     }
+}
+
+fn protocol(e: DecodeError) -> CliError {
+    CliError::Protocol(e.0)
 }
 
 /// Backup codes as received: shown once, then wiped from memory.

@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use otpgate_proto::{dict_bool, dict_str, dict_u32, dict_u64, status, OwnedDict};
+use otpgate_proto::codec::Status;
 use serde::Serialize;
 
 use crate::error::CliError;
@@ -114,41 +114,17 @@ pub fn yes_no(b: bool) -> &'static str {
     }
 }
 
-/// `Manager.Status` (and one `Admin.ListUsers` row), with the keys docs/protocol.md lists.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Status {
-    pub user: String,
-    pub enrolled: bool,
-    pub pending: bool,
-    pub method: String,
-    pub backup_codes_left: u32,
-    pub locked: bool,
-    pub locked_until: u64,
-    pub failures: u32,
-}
-
-fn missing(key: &str) -> CliError {
-    CliError::Protocol(format!("status without `{key}`"))
-}
-
-impl Status {
-    pub fn from_dict(user: &str, d: &OwnedDict) -> Result<Status, CliError> {
-        let enrolled = dict_bool(d, status::ENROLLED).ok_or_else(|| missing(status::ENROLLED))?;
-        Ok(Status {
-            user: user.to_owned(),
-            enrolled,
-            pending: dict_bool(d, status::PENDING).unwrap_or(false),
-            // Not enrolled means no method; an empty string says so in JSON.
-            method: dict_str(d, status::METHOD).unwrap_or_default(),
-            backup_codes_left: dict_u32(d, status::BACKUP_CODES_LEFT).unwrap_or(0),
-            locked: dict_bool(d, status::LOCKED).unwrap_or(false),
-            locked_until: dict_u64(d, status::LOCKED_UNTIL).unwrap_or(0),
-            failures: dict_u32(d, status::FAILURES).unwrap_or(0),
-        })
-    }
-
+/// How a `Manager.Status` answer (or a readable `Admin.ListUsers` entry)
+/// reads for people.
+pub trait StatusText {
     /// One word or phrase for tables.
-    pub fn state(&self) -> String {
+    fn state(&self) -> String;
+    /// The key/value block `otpgate status` prints.
+    fn text(&self, now: u64) -> String;
+}
+
+impl StatusText for Status {
+    fn state(&self) -> String {
         if self.locked {
             if self.locked_until > 0 {
                 format!("locked until {}", local_time(self.locked_until))
@@ -166,8 +142,7 @@ impl Status {
         }
     }
 
-    /// The key/value block `otpgate status` prints.
-    pub fn text(&self, now: u64) -> String {
+    fn text(&self, now: u64) -> String {
         let method = if self.method.is_empty() {
             "-".to_owned()
         } else {

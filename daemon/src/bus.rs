@@ -5,14 +5,15 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use otpgate_proto::{context, enroll, import, info, stats, status, ServiceError};
+use otpgate_proto::codec::{Imported, UserEntry};
+use otpgate_proto::{context, enroll, ServiceError};
 use zbus::fdo::DBusProxy;
 use zbus::message::Header;
 use zbus::{Connection, OwnedVariant};
 use zeroize::Zeroizing;
 
 use crate::authz::Caller;
-use crate::engine::{Context, Engine, Enrollment, Status};
+use crate::engine::{Context, Engine, Stats, STATS_DAYS};
 
 type Dict = HashMap<String, OwnedVariant>;
 
@@ -57,14 +58,6 @@ impl Shared {
     }
 }
 
-fn v<T: Into<OwnedVariant>>(x: T) -> OwnedVariant {
-    x.into()
-}
-
-fn vs(s: &str) -> OwnedVariant {
-    OwnedVariant::try_from(zbus::Variant::from(s)).expect("a string is always a valid variant")
-}
-
 fn parse_context(ctx: &Dict) -> Result<Context, ServiceError> {
     let mut out = Context::default();
     for (key, value) in ctx {
@@ -89,19 +82,6 @@ fn parse_context(ctx: &Dict) -> Result<Context, ServiceError> {
     Ok(out)
 }
 
-fn status_dict(s: &Status) -> Dict {
-    HashMap::from([
-        (status::USER.into(), vs(&s.user)),
-        (status::ENROLLED.into(), v(s.enrolled)),
-        (status::PENDING.into(), v(s.pending)),
-        (status::METHOD.into(), vs(&s.method)),
-        (status::BACKUP_CODES_LEFT.into(), v(s.backup_codes_left)),
-        (status::LOCKED.into(), v(s.locked)),
-        (status::LOCKED_UNTIL.into(), v(s.locked_until)),
-        (status::FAILURES.into(), v(s.failures)),
-    ])
-}
-
 fn codes_out(codes: Vec<Zeroizing<String>>) -> Vec<String> {
     // zbus serialises from these Strings; they leave our memory with the
     // reply. The Zeroizing originals are wiped as they drop here.
@@ -122,18 +102,7 @@ impl Auth {
     ) -> Result<(String, Dict), ServiceError> {
         let caller = self.0.caller(&hdr).await?;
         let ctx = parse_context(&context)?;
-        let o = self.0.engine.challenge(&caller, &user, ctx).await?;
-        let mut d = Dict::new();
-        if let Some(m) = o.method {
-            d.insert(info::METHOD.into(), vs(m.as_str()));
-        }
-        if o.locked_until != 0 {
-            d.insert(info::LOCKED_UNTIL.into(), v(o.locked_until));
-        }
-        if !o.message.is_empty() {
-            d.insert(info::MESSAGE.into(), vs(&o.message));
-        }
-        Ok((o.state.as_str().into(), d))
+        Ok(self.0.engine.challenge(&caller, &user, ctx).await?.encode())
     }
 
     async fn verify(
@@ -146,27 +115,12 @@ impl Auth {
         let code = Zeroizing::new(code);
         let caller = self.0.caller(&hdr).await?;
         let ctx = parse_context(&context)?;
-        let o = self.0.engine.verify(&caller, &user, code, ctx).await?;
-        let mut d = Dict::new();
-        if let Some(m) = o.method_used {
-            d.insert(info::METHOD_USED.into(), vs(m.as_str()));
-        }
-        if let Some(a) = o.attempts_left {
-            d.insert(info::ATTEMPTS_LEFT.into(), v(a));
-        }
-        if o.locked_until != 0 {
-            d.insert(info::LOCKED_UNTIL.into(), v(o.locked_until));
-        }
-        if let Some(b) = o.backup_codes_left {
-            d.insert(info::BACKUP_CODES_LEFT.into(), v(b));
-        }
-        if !o.message.is_empty() {
-            d.insert(info::MESSAGE.into(), vs(&o.message));
-        }
-        if !o.notice.is_empty() {
-            d.insert(info::NOTICE.into(), vs(&o.notice));
-        }
-        Ok((o.result.as_str().into(), d))
+        Ok(self
+            .0
+            .engine
+            .verify(&caller, &user, code, ctx)
+            .await?
+            .encode())
     }
 }
 
@@ -197,30 +151,12 @@ impl Manager {
                 }
             }
         }
-        Ok(
-            match self
-                .0
-                .engine
-                .enroll(&caller, &user, method, address)
-                .await?
-            {
-                Enrollment::Totp {
-                    uri,
-                    secret,
-                    expires,
-                } => HashMap::from([
-                    (enroll::METHOD.into(), vs("totp")),
-                    (enroll::URI.into(), vs(&uri)),
-                    (enroll::SECRET.into(), vs(&secret)),
-                    (enroll::EXPIRES.into(), v(expires)),
-                ]),
-                Enrollment::Email { sent_to, expires } => HashMap::from([
-                    (enroll::METHOD.into(), vs("email")),
-                    (enroll::SENT_TO.into(), vs(&sent_to)),
-                    (enroll::EXPIRES.into(), v(expires)),
-                ]),
-            },
-        )
+        Ok(self
+            .0
+            .engine
+            .enroll(&caller, &user, method, address)
+            .await?
+            .to_dict())
     }
 
     async fn confirm(
@@ -242,7 +178,7 @@ impl Manager {
         user: String,
     ) -> Result<Dict, ServiceError> {
         let caller = self.0.caller(&hdr).await?;
-        Ok(status_dict(&self.0.engine.status(&caller, &user).await?))
+        Ok(self.0.engine.status(&caller, &user).await?.to_dict())
     }
 
     async fn disable(
@@ -281,12 +217,10 @@ impl Admin {
         Ok(list
             .into_iter()
             .map(|r| match r {
-                Ok(s) => status_dict(&s),
-                Err((user, err)) => HashMap::from([
-                    (status::USER.into(), vs(&user)),
-                    (status::ERROR.into(), vs(&err)),
-                ]),
+                Ok(s) => UserEntry::Ok(s),
+                Err((user, error)) => UserEntry::Unreadable { user, error },
             })
+            .map(|entry| entry.to_dict())
             .collect())
     }
 
@@ -310,16 +244,13 @@ impl Admin {
 
     async fn stats(&self, #[zbus(header)] hdr: Header<'_>) -> Result<Dict, ServiceError> {
         let caller = self.0.caller(&hdr).await?;
-        let s = self.0.engine.stats(&caller).await?;
-        Ok(HashMap::from([
-            (stats::USERS_ENROLLED.into(), v(s.users_enrolled)),
-            (stats::USERS_LOCKED.into(), v(s.users_locked)),
-            (stats::SUCCESSES.into(), v(s.successes)),
-            (stats::FAILURES.into(), v(s.failures)),
-            (stats::LOCKOUTS.into(), v(s.lockouts)),
-            (stats::BACKUP_CODES_USED.into(), v(s.backup_codes_used)),
-            (stats::DAYS.into(), v(crate::engine::STATS_DAYS as u32)),
-        ]))
+        let counted = self.0.engine.stats(&caller).await?;
+        // The engine counts; the span it counts over is a constant.
+        let s = Stats {
+            days: STATS_DAYS as u32,
+            ..counted
+        };
+        Ok(s.to_dict())
     }
 
     async fn import(
@@ -331,9 +262,9 @@ impl Admin {
         let contents = Zeroizing::new(contents);
         let caller = self.0.caller(&hdr).await?;
         let n = self.0.engine.import(&caller, &user, contents).await?;
-        Ok(HashMap::from([(
-            import::BACKUP_CODES_IMPORTED.into(),
-            v(n),
-        )]))
+        Ok(Imported {
+            backup_codes_imported: n,
+        }
+        .to_dict())
     }
 }

@@ -13,10 +13,9 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use otpgate_proto::{
-    context, info, ChallengeState, Method, MethodUsed, OwnedDict, VerifyResult, AUTH_INTERFACE,
-    BUS_NAME, OBJECT_PATH,
-};
+use otpgate_proto::codec::{ChallengeAnswer, DecodeError, VerifyAnswer};
+use otpgate_proto::methods::{self, Call};
+use otpgate_proto::{context, Dict, OwnedDict, BUS_NAME, OBJECT_PATH};
 use zbus::connection::Builder;
 use zbus::{Connection, Message, Variant};
 
@@ -32,7 +31,7 @@ pub struct Context {
 }
 
 impl Context {
-    fn to_dict(&self) -> HashMap<&'static str, Variant<'_>> {
+    fn to_dict(&self) -> Dict<'_> {
         let mut d = HashMap::new();
         for (key, value) in [
             (context::SERVICE, &self.service),
@@ -48,67 +47,23 @@ impl Context {
     }
 }
 
-/// The `info` dictionary of either answer, checked: a known key with a value
-/// of the wrong type makes the whole answer unparseable. Unknown keys are
-/// ignored so the daemon may add some.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Info {
-    pub method: Option<Method>,
-    pub method_used: Option<MethodUsed>,
-    pub attempts_left: Option<u32>,
-    pub locked_until: Option<u64>,
-    pub backup_codes_left: Option<u32>,
-    pub message: Option<String>,
-    pub notice: Option<String>,
+/// `Auth.Challenge`'s answer, read by the codec: a known `info` key with
+/// a value of the wrong type makes the whole answer unparseable; unknown
+/// keys are ignored so the daemon may add some.
+pub type ChallengeReply = ChallengeAnswer;
+/// `Auth.Verify`'s answer, read as strictly.
+pub type VerifyReply = VerifyAnswer;
+
+fn bad_reply(e: DecodeError) -> Error {
+    Error::BadReply(e.0)
 }
 
-impl Info {
-    pub fn parse(d: &OwnedDict) -> Result<Info, Error> {
-        fn get<'a, T>(d: &'a OwnedDict, key: &str) -> Result<Option<T>, Error>
-        where
-            T: TryFrom<&'a zbus::OwnedVariant>,
-        {
-            match d.get(key) {
-                None => Ok(None),
-                Some(v) => T::try_from(v)
-                    .map(Some)
-                    .map_err(|_| Error::BadReply(format!("info key {key:?} has the wrong type"))),
-            }
-        }
-        fn word<T>(
-            d: &OwnedDict,
-            key: &str,
-            parse: fn(&str) -> Option<T>,
-        ) -> Result<Option<T>, Error> {
-            match get::<&str>(d, key)? {
-                None => Ok(None),
-                Some(w) => parse(w)
-                    .map(Some)
-                    .ok_or_else(|| Error::BadReply(format!("unknown {key} {w:?}"))),
-            }
-        }
-        Ok(Info {
-            method: word(d, info::METHOD, Method::parse)?,
-            method_used: word(d, info::METHOD_USED, MethodUsed::parse)?,
-            attempts_left: get(d, info::ATTEMPTS_LEFT)?,
-            locked_until: get(d, info::LOCKED_UNTIL)?,
-            backup_codes_left: get(d, info::BACKUP_CODES_LEFT)?,
-            message: get::<&str>(d, info::MESSAGE)?.map(str::to_owned),
-            notice: get::<&str>(d, info::NOTICE)?.map(str::to_owned),
-        })
-    }
+fn decode_challenge((word, dict): (String, OwnedDict)) -> Result<ChallengeReply, Error> {
+    ChallengeAnswer::decode(&word, &dict).map_err(bad_reply)
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChallengeReply {
-    pub state: ChallengeState,
-    pub info: Info,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VerifyReply {
-    pub result: VerifyResult,
-    pub info: Info,
+fn decode_verify((word, dict): (String, OwnedDict)) -> Result<VerifyReply, Error> {
+    VerifyAnswer::decode(&word, &dict).map_err(bad_reply)
 }
 
 /// What the flow needs from the daemon; the real one is [`BusDaemon`],
@@ -132,11 +87,8 @@ impl BusDaemon {
         }
     }
 
-    /// Runs one exchange: connect, check the owner, call `method`, close.
-    fn exchange<B>(&self, method: &str, body: &B) -> Result<(String, OwnedDict), Error>
-    where
-        B: serde::Serialize + zbus::zvariant::DynamicType,
-    {
+    /// Runs one exchange: connect, check the owner, call `C`, close.
+    fn exchange<C: Call>(&self, body: &C::Args<'_>) -> Result<C::Reply, Error> {
         let deadline = Instant::now() + self.timeout;
         zruntime::block_on(async {
             // The thread's runtime, held only for the deadline's timer; it is
@@ -149,7 +101,7 @@ impl BusDaemon {
                     .build()
                     .await
                     .map_err(|e| connect_failed(&self.address, e))?;
-                let result = call_owner(&conn, method, body).await;
+                let result = call_owner::<C>(&conn, body).await;
                 // Closing here, inside block_on, rather than leaving it to a
                 // drop is what lets the reader task finish on this thread.
                 let _ = conn.close().await;
@@ -166,37 +118,19 @@ impl BusDaemon {
 
 impl Daemon for BusDaemon {
     fn challenge(&self, user: &str, ctx: &Context) -> Result<ChallengeReply, Error> {
-        let (word, dict) = self.exchange("Challenge", &(user, ctx.to_dict()))?;
-        let state = ChallengeState::parse(&word)
-            .ok_or_else(|| Error::BadReply(format!("unknown Challenge state {word:?}")))?;
-        Ok(ChallengeReply {
-            state,
-            info: Info::parse(&dict)?,
-        })
+        decode_challenge(self.exchange::<methods::Challenge>(&(user, ctx.to_dict()))?)
     }
 
     fn verify(&self, user: &str, code: &str, ctx: &Context) -> Result<VerifyReply, Error> {
-        let (word, dict) = self.exchange("Verify", &(user, code, ctx.to_dict()))?;
-        let result = VerifyResult::parse(&word)
-            .ok_or_else(|| Error::BadReply(format!("unknown Verify result {word:?}")))?;
-        Ok(VerifyReply {
-            result,
-            info: Info::parse(&dict)?,
-        })
+        decode_verify(self.exchange::<methods::Verify>(&(user, code, ctx.to_dict()))?)
     }
 }
 
 const DBUS_NAME: &str = "org.freedesktop.DBus";
 const DBUS_PATH: &str = "/org/freedesktop/DBus";
 
-async fn call_owner<B>(
-    conn: &Connection,
-    method: &str,
-    body: &B,
-) -> Result<(String, OwnedDict), Error>
-where
-    B: serde::Serialize + zbus::zvariant::DynamicType,
-{
+async fn call_owner<C: Call>(conn: &Connection, body: &C::Args<'_>) -> Result<C::Reply, Error> {
+    let method = C::SPEC.name;
     let reply = conn
         .call_method(
             Some(DBUS_NAME),
@@ -236,7 +170,7 @@ where
         .call_method(
             Some(owner.as_str()),
             OBJECT_PATH,
-            Some(AUTH_INTERFACE),
+            Some(C::INTERFACE),
             method,
             body,
         )
@@ -250,7 +184,7 @@ where
     check_sender(&reply, &owner)?;
     reply
         .body()
-        .deserialize::<(String, OwnedDict)>()
+        .deserialize::<C::Reply>()
         .map_err(|e| Error::BadReply(format!("{method}: {e}")))
 }
 
@@ -330,6 +264,7 @@ fn error_from_name(name: &str, message: &str) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use otpgate_proto::{ChallengeState, Method, MethodUsed, VerifyResult};
     use zbus::OwnedVariant;
 
     fn dict(entries: Vec<(&str, Variant<'static>)>) -> OwnedDict {
@@ -350,14 +285,24 @@ mod tests {
             ("message", Variant::from("hello")),
             ("something_new", Variant::from(1i32)),
         ]);
-        let i = Info::parse(&d).unwrap();
-        assert_eq!(i.method, Some(Method::Email));
-        assert_eq!(i.method_used, Some(MethodUsed::Backup));
-        assert_eq!(i.attempts_left, Some(3));
-        assert_eq!(i.locked_until, Some(1_800_000_000));
-        assert_eq!(i.backup_codes_left, Some(7));
-        assert_eq!(i.message.as_deref(), Some("hello"));
-        assert_eq!(Info::parse(&OwnedDict::new()).unwrap(), Info::default());
+        let c = decode_challenge(("code-required".into(), d.clone())).unwrap();
+        let v = decode_verify(("ok".into(), d)).unwrap();
+        assert_eq!(c.method, Some(Method::Email));
+        assert_eq!(v.method_used, Some(MethodUsed::Backup));
+        assert_eq!(v.attempts_left, Some(3));
+        assert_eq!(c.locked_until, 1_800_000_000);
+        assert_eq!(v.locked_until, 1_800_000_000);
+        assert_eq!(v.backup_codes_left, Some(7));
+        assert_eq!(c.message, "hello");
+        assert_eq!(v.message, "hello");
+        assert_eq!(
+            decode_verify(("ok".into(), OwnedDict::new())).unwrap(),
+            VerifyReply::plain(VerifyResult::Ok, "")
+        );
+        assert_eq!(
+            decode_challenge(("locked".into(), OwnedDict::new())).unwrap(),
+            ChallengeReply::plain(ChallengeState::Locked, "")
+        );
     }
 
     #[test]
@@ -370,8 +315,17 @@ mod tests {
             ("method", Variant::from("carrier-pigeon")),
             ("method_used", Variant::from("TOTP")),
         ] {
-            let err = Info::parse(&dict(vec![(k, v)])).unwrap_err();
+            let d = dict(vec![(k, v)]);
+            let err = decode_verify(("invalid".into(), d.clone())).unwrap_err();
             assert!(matches!(err, Error::BadReply(_)), "{k}: {err}");
+            let err = decode_challenge(("code-required".into(), d)).unwrap_err();
+            assert!(matches!(err, Error::BadReply(_)), "{k}: {err}");
+        }
+        for err in [
+            decode_verify(("OK".into(), OwnedDict::new())).unwrap_err(),
+            decode_challenge(("ok".into(), OwnedDict::new())).unwrap_err(),
+        ] {
+            assert!(matches!(err, Error::BadReply(_)), "{err}");
         }
     }
 

@@ -7,7 +7,7 @@
 use otpgate_proto::{valid_user_name, ChallengeState, MethodUsed, VerifyResult, MAX_CODE_LEN};
 use zeroize::Zeroizing;
 
-use crate::client::{Context, Daemon, Info};
+use crate::client::{Context, Daemon};
 use crate::error::Error;
 use crate::log::{printable, Level};
 use crate::options::{FailMode, Options};
@@ -114,13 +114,13 @@ impl<P: PamIo> Flow<'_, P> {
         match challenge.state {
             ChallengeState::CodeRequired => {}
             ChallengeState::NotEnrolled => return self.not_enrolled(&whom),
-            ChallengeState::Locked => return self.locked(&whom, &challenge.info),
+            ChallengeState::Locked => return self.locked(&whom, challenge.locked_until),
         }
-        if let Some(m) = shown(&challenge.info) {
+        if let Some(m) = shown(&challenge.message) {
             // For a mailed code this says where it went, or why none came
             // and that a backup code works: needed to answer the prompt, so
             // shown even under PAM_SILENT.
-            if challenge.info.method == Some(otpgate_proto::Method::Email) {
+            if challenge.method == Some(otpgate_proto::Method::Email) {
                 self.pam.text_info(&m);
             } else {
                 self.info(&m);
@@ -161,37 +161,36 @@ impl<P: PamIo> Flow<'_, P> {
             Err(e) => return self.daemon_failed(&whom, e),
         };
         if verify.result != VerifyResult::Ok {
-            if let Some(n) = verify.info.notice.as_deref().map(str::trim) {
-                if !n.is_empty() {
-                    let n: String = printable(n).chars().take(MAX_SHOWN).collect();
-                    self.error(&n);
-                }
+            let n = verify.notice.trim();
+            if !n.is_empty() {
+                let n: String = printable(n).chars().take(MAX_SHOWN).collect();
+                self.error(&n);
             }
         }
         match verify.result {
             VerifyResult::Ok => {
-                let used = verify.info.method_used.map_or("code", MethodUsed::as_str);
+                let used = verify.method_used.map_or("code", MethodUsed::as_str);
                 self.log(
                     Level::Info,
                     &format!("{whom}: second factor accepted ({used})"),
                 );
-                if verify.info.method_used == Some(MethodUsed::Backup) {
-                    let line = match verify.info.backup_codes_left {
+                if verify.method_used == Some(MethodUsed::Backup) {
+                    let line = match verify.backup_codes_left {
                         Some(0) => "Backup code accepted. That was the last one: run `otpgate backup-codes` for new ones.".to_string(),
                         Some(1) => "Backup code accepted: 1 left.".to_string(),
                         Some(n) => format!("Backup code accepted: {n} left."),
                         None => "Backup code accepted.".to_string(),
                     };
                     self.info(&line);
-                } else if let Some(m) = shown(&verify.info) {
+                } else if let Some(m) = shown(&verify.message) {
                     self.info(&m);
                 }
                 PamCode::Success
             }
             VerifyResult::Invalid => {
-                let line = match verify.info.attempts_left {
+                let line = match verify.attempts_left {
                     // This failure engaged the lock: say so now, not at the next try.
-                    Some(0) => format!("Wrong code. {}", lock_line(&verify.info)),
+                    Some(0) => format!("Wrong code. {}", lock_line(verify.locked_until)),
                     Some(1) => "Wrong code. 1 attempt left.".to_string(),
                     Some(n) => format!("Wrong code. {n} attempts left."),
                     None => "Wrong code.".to_string(),
@@ -210,7 +209,7 @@ impl<P: PamIo> Flow<'_, P> {
                 self.log(Level::Notice, &format!("{whom}: code expired"));
                 PamCode::AuthErr
             }
-            VerifyResult::Locked => self.locked(&whom, &verify.info),
+            VerifyResult::Locked => self.locked(&whom, verify.locked_until),
             VerifyResult::NotEnrolled => self.not_enrolled(&whom),
         }
     }
@@ -229,12 +228,10 @@ impl<P: PamIo> Flow<'_, P> {
         }
     }
 
-    fn locked(&mut self, whom: &str, info: &Info) -> PamCode {
-        self.error(&lock_line(info));
-        self.log(
-            Level::Notice,
-            &format!("{whom}: locked (until {:?})", info.locked_until),
-        );
+    /// `until` is 0 when the daemon gave no end.
+    fn locked(&mut self, whom: &str, until: u64) -> PamCode {
+        self.error(&lock_line(until));
+        self.log(Level::Notice, &format!("{whom}: locked (until {until})"));
         PamCode::MaxTries
     }
 
@@ -308,16 +305,19 @@ impl<P: PamIo> Flow<'_, P> {
     }
 }
 
-fn lock_line(info: &Info) -> String {
-    match info.locked_until.and_then(clock::describe_until) {
+fn lock_line(until: u64) -> String {
+    match Some(until)
+        .filter(|&t| t != 0)
+        .and_then(clock::describe_until)
+    {
         Some(when) => format!("Too many wrong codes: locked until {when}."),
         None => "Too many wrong codes: locked.".to_string(),
     }
 }
 
 /// The daemon's own message, made safe to print on a terminal.
-fn shown(info: &Info) -> Option<String> {
-    let m = info.message.as_deref()?.trim();
+fn shown(message: &str) -> Option<String> {
+    let m = message.trim();
     if m.is_empty() {
         return None;
     }
@@ -471,14 +471,11 @@ mod tests {
     }
 
     fn code_required() -> Result<ChallengeReply, Error> {
-        Ok(ChallengeReply {
-            state: ChallengeState::CodeRequired,
-            info: Info::default(),
-        })
+        Ok(ChallengeReply::plain(ChallengeState::CodeRequired, ""))
     }
 
-    fn verify_says(result: VerifyResult, info: Info) -> Result<VerifyReply, Error> {
-        Ok(VerifyReply { result, info })
+    fn verify_says(result: VerifyResult) -> Result<VerifyReply, Error> {
+        Ok(VerifyReply::plain(result, ""))
     }
 
     fn daemon(challenge: Answer<ChallengeReply>, verify: Answer<VerifyReply>) -> FakeDaemon {
@@ -496,9 +493,7 @@ mod tests {
 
     #[test]
     fn ok_is_success_with_context_and_trimmed_code() {
-        let d = daemon(code_required, || {
-            verify_says(VerifyResult::Ok, Info::default())
-        });
+        let d = daemon(code_required, || verify_says(VerifyResult::Ok));
         let mut pam = FakePam::new(Some(" 123456\n"));
         assert_eq!(run(&mut pam, &d, &[]), PamCode::Success);
         assert_eq!(pam.prompts, ["Verification code: "]);
@@ -515,9 +510,7 @@ mod tests {
 
     #[test]
     fn prompt_option_changes_the_prompt() {
-        let d = daemon(code_required, || {
-            verify_says(VerifyResult::Ok, Info::default())
-        });
+        let d = daemon(code_required, || verify_says(VerifyResult::Ok));
         let mut pam = FakePam::new(Some("123456"));
         run(&mut pam, &d, &["prompt=OTP: "]);
         assert_eq!(pam.prompts, ["OTP: "]);
@@ -526,33 +519,25 @@ mod tests {
     #[test]
     fn wrong_code_says_how_many_attempts_are_left() {
         let d = daemon(code_required, || {
-            verify_says(
-                VerifyResult::Invalid,
-                Info {
-                    attempts_left: Some(3),
-                    ..Info::default()
-                },
-            )
+            Ok(VerifyReply {
+                attempts_left: Some(3),
+                ..VerifyReply::plain(VerifyResult::Invalid, "")
+            })
         });
         let mut pam = FakePam::new(Some("000000"));
         assert_eq!(run(&mut pam, &d, &[]), PamCode::AuthErr);
         assert_eq!(pam.errors, ["Wrong code. 3 attempts left."]);
 
-        let d = daemon(code_required, || {
-            verify_says(VerifyResult::Invalid, Info::default())
-        });
+        let d = daemon(code_required, || verify_says(VerifyResult::Invalid));
         let mut pam = FakePam::new(Some("000000"));
         assert_eq!(run(&mut pam, &d, &[]), PamCode::AuthErr);
         assert_eq!(pam.errors, ["Wrong code."]);
 
         let d = daemon(code_required, || {
-            verify_says(
-                VerifyResult::Invalid,
-                Info {
-                    attempts_left: Some(0),
-                    ..Info::default()
-                },
-            )
+            Ok(VerifyReply {
+                attempts_left: Some(0),
+                ..VerifyReply::plain(VerifyResult::Invalid, "")
+            })
         });
         let mut pam = FakePam::new(Some("000000"));
         assert_eq!(run(&mut pam, &d, &[]), PamCode::AuthErr);
@@ -561,16 +546,12 @@ mod tests {
 
     #[test]
     fn replayed_and_expired_are_auth_errors() {
-        let d = daemon(code_required, || {
-            verify_says(VerifyResult::Replayed, Info::default())
-        });
+        let d = daemon(code_required, || verify_says(VerifyResult::Replayed));
         let mut pam = FakePam::new(Some("123456"));
         assert_eq!(run(&mut pam, &d, &[]), PamCode::AuthErr);
         assert_eq!(pam.errors, [MSG_REPLAYED]);
 
-        let d = daemon(code_required, || {
-            verify_says(VerifyResult::Expired, Info::default())
-        });
+        let d = daemon(code_required, || verify_says(VerifyResult::Expired));
         let mut pam = FakePam::new(Some("123456"));
         assert_eq!(run(&mut pam, &d, &[]), PamCode::AuthErr);
         assert_eq!(pam.errors, [MSG_EXPIRED]);
@@ -581,11 +562,8 @@ mod tests {
         let d = daemon(
             || {
                 Ok(ChallengeReply {
-                    state: ChallengeState::Locked,
-                    info: Info {
-                        locked_until: Some(4_000_000_000),
-                        ..Info::default()
-                    },
+                    locked_until: 4_000_000_000,
+                    ..ChallengeReply::plain(ChallengeState::Locked, "")
                 })
             },
             || panic!("Verify must not be called"),
@@ -603,9 +581,7 @@ mod tests {
 
     #[test]
     fn locked_at_verify_is_maxtries() {
-        let d = daemon(code_required, || {
-            verify_says(VerifyResult::Locked, Info::default())
-        });
+        let d = daemon(code_required, || verify_says(VerifyResult::Locked));
         let mut pam = FakePam::new(Some("000000"));
         assert_eq!(run(&mut pam, &d, &[]), PamCode::MaxTries);
         assert_eq!(pam.errors, ["Too many wrong codes: locked."]);
@@ -613,12 +589,7 @@ mod tests {
 
     #[test]
     fn not_enrolled_depends_on_nullok() {
-        let not_enrolled = || {
-            Ok(ChallengeReply {
-                state: ChallengeState::NotEnrolled,
-                info: Info::default(),
-            })
-        };
+        let not_enrolled = || Ok(ChallengeReply::plain(ChallengeState::NotEnrolled, ""));
         let d = daemon(not_enrolled, || panic!("no Verify"));
         let mut pam = FakePam::new(None);
         assert_eq!(run(&mut pam, &d, &["nullok"]), PamCode::Ignore);
@@ -629,9 +600,7 @@ mod tests {
         assert_eq!(pam.errors, [MSG_NOT_ENROLLED]);
 
         // Unenrolled between Challenge and Verify.
-        let d = daemon(code_required, || {
-            verify_says(VerifyResult::NotEnrolled, Info::default())
-        });
+        let d = daemon(code_required, || verify_says(VerifyResult::NotEnrolled));
         let mut pam = FakePam::new(Some("123456"));
         assert_eq!(run(&mut pam, &d, &["nullok"]), PamCode::Ignore);
         let mut pam = FakePam::new(Some("123456"));
@@ -810,14 +779,11 @@ mod tests {
     #[test]
     fn backup_code_tells_how_many_are_left() {
         let d = daemon(code_required, || {
-            verify_says(
-                VerifyResult::Ok,
-                Info {
-                    method_used: Some(MethodUsed::Backup),
-                    backup_codes_left: Some(4),
-                    ..Info::default()
-                },
-            )
+            Ok(VerifyReply {
+                method_used: Some(MethodUsed::Backup),
+                backup_codes_left: Some(4),
+                ..VerifyReply::plain(VerifyResult::Ok, "")
+            })
         });
         let mut pam = FakePam::new(Some("abcd-efgh"));
         assert_eq!(run(&mut pam, &d, &[]), PamCode::Success);
@@ -829,14 +795,11 @@ mod tests {
         let d = daemon(
             || {
                 Ok(ChallengeReply {
-                    state: ChallengeState::CodeRequired,
-                    info: Info {
-                        message: Some("A code was sent to a***@example.org\x1b[2J".into()),
-                        ..Info::default()
-                    },
+                    message: "A code was sent to a***@example.org\x1b[2J".into(),
+                    ..ChallengeReply::plain(ChallengeState::CodeRequired, "")
                 })
             },
-            || verify_says(VerifyResult::Ok, Info::default()),
+            || verify_says(VerifyResult::Ok),
         );
         let mut pam = FakePam::new(Some("123456"));
         assert_eq!(run(&mut pam, &d, &[]), PamCode::Success);
@@ -846,22 +809,17 @@ mod tests {
     #[test]
     fn silent_flag_hides_information_but_not_the_reason_for_a_refusal() {
         let (opts, _) = Options::parse::<&str>(&[]);
-        let d = daemon(code_required, || {
-            verify_says(VerifyResult::Invalid, Info::default())
-        });
+        let d = daemon(code_required, || verify_says(VerifyResult::Invalid));
         let mut pam = FakePam::new(Some("000000"));
         assert_eq!(authenticate(&mut pam, &d, &opts, true), PamCode::AuthErr);
         assert_eq!(pam.errors, ["Wrong code."]);
 
         let d = daemon(code_required, || {
-            verify_says(
-                VerifyResult::Ok,
-                Info {
-                    method_used: Some(MethodUsed::Backup),
-                    backup_codes_left: Some(4),
-                    ..Info::default()
-                },
-            )
+            Ok(VerifyReply {
+                method_used: Some(MethodUsed::Backup),
+                backup_codes_left: Some(4),
+                ..VerifyReply::plain(VerifyResult::Ok, "")
+            })
         });
         let mut pam = FakePam::new(Some("abcd-efgh"));
         assert_eq!(authenticate(&mut pam, &d, &opts, true), PamCode::Success);
@@ -873,23 +831,17 @@ mod tests {
         let (opts, _) = Options::parse::<&str>(&[]);
         let no_mail = || {
             Ok(ChallengeReply {
-                state: ChallengeState::CodeRequired,
-                info: Info {
-                    method: Some(otpgate_proto::Method::Email),
-                    message: Some("No code could be mailed: use a backup code.".into()),
-                    ..Info::default()
-                },
+                method: Some(otpgate_proto::Method::Email),
+                message: "No code could be mailed: use a backup code.".into(),
+                ..ChallengeReply::plain(ChallengeState::CodeRequired, "")
             })
         };
         let d = daemon(no_mail, || {
-            verify_says(
-                VerifyResult::Invalid,
-                Info {
-                    attempts_left: Some(4),
-                    notice: Some("No code could be mailed (mail server: refused).".into()),
-                    ..Info::default()
-                },
-            )
+            Ok(VerifyReply {
+                attempts_left: Some(4),
+                notice: "No code could be mailed (mail server: refused).".into(),
+                ..VerifyReply::plain(VerifyResult::Invalid, "")
+            })
         });
         let mut pam = FakePam::new(Some("000000"));
         assert_eq!(authenticate(&mut pam, &d, &opts, true), PamCode::AuthErr);
@@ -903,14 +855,11 @@ mod tests {
             ]
         );
         let d = daemon(no_mail, || {
-            verify_says(
-                VerifyResult::Ok,
-                Info {
-                    method_used: Some(MethodUsed::Backup),
-                    backup_codes_left: Some(3),
-                    ..Info::default()
-                },
-            )
+            Ok(VerifyReply {
+                method_used: Some(MethodUsed::Backup),
+                backup_codes_left: Some(3),
+                ..VerifyReply::plain(VerifyResult::Ok, "")
+            })
         });
         let mut pam = FakePam::new(Some("abcd-efgh"));
         assert_eq!(authenticate(&mut pam, &d, &opts, true), PamCode::Success);

@@ -3,7 +3,9 @@
 //! Everything a caller and the daemon must agree on lives here: the bus name
 //! and object, the interface names, the result words of the `Auth` interface,
 //! the keys of the `a{sv}` dictionaries, the error names and the client-side
-//! proxies. Nothing here decides anything; the daemon does.
+//! proxies, the method table ([`methods`]) and the one encoder and decoder of
+//! the answer dictionaries ([`codec`]). Nothing here decides anything; the
+//! daemon does.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -11,6 +13,9 @@ use std::fmt;
 use zbus::message::{Header, Message};
 use zbus::names::ErrorName;
 use zbus::{OwnedVariant, Variant};
+
+pub mod codec;
+pub mod methods;
 
 pub const BUS_NAME: &str = "org.otpgate.Otpgate1";
 pub const OBJECT_PATH: &str = "/org/otpgate/Otpgate1";

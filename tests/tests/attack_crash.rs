@@ -606,6 +606,24 @@ fn check_records_on_disk(d: &Daemon, key: &MasterKey) -> (usize, Vec<String>) {
     (n, bad)
 }
 
+/// How long the slowest operation of the storm (a Confirm, which hashes
+/// every backup code) takes on this machine, at least 50 ms. The kills come
+/// at least twice that apart, or on a slow machine no Confirm would ever
+/// finish between two kills and the storm would test nothing.
+fn slowest_operation(bus: &Bus) -> Duration {
+    let c = Client::connect(&bus.address);
+    let u = test_user("otpga-crash-cal");
+    let _ = c.reset(&u.name);
+    let e = c.enroll(&u.name).answer();
+    let secret = dict_str(&e, "secret").expect("secret");
+    let code = oathtool_now(&secret);
+    let t = Instant::now();
+    c.confirm(&u.name, &code).answer();
+    let took = t.elapsed();
+    let _ = c.reset(&u.name);
+    took.max(Duration::from_millis(50))
+}
+
 #[test]
 fn kills_at_random_moments_lose_no_answered_change() {
     let started = Instant::now();
@@ -621,6 +639,11 @@ fn kills_at_random_moments_lose_no_answered_change() {
         .map(|i| test_user(&format!("otpga-crash-{i}")).name)
         .collect();
     let mut seed_rng = Rng::from_env_or_time("attack_crash");
+    let pause_min = slowest_operation(&bus) * 2;
+    eprintln!(
+        "attack_crash: kills come {pause_min:?} to {:?} apart",
+        pause_min + Duration::from_millis(450)
+    );
 
     let counts = Counts::default();
     let violations = Mutex::new(Vec::new());
@@ -679,7 +702,7 @@ fn kills_at_random_moments_lose_no_answered_change() {
             );
             scope.spawn(move || {
                 for _ in 0..KILLS {
-                    std::thread::sleep(Duration::from_millis(100 + killer_rng.below(450)));
+                    std::thread::sleep(pause_min + Duration::from_millis(killer_rng.below(450)));
                     let mut d = daemon.lock().unwrap_or_else(|p| p.into_inner());
                     d.kill();
                     kills.fetch_add(1, Ordering::SeqCst);

@@ -1,12 +1,15 @@
 //! The administrator commands: `unlock`, `reset`, `list`, `stats`.
 
-use otpgate_proto::{dict_str, dict_u32, stats as keys, status, OwnedDict};
-use serde::Serialize;
+use otpgate_proto::codec::Stats;
 
 use super::Ctx;
 use crate::args::TargetArgs;
 use crate::error::CliError;
-use crate::output::{self, table, Align, Status};
+use crate::output::{self, table, Align, StatusText};
+
+/// One `ListUsers` entry: a readable record, or one the daemon could not
+/// read (shown, not hidden: an administrator must see it to fix it).
+pub type Row = otpgate_proto::codec::UserEntry;
 
 pub async fn unlock(ctx: &Ctx, args: &TargetArgs) -> Result<(), CliError> {
     ctx.client.unlock(&args.user).await?;
@@ -30,24 +33,6 @@ pub async fn reset(ctx: &Ctx, args: &TargetArgs) -> Result<(), CliError> {
             args.user
         ))
     }
-}
-
-/// One `ListUsers` entry: a readable record, or one the daemon could not
-/// read (shown, not hidden: an administrator must see it to fix it).
-#[derive(Debug, Serialize, PartialEq, Eq)]
-#[serde(untagged)]
-pub enum Row {
-    Ok(Status),
-    Unreadable { user: String, error: String },
-}
-
-pub fn row(d: &OwnedDict) -> Result<Row, CliError> {
-    let user = dict_str(d, status::USER)
-        .ok_or_else(|| CliError::Protocol("a user list entry without `user`".to_owned()))?;
-    if let Some(error) = dict_str(d, status::ERROR) {
-        return Ok(Row::Unreadable { user, error });
-    }
-    Ok(Row::Ok(Status::from_dict(&user, d)?))
 }
 
 pub fn list_table(rows: &[Row]) -> String {
@@ -88,9 +73,8 @@ pub fn list_table(rows: &[Row]) -> String {
 }
 
 pub async fn list(ctx: &Ctx) -> Result<(), CliError> {
-    let dicts = ctx.client.list_users().await?;
-    let mut rows = dicts.iter().map(row).collect::<Result<Vec<_>, _>>()?;
-    rows.sort_by(|a, b| name(a).cmp(name(b)));
+    let mut rows = ctx.client.list_users().await?;
+    rows.sort_by(|a, b| a.user().cmp(b.user()));
     if ctx.json {
         return output::print_json(&serde_json::json!({ "users": rows }));
     }
@@ -100,72 +84,39 @@ pub async fn list(ctx: &Ctx) -> Result<(), CliError> {
     output::print(&list_table(&rows))
 }
 
-fn name(r: &Row) -> &str {
-    match r {
-        Row::Ok(s) => &s.user,
-        Row::Unreadable { user, .. } => user,
-    }
-}
-
-#[derive(Debug, Serialize, PartialEq, Eq)]
-pub struct Stats {
-    pub users_enrolled: u32,
-    pub users_locked: u32,
-    pub successes: u32,
-    pub failures: u32,
-    pub lockouts: u32,
-    pub backup_codes_used: u32,
-    pub days: u32,
-}
-
-impl Stats {
-    pub fn from_dict(d: &OwnedDict) -> Result<Stats, CliError> {
-        let get = |k: &str| {
-            dict_u32(d, k).ok_or_else(|| CliError::Protocol(format!("stats without `{k}`")))
-        };
-        Ok(Stats {
-            users_enrolled: get(keys::USERS_ENROLLED)?,
-            users_locked: get(keys::USERS_LOCKED)?,
-            successes: get(keys::SUCCESSES)?,
-            failures: get(keys::FAILURES)?,
-            lockouts: get(keys::LOCKOUTS)?,
-            backup_codes_used: get(keys::BACKUP_CODES_USED)?,
-            days: dict_u32(d, keys::DAYS).unwrap_or(30),
-        })
-    }
-
-    pub fn text(&self) -> String {
-        let rows = [
-            ("users enrolled (now)", self.users_enrolled),
-            ("users locked (now)", self.users_locked),
-            ("successful codes", self.successes),
-            ("failed codes", self.failures),
-            ("lockouts", self.lockouts),
-            ("backup codes used", self.backup_codes_used),
-        ];
-        let cells: Vec<Vec<String>> = rows
-            .iter()
-            .map(|(k, v)| vec![(*k).to_owned(), v.to_string()])
-            .collect();
-        let body = table(&["", ""], &[Align::Left, Align::Right], &cells);
-        // The header row of blanks is dropped: a two-column list needs none.
-        let body: String = body.lines().skip(1).map(|l| format!("{l}\n")).collect();
-        format!("Last {} days:\n{body}", self.days)
-    }
+/// The block `otpgate stats` prints.
+pub fn stats_text(s: &Stats) -> String {
+    let rows = [
+        ("users enrolled (now)", s.users_enrolled),
+        ("users locked (now)", s.users_locked),
+        ("successful codes", s.successes),
+        ("failed codes", s.failures),
+        ("lockouts", s.lockouts),
+        ("backup codes used", s.backup_codes_used),
+    ];
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|(k, v)| vec![(*k).to_owned(), v.to_string()])
+        .collect();
+    let body = table(&["", ""], &[Align::Left, Align::Right], &cells);
+    // The header row of blanks is dropped: a two-column list needs none.
+    let body: String = body.lines().skip(1).map(|l| format!("{l}\n")).collect();
+    format!("Last {} days:\n{body}", s.days)
 }
 
 pub async fn stats(ctx: &Ctx) -> Result<(), CliError> {
-    let stats = Stats::from_dict(&ctx.client.stats().await?)?;
+    let stats = ctx.client.stats().await?;
     if ctx.json {
         output::print_json(&stats)
     } else {
-        output::print(&stats.text())
+        output::print(&stats_text(&stats))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use otpgate_proto::codec::Status;
 
     fn status(user: &str, locked: bool) -> Status {
         Status {
@@ -232,7 +183,7 @@ mod tests {
             backup_codes_used: 3,
             days: 30,
         };
-        let text = s.text();
+        let text = stats_text(&s);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "Last 30 days:");
         let width = lines[1].len();

@@ -5,7 +5,8 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use otpgate_proto::{dict_str, dict_u64, enroll as keys, ServiceError};
+use otpgate_proto::codec::Enrollment;
+use otpgate_proto::ServiceError;
 use zeroize::Zeroizing;
 
 use super::{print_backup_codes, Ctx};
@@ -37,9 +38,12 @@ pub async fn enroll(ctx: &Ctx, args: &EnrollArgs) -> Result<(), CliError> {
         .client
         .enroll(&user, args.method.wire(), args.email.as_deref())
         .await?;
-    let uri = dict_str(&reply, keys::URI).map(Zeroizing::new);
-    let secret = dict_str(&reply, keys::SECRET).map(Zeroizing::new);
-    let expires = dict_u64(&reply, keys::EXPIRES).unwrap_or(0);
+    let expires = reply.expires();
+    let method = reply.method();
+    let (uri, secret, sent_to) = match reply {
+        Enrollment::Totp { uri, secret, .. } => (Some(uri), Some(secret), None),
+        Enrollment::Email { sent_to, .. } => (None, None, Some(sent_to)),
+    };
 
     if let Some(file) = svg_file {
         let uri = uri
@@ -57,10 +61,8 @@ pub async fn enroll(ctx: &Ctx, args: &EnrollArgs) -> Result<(), CliError> {
         if let Some(s) = &secret {
             obj.insert("secret".into(), s.as_str().into());
         }
-        if let Some(m) = dict_str(&reply, keys::METHOD) {
-            obj.insert("method".into(), m.into());
-        }
-        if let Some(t) = dict_str(&reply, keys::SENT_TO) {
+        obj.insert("method".into(), method.as_str().into());
+        if let Some(t) = sent_to {
             obj.insert("sent_to".into(), t.into());
         }
         obj.insert("expires".into(), expires.into());
@@ -172,7 +174,7 @@ pub async fn enroll(ctx: &Ctx, args: &EnrollArgs) -> Result<(), CliError> {
     // The daemon drops a pending enrolment after its own limit of wrong
     // codes, which earlier `otpgate confirm` attempts count towards too.
     let still_pending = match ctx.client.status(&user).await {
-        Ok(d) => otpgate_proto::dict_bool(&d, otpgate_proto::status::PENDING).unwrap_or(false),
+        Ok(s) => s.pending,
         Err(_) => false,
     };
     Err(CliError::TooManyAttempts {

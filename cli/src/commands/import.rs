@@ -5,7 +5,7 @@
 use std::fs::File;
 use std::io::Read;
 
-use otpgate_proto::{dict_u32, import as keys, ServiceError};
+use otpgate_proto::ServiceError;
 use zeroize::Zeroizing;
 
 use super::Ctx;
@@ -63,7 +63,7 @@ pub async fn import(ctx: &Ctx, args: &ImportArgs) -> Result<(), CliError> {
             }
             other => other,
         })?;
-    let imported = dict_u32(&reply, keys::BACKUP_CODES_IMPORTED).unwrap_or(0);
+    let imported = reply.backup_codes_imported;
     if ctx.json {
         output::print_json(&serde_json::json!({
             "user": args.user,

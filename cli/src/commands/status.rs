@@ -3,12 +3,14 @@
 use super::Ctx;
 use crate::args::StatusArgs;
 use crate::error::CliError;
-use crate::output::{self, Status};
+use crate::output::{self, StatusText};
 
 pub async fn status(ctx: &Ctx, args: &StatusArgs) -> Result<(), CliError> {
     let user = ctx.user(args.user.as_deref())?;
-    let dict = ctx.client.status(&user).await?;
-    let status = Status::from_dict(&user, &dict)?;
+    let mut status = ctx.client.status(&user).await?;
+    // The name asked about, as typed: the daemon answers with the account's
+    // own name, which differs for a second name on the same uid.
+    status.user = user;
     if ctx.json {
         output::print_json(&status)
     } else {

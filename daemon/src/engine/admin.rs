@@ -7,8 +7,8 @@ use std::sync::Arc;
 use otpgate_proto::ServiceError;
 use zeroize::Zeroizing;
 
-use super::manage::{status_of, Status};
-use super::{Context, Decided, Engine, Env, Event, STATS_DAYS};
+use super::manage::status_of;
+use super::{Context, Decided, Engine, Env, Event, Stats, Status, STATS_DAYS};
 use crate::accounts::{uid_of_key, Account};
 use crate::audit::Level;
 use crate::authz::{Caller, Interface};
@@ -16,16 +16,6 @@ use crate::backup;
 use crate::crypto;
 use crate::record::{Factor, TotpFactor, UserRecord, SECS_PER_DAY};
 use crate::store::Write;
-
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Stats {
-    pub users_enrolled: u32,
-    pub users_locked: u32,
-    pub successes: u32,
-    pub failures: u32,
-    pub lockouts: u32,
-    pub backup_codes_used: u32,
-}
 
 /// Adds one record to the statistics of the last `STATS_DAYS` days.
 pub(crate) fn add_to_stats(s: &mut Stats, rec: &UserRecord, now: u64) {

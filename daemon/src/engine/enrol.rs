@@ -14,8 +14,8 @@ use zeroize::Zeroizing;
 
 use super::mail::Mail;
 use super::{
-    corrupt, Context, Decided, Engine, Env, Event, EMAIL_CODE_DIGITS, EMAIL_SENDS_PER_HOUR,
-    PENDING_MAX_ATTEMPTS, PENDING_TTL_SECS,
+    corrupt, Context, Decided, Engine, Enrollment, Env, Event, EMAIL_CODE_DIGITS,
+    EMAIL_SENDS_PER_HOUR, PENDING_MAX_ATTEMPTS, PENDING_TTL_SECS,
 };
 use crate::audit::Level;
 use crate::authz::{Caller, Interface};
@@ -24,20 +24,6 @@ use crate::crypto;
 use crate::email::{self, Purpose};
 use crate::record::{EmailCode, EmailFactor, Factor, Pending, TotpFactor, UserRecord};
 use crate::totp;
-
-/// What Enroll hands back: for TOTP the URI and secret (the only time
-/// they leave the daemon), for e-mail where the confirmation code went.
-pub enum Enrollment {
-    Totp {
-        uri: Zeroizing<String>,
-        secret: Zeroizing<String>,
-        expires: u64,
-    },
-    Email {
-        sent_to: String,
-        expires: u64,
-    },
-}
 
 /// An enrolment's inputs, drawn before the transaction.
 pub(crate) struct NewFactor<'a> {

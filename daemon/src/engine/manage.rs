@@ -8,24 +8,12 @@ use otpgate_proto::{ServiceError, VerifyResult};
 use zeroize::Zeroizing;
 
 use super::verify::check_code;
-use super::{Context, Decided, Engine, Env, Event};
+use super::{Context, Decided, Engine, Env, Event, Status};
 use crate::audit::Level;
 use crate::authz::{Caller, Interface};
 use crate::backup;
 use crate::record::UserRecord;
 use crate::store::Write;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Status {
-    pub user: String,
-    pub enrolled: bool,
-    pub pending: bool,
-    pub method: String,
-    pub backup_codes_left: u32,
-    pub locked: bool,
-    pub locked_until: u64,
-    pub failures: u32,
-}
 
 /// What Status says of a record (or of no record), under `name`.
 pub(crate) fn status_of(rec: Option<&UserRecord>, name: String, now: u64) -> Status {

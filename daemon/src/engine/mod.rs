@@ -38,7 +38,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
-use otpgate_proto::{ChallengeState, MethodUsed, ServiceError, VerifyResult};
+use otpgate_proto::ServiceError;
 use zeroize::Zeroizing;
 
 use crate::accounts::{Account, Accounts, SystemAccounts};
@@ -54,9 +54,6 @@ use crate::record::UserRecord;
 use crate::store::{Store, Write};
 
 pub use crate::context::Context;
-pub use admin::Stats;
-pub use enrol::Enrollment;
-pub use manage::Status;
 
 /// How long an enrolment waits for its confirming code.
 pub const PENDING_TTL_SECS: u64 = 600;
@@ -69,47 +66,11 @@ pub const EMAIL_SENDS_PER_HOUR: usize = 5;
 /// E-mailed codes are always six digits.
 pub const EMAIL_CODE_DIGITS: usize = 6;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChallengeOutcome {
-    pub state: ChallengeState,
-    pub method: Option<otpgate_proto::Method>,
-    pub locked_until: u64,
-    pub message: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VerifyOutcome {
-    pub result: VerifyResult,
-    pub method_used: Option<MethodUsed>,
-    pub attempts_left: Option<u32>,
-    pub locked_until: u64,
-    pub backup_codes_left: Option<u32>,
-    pub message: String,
-    /// A line the user should see besides the result (why no code came
-    /// by mail); empty if none.
-    pub notice: String,
-}
-
-impl VerifyOutcome {
-    fn locked(message: &str, until: u64) -> VerifyOutcome {
-        let mut o = VerifyOutcome::plain(VerifyResult::Locked, message);
-        o.locked_until = until;
-        o.attempts_left = Some(0);
-        o
-    }
-
-    fn plain(result: VerifyResult, message: impl Into<String>) -> VerifyOutcome {
-        VerifyOutcome {
-            result,
-            method_used: None,
-            attempts_left: None,
-            locked_until: 0,
-            backup_codes_left: None,
-            message: message.into(),
-            notice: String::new(),
-        }
-    }
-}
+// The answers are the wire's own types: the bus encodes them through the
+// codec, so what the engine decides is exactly what a client reads.
+pub use otpgate_proto::codec::{
+    ChallengeAnswer as ChallengeOutcome, Enrollment, Stats, Status, VerifyAnswer as VerifyOutcome,
+};
 
 /// An audit line a decision asks for. Written only once what it reports
 /// is durable; `throttle` names a key under which repeats go out once a

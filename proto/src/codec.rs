@@ -1,0 +1,833 @@
+//! The answer dictionaries, written by otpgated and read by the PAM module
+//! and the CLI from one definition each.
+//!
+//! Reading is strict on types: a known key whose value has the wrong type
+//! makes the whole answer unreadable, since a client that guessed might tell
+//! a user the wrong thing (or an impostor's garbage might pass). Unknown keys
+//! are ignored, so the daemon may add some without breaking older clients.
+//! Optional numbers and texts follow the daemon's habit: 0 or "" is sent as
+//! an absent key and read back as 0 or "".
+
+use std::fmt;
+
+use serde::Serialize;
+use zbus::{OwnedVariant, Variant};
+use zeroize::Zeroizing;
+
+use crate::{
+    enroll, import, info, stats, status, ChallengeState, Method, MethodUsed, OwnedDict,
+    VerifyResult,
+};
+
+/// An answer that does not have the contract's shape. The text names the
+/// key or word at fault, never a value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeError(pub String);
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+// ---- writing ---------------------------------------------------------------
+
+fn put<'a>(d: &mut OwnedDict, key: &str, value: impl Into<Variant<'a>>) {
+    let value = OwnedVariant::try_from(value.into())
+        .expect("strings, numbers and booleans are always owned variants");
+    d.insert(key.to_owned(), value);
+}
+
+fn put_nonzero(d: &mut OwnedDict, key: &str, value: u64) {
+    if value != 0 {
+        put(d, key, value);
+    }
+}
+
+fn put_text(d: &mut OwnedDict, key: &str, value: &str) {
+    if !value.is_empty() {
+        put(d, key, value);
+    }
+}
+
+// ---- reading ---------------------------------------------------------------
+
+/// `what` names the dictionary in errors: "info", "status", ...
+fn get<'a, T>(what: &str, d: &'a OwnedDict, key: &str) -> Result<Option<T>, DecodeError>
+where
+    T: TryFrom<&'a OwnedVariant>,
+{
+    match d.get(key) {
+        None => Ok(None),
+        Some(v) => T::try_from(v)
+            .map(Some)
+            .map_err(|_| DecodeError(format!("{what} key {key:?} has the wrong type"))),
+    }
+}
+
+fn text(what: &str, d: &OwnedDict, key: &str) -> Result<Option<String>, DecodeError> {
+    Ok(get::<&str>(what, d, key)?.map(str::to_owned))
+}
+
+fn word<T>(
+    what: &str,
+    d: &OwnedDict,
+    key: &str,
+    parse: fn(&str) -> Option<T>,
+) -> Result<Option<T>, DecodeError> {
+    match get::<&str>(what, d, key)? {
+        None => Ok(None),
+        Some(w) => parse(w)
+            .map(Some)
+            .ok_or_else(|| DecodeError(format!("unknown {key} {w:?}"))),
+    }
+}
+
+fn required<T>(what: &str, key: &str, value: Option<T>) -> Result<T, DecodeError> {
+    value.ok_or_else(|| DecodeError(format!("{what} without `{key}`")))
+}
+
+// ---- Auth ------------------------------------------------------------------
+
+/// Every key either `info` dictionary may carry, each checked whichever
+/// answer it comes with: a Challenge answer with a garbled `attempts_left`
+/// is as suspect as a Verify answer with one.
+struct Info {
+    method: Option<Method>,
+    method_used: Option<MethodUsed>,
+    attempts_left: Option<u32>,
+    locked_until: u64,
+    backup_codes_left: Option<u32>,
+    message: String,
+    notice: String,
+}
+
+impl Info {
+    fn decode(d: &OwnedDict) -> Result<Info, DecodeError> {
+        const W: &str = "info";
+        Ok(Info {
+            method: word(W, d, info::METHOD, Method::parse)?,
+            method_used: word(W, d, info::METHOD_USED, MethodUsed::parse)?,
+            attempts_left: get(W, d, info::ATTEMPTS_LEFT)?,
+            locked_until: get(W, d, info::LOCKED_UNTIL)?.unwrap_or(0),
+            backup_codes_left: get(W, d, info::BACKUP_CODES_LEFT)?,
+            message: text(W, d, info::MESSAGE)?.unwrap_or_default(),
+            notice: text(W, d, info::NOTICE)?.unwrap_or_default(),
+        })
+    }
+}
+
+/// `Auth.Challenge`: the state word and its `info`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChallengeAnswer {
+    pub state: ChallengeState,
+    /// The factor the code is for, when a code is required.
+    pub method: Option<Method>,
+    /// When the lock ends (Unix time); 0 for no lock.
+    pub locked_until: u64,
+    /// A line for the user; empty for none.
+    pub message: String,
+}
+
+impl ChallengeAnswer {
+    pub fn plain(state: ChallengeState, message: impl Into<String>) -> ChallengeAnswer {
+        ChallengeAnswer {
+            state,
+            method: None,
+            locked_until: 0,
+            message: message.into(),
+        }
+    }
+
+    pub fn to_dict(&self) -> OwnedDict {
+        let mut d = OwnedDict::new();
+        if let Some(m) = self.method {
+            put(&mut d, info::METHOD, m.as_str());
+        }
+        put_nonzero(&mut d, info::LOCKED_UNTIL, self.locked_until);
+        put_text(&mut d, info::MESSAGE, &self.message);
+        d
+    }
+
+    /// The reply body: `(state, info)`.
+    pub fn encode(&self) -> (String, OwnedDict) {
+        (self.state.as_str().to_owned(), self.to_dict())
+    }
+
+    pub fn decode(state: &str, d: &OwnedDict) -> Result<ChallengeAnswer, DecodeError> {
+        let state = ChallengeState::parse(state)
+            .ok_or_else(|| DecodeError(format!("unknown Challenge state {state:?}")))?;
+        let i = Info::decode(d)?;
+        Ok(ChallengeAnswer {
+            state,
+            method: i.method,
+            locked_until: i.locked_until,
+            message: i.message,
+        })
+    }
+}
+
+/// `Auth.Verify`: the result word and its `info`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyAnswer {
+    pub result: VerifyResult,
+    /// What matched, on `ok`.
+    pub method_used: Option<MethodUsed>,
+    pub attempts_left: Option<u32>,
+    /// When the lock ends (Unix time); 0 for no lock.
+    pub locked_until: u64,
+    pub backup_codes_left: Option<u32>,
+    /// A line for the user; empty for none.
+    pub message: String,
+    /// A line the user should see besides the result (why no code came
+    /// by mail); empty if none.
+    pub notice: String,
+}
+
+impl VerifyAnswer {
+    pub fn plain(result: VerifyResult, message: impl Into<String>) -> VerifyAnswer {
+        VerifyAnswer {
+            result,
+            method_used: None,
+            attempts_left: None,
+            locked_until: 0,
+            backup_codes_left: None,
+            message: message.into(),
+            notice: String::new(),
+        }
+    }
+
+    /// `locked`, with no attempt left until `until`.
+    pub fn locked(message: &str, until: u64) -> VerifyAnswer {
+        let mut o = VerifyAnswer::plain(VerifyResult::Locked, message);
+        o.locked_until = until;
+        o.attempts_left = Some(0);
+        o
+    }
+
+    pub fn to_dict(&self) -> OwnedDict {
+        let mut d = OwnedDict::new();
+        if let Some(m) = self.method_used {
+            put(&mut d, info::METHOD_USED, m.as_str());
+        }
+        if let Some(a) = self.attempts_left {
+            put(&mut d, info::ATTEMPTS_LEFT, a);
+        }
+        put_nonzero(&mut d, info::LOCKED_UNTIL, self.locked_until);
+        if let Some(b) = self.backup_codes_left {
+            put(&mut d, info::BACKUP_CODES_LEFT, b);
+        }
+        put_text(&mut d, info::MESSAGE, &self.message);
+        put_text(&mut d, info::NOTICE, &self.notice);
+        d
+    }
+
+    /// The reply body: `(result, info)`.
+    pub fn encode(&self) -> (String, OwnedDict) {
+        (self.result.as_str().to_owned(), self.to_dict())
+    }
+
+    pub fn decode(result: &str, d: &OwnedDict) -> Result<VerifyAnswer, DecodeError> {
+        let result = VerifyResult::parse(result)
+            .ok_or_else(|| DecodeError(format!("unknown Verify result {result:?}")))?;
+        let i = Info::decode(d)?;
+        Ok(VerifyAnswer {
+            result,
+            method_used: i.method_used,
+            attempts_left: i.attempts_left,
+            locked_until: i.locked_until,
+            backup_codes_left: i.backup_codes_left,
+            message: i.message,
+            notice: i.notice,
+        })
+    }
+}
+
+// ---- Manager.Status, Admin.ListUsers ---------------------------------------
+
+/// `Manager.Status`, and each readable `Admin.ListUsers` entry. Serialised
+/// as is by `otpgate status --json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Status {
+    pub user: String,
+    pub enrolled: bool,
+    pub pending: bool,
+    /// Empty when not enrolled.
+    pub method: String,
+    pub backup_codes_left: u32,
+    pub locked: bool,
+    pub locked_until: u64,
+    pub failures: u32,
+}
+
+impl Status {
+    /// Every key, always.
+    pub fn to_dict(&self) -> OwnedDict {
+        let mut d = OwnedDict::new();
+        put(&mut d, status::USER, self.user.as_str());
+        put(&mut d, status::ENROLLED, self.enrolled);
+        put(&mut d, status::PENDING, self.pending);
+        put(&mut d, status::METHOD, self.method.as_str());
+        put(&mut d, status::BACKUP_CODES_LEFT, self.backup_codes_left);
+        put(&mut d, status::LOCKED, self.locked);
+        put(&mut d, status::LOCKED_UNTIL, self.locked_until);
+        put(&mut d, status::FAILURES, self.failures);
+        d
+    }
+
+    /// `user` and `enrolled` must be there; anything else missing reads as
+    /// "no" or 0.
+    pub fn from_dict(d: &OwnedDict) -> Result<Status, DecodeError> {
+        const W: &str = "status";
+        Ok(Status {
+            user: required(W, status::USER, text(W, d, status::USER)?)?,
+            enrolled: required(W, status::ENROLLED, get(W, d, status::ENROLLED)?)?,
+            pending: get(W, d, status::PENDING)?.unwrap_or(false),
+            method: text(W, d, status::METHOD)?.unwrap_or_default(),
+            backup_codes_left: get(W, d, status::BACKUP_CODES_LEFT)?.unwrap_or(0),
+            locked: get(W, d, status::LOCKED)?.unwrap_or(false),
+            locked_until: get(W, d, status::LOCKED_UNTIL)?.unwrap_or(0),
+            failures: get(W, d, status::FAILURES)?.unwrap_or(0),
+        })
+    }
+}
+
+/// One `Admin.ListUsers` entry: a readable record, or one the daemon could
+/// not read (listed, not hidden: an administrator must see it to fix it).
+/// Serialised untagged: a status object, or `{"user", "error"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum UserEntry {
+    Ok(Status),
+    Unreadable { user: String, error: String },
+}
+
+impl UserEntry {
+    pub fn user(&self) -> &str {
+        match self {
+            UserEntry::Ok(s) => &s.user,
+            UserEntry::Unreadable { user, .. } => user,
+        }
+    }
+
+    pub fn to_dict(&self) -> OwnedDict {
+        match self {
+            UserEntry::Ok(s) => s.to_dict(),
+            UserEntry::Unreadable { user, error } => {
+                let mut d = OwnedDict::new();
+                put(&mut d, status::USER, user.as_str());
+                put(&mut d, status::ERROR, error.as_str());
+                d
+            }
+        }
+    }
+
+    pub fn from_dict(d: &OwnedDict) -> Result<UserEntry, DecodeError> {
+        const W: &str = "a user list entry";
+        let user = required(W, status::USER, text("status", d, status::USER)?)?;
+        match text("status", d, status::ERROR)? {
+            Some(error) => Ok(UserEntry::Unreadable { user, error }),
+            None => Status::from_dict(d).map(UserEntry::Ok),
+        }
+    }
+}
+
+// ---- Admin.Stats -----------------------------------------------------------
+
+/// A daemon that does not say how many days its counters cover counts 30,
+/// the only span there has been.
+const STATS_DAYS_UNSAID: u32 = 30;
+
+/// `Admin.Stats`: users now, and counters over the last `days` days.
+/// Serialised as is by `otpgate stats --json`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    pub users_enrolled: u32,
+    pub users_locked: u32,
+    pub successes: u32,
+    pub failures: u32,
+    pub lockouts: u32,
+    pub backup_codes_used: u32,
+    pub days: u32,
+}
+
+impl Stats {
+    pub fn to_dict(&self) -> OwnedDict {
+        let mut d = OwnedDict::new();
+        put(&mut d, stats::USERS_ENROLLED, self.users_enrolled);
+        put(&mut d, stats::USERS_LOCKED, self.users_locked);
+        put(&mut d, stats::SUCCESSES, self.successes);
+        put(&mut d, stats::FAILURES, self.failures);
+        put(&mut d, stats::LOCKOUTS, self.lockouts);
+        put(&mut d, stats::BACKUP_CODES_USED, self.backup_codes_used);
+        put(&mut d, stats::DAYS, self.days);
+        d
+    }
+
+    /// Every counter must be there; `days` may be missing.
+    pub fn from_dict(d: &OwnedDict) -> Result<Stats, DecodeError> {
+        const W: &str = "stats";
+        let count = |key: &str| required(W, key, get::<u32>(W, d, key)?);
+        Ok(Stats {
+            users_enrolled: count(stats::USERS_ENROLLED)?,
+            users_locked: count(stats::USERS_LOCKED)?,
+            successes: count(stats::SUCCESSES)?,
+            failures: count(stats::FAILURES)?,
+            lockouts: count(stats::LOCKOUTS)?,
+            backup_codes_used: count(stats::BACKUP_CODES_USED)?,
+            days: get(W, d, stats::DAYS)?.unwrap_or(STATS_DAYS_UNSAID),
+        })
+    }
+}
+
+// ---- Manager.Enroll --------------------------------------------------------
+
+/// What `Manager.Enroll` hands back: for TOTP the URI and secret (the only
+/// time they leave the daemon), for e-mail where the confirmation code went.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Enrollment {
+    Totp {
+        uri: Zeroizing<String>,
+        secret: Zeroizing<String>,
+        expires: u64,
+    },
+    Email {
+        sent_to: String,
+        expires: u64,
+    },
+}
+
+/// Without the secret or the URI that carries it: this may reach a log.
+impl fmt::Debug for Enrollment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Enrollment::Totp { expires, .. } => f
+                .debug_struct("Totp")
+                .field("expires", expires)
+                .finish_non_exhaustive(),
+            Enrollment::Email { sent_to, expires } => f
+                .debug_struct("Email")
+                .field("sent_to", sent_to)
+                .field("expires", expires)
+                .finish(),
+        }
+    }
+}
+
+impl Enrollment {
+    pub fn method(&self) -> Method {
+        match self {
+            Enrollment::Totp { .. } => Method::Totp,
+            Enrollment::Email { .. } => Method::Email,
+        }
+    }
+
+    /// When the pending enrolment lapses (Unix time); 0 if the daemon did
+    /// not say.
+    pub fn expires(&self) -> u64 {
+        match self {
+            Enrollment::Totp { expires, .. } | Enrollment::Email { expires, .. } => *expires,
+        }
+    }
+
+    pub fn to_dict(&self) -> OwnedDict {
+        let mut d = OwnedDict::new();
+        put(&mut d, enroll::METHOD, self.method().as_str());
+        match self {
+            Enrollment::Totp { uri, secret, .. } => {
+                put(&mut d, enroll::URI, uri.as_str());
+                put(&mut d, enroll::SECRET, secret.as_str());
+            }
+            Enrollment::Email { sent_to, .. } => put(&mut d, enroll::SENT_TO, sent_to.as_str()),
+        }
+        put(&mut d, enroll::EXPIRES, self.expires());
+        d
+    }
+
+    pub fn from_dict(d: &OwnedDict) -> Result<Enrollment, DecodeError> {
+        const W: &str = "an enrolment";
+        let method = required(
+            W,
+            enroll::METHOD,
+            word(W, d, enroll::METHOD, Method::parse)?,
+        )?;
+        let expires = get(W, d, enroll::EXPIRES)?.unwrap_or(0);
+        let secret_text = |key: &str| -> Result<Zeroizing<String>, DecodeError> {
+            Ok(Zeroizing::new(required(W, key, text(W, d, key)?)?))
+        };
+        Ok(match method {
+            Method::Totp => Enrollment::Totp {
+                uri: secret_text(enroll::URI)?,
+                secret: secret_text(enroll::SECRET)?,
+                expires,
+            },
+            Method::Email => Enrollment::Email {
+                sent_to: required(W, enroll::SENT_TO, text(W, d, enroll::SENT_TO)?)?,
+                expires,
+            },
+        })
+    }
+}
+
+// ---- Admin.Import ----------------------------------------------------------
+
+/// `Admin.Import`'s reply.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Imported {
+    pub backup_codes_imported: u32,
+}
+
+impl Imported {
+    pub fn to_dict(&self) -> OwnedDict {
+        let mut d = OwnedDict::new();
+        put(
+            &mut d,
+            import::BACKUP_CODES_IMPORTED,
+            self.backup_codes_imported,
+        );
+        d
+    }
+
+    /// A missing count reads as none imported.
+    pub fn from_dict(d: &OwnedDict) -> Result<Imported, DecodeError> {
+        Ok(Imported {
+            backup_codes_imported: get("import", d, import::BACKUP_CODES_IMPORTED)?.unwrap_or(0),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dict(entries: Vec<(&str, Variant<'static>)>) -> OwnedDict {
+        entries
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), OwnedVariant::try_from(v).unwrap()))
+            .collect()
+    }
+
+    fn with(mut d: OwnedDict, key: &str, v: Variant<'static>) -> OwnedDict {
+        d.insert(key.to_owned(), OwnedVariant::try_from(v).unwrap());
+        d
+    }
+
+    /// The D-Bus type letter of every value, to hold the wire types fixed.
+    fn types(d: &OwnedDict) -> Vec<(String, String)> {
+        let mut t: Vec<(String, String)> = d
+            .iter()
+            .map(|(k, v)| (k.clone(), v.value_signature().to_string()))
+            .collect();
+        t.sort();
+        t
+    }
+
+    fn full_verify() -> VerifyAnswer {
+        VerifyAnswer {
+            result: VerifyResult::Ok,
+            method_used: Some(MethodUsed::Backup),
+            attempts_left: Some(4),
+            locked_until: 1_800_000_000,
+            backup_codes_left: Some(7),
+            message: "hello".into(),
+            notice: "no mail".into(),
+        }
+    }
+
+    fn status() -> Status {
+        Status {
+            user: "alice".into(),
+            enrolled: true,
+            pending: true,
+            method: "totp".into(),
+            backup_codes_left: 9,
+            locked: true,
+            locked_until: 1_800_000_000,
+            failures: 5,
+        }
+    }
+
+    fn stats() -> Stats {
+        Stats {
+            users_enrolled: 12,
+            users_locked: 1,
+            successes: 3400,
+            failures: 25,
+            lockouts: 2,
+            backup_codes_used: 3,
+            days: 30,
+        }
+    }
+
+    fn totp() -> Enrollment {
+        Enrollment::Totp {
+            uri: Zeroizing::new("otpauth://totp/x?secret=ABC".into()),
+            secret: Zeroizing::new("ABC".into()),
+            expires: 1_800_000_600,
+        }
+    }
+
+    fn email() -> Enrollment {
+        Enrollment::Email {
+            sent_to: "a***@example.org".into(),
+            expires: 1_800_000_600,
+        }
+    }
+
+    #[test]
+    fn answers_round_trip() {
+        let c = ChallengeAnswer {
+            state: ChallengeState::CodeRequired,
+            method: Some(Method::Email),
+            locked_until: 1_800_000_000,
+            message: "sent".into(),
+        };
+        let (w, d) = c.encode();
+        assert_eq!(ChallengeAnswer::decode(&w, &d).unwrap(), c);
+        for state in ChallengeState::ALL {
+            let c = ChallengeAnswer::plain(*state, "");
+            let (w, d) = c.encode();
+            assert!(d.is_empty(), "{d:?}");
+            assert_eq!(ChallengeAnswer::decode(&w, &d).unwrap(), c);
+        }
+        let v = full_verify();
+        let (w, d) = v.encode();
+        assert_eq!(VerifyAnswer::decode(&w, &d).unwrap(), v);
+        for result in VerifyResult::ALL {
+            let v = VerifyAnswer::plain(*result, "");
+            let (w, d) = v.encode();
+            assert!(d.is_empty(), "{d:?}");
+            assert_eq!(VerifyAnswer::decode(&w, &d).unwrap(), v);
+        }
+        let l = VerifyAnswer::locked("locked", 5);
+        let (w, d) = l.encode();
+        assert_eq!(VerifyAnswer::decode(&w, &d).unwrap(), l);
+    }
+
+    #[test]
+    fn dictionaries_round_trip() {
+        let s = status();
+        assert_eq!(Status::from_dict(&s.to_dict()).unwrap(), s);
+        let e = UserEntry::Ok(s);
+        assert_eq!(UserEntry::from_dict(&e.to_dict()).unwrap(), e);
+        let u = UserEntry::Unreadable {
+            user: "carol".into(),
+            error: "cannot decrypt".into(),
+        };
+        assert_eq!(UserEntry::from_dict(&u.to_dict()).unwrap(), u);
+        assert_eq!(Stats::from_dict(&stats().to_dict()).unwrap(), stats());
+        for e in [totp(), email()] {
+            assert_eq!(Enrollment::from_dict(&e.to_dict()).unwrap(), e);
+        }
+        let i = Imported {
+            backup_codes_imported: 5,
+        };
+        assert_eq!(Imported::from_dict(&i.to_dict()).unwrap(), i);
+    }
+
+    #[test]
+    fn wire_types_are_fixed() {
+        let owned = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+            v.iter()
+                .map(|(k, t)| (k.to_string(), t.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            types(&full_verify().to_dict()),
+            owned(&[
+                ("attempts_left", "u"),
+                ("backup_codes_left", "u"),
+                ("locked_until", "t"),
+                ("message", "s"),
+                ("method_used", "s"),
+                ("notice", "s"),
+            ])
+        );
+        let c = ChallengeAnswer {
+            method: Some(Method::Totp),
+            locked_until: 1,
+            ..ChallengeAnswer::plain(ChallengeState::Locked, "m")
+        };
+        assert_eq!(
+            types(&c.to_dict()),
+            owned(&[("locked_until", "t"), ("message", "s"), ("method", "s")])
+        );
+        assert_eq!(
+            types(&status().to_dict()),
+            owned(&[
+                ("backup_codes_left", "u"),
+                ("enrolled", "b"),
+                ("failures", "u"),
+                ("locked", "b"),
+                ("locked_until", "t"),
+                ("method", "s"),
+                ("pending", "b"),
+                ("user", "s"),
+            ])
+        );
+        assert_eq!(
+            types(&stats().to_dict()),
+            owned(&[
+                ("backup_codes_used", "u"),
+                ("days", "u"),
+                ("failures", "u"),
+                ("lockouts", "u"),
+                ("successes", "u"),
+                ("users_enrolled", "u"),
+                ("users_locked", "u"),
+            ])
+        );
+        assert_eq!(
+            types(&totp().to_dict()),
+            owned(&[
+                ("expires", "t"),
+                ("method", "s"),
+                ("secret", "s"),
+                ("uri", "s"),
+            ])
+        );
+        assert_eq!(
+            types(&email().to_dict()),
+            owned(&[("expires", "t"), ("method", "s"), ("sent_to", "s")])
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_ignored() {
+        let new = || Variant::from(1i32);
+        let (w, d) = full_verify().encode();
+        let d = with(d, "something_new", new());
+        assert_eq!(VerifyAnswer::decode(&w, &d).unwrap(), full_verify());
+        let (w, d) = ChallengeAnswer::plain(ChallengeState::CodeRequired, "x").encode();
+        assert!(ChallengeAnswer::decode(&w, &with(d, "something_new", new())).is_ok());
+        let d = with(status().to_dict(), "something_new", new());
+        assert_eq!(Status::from_dict(&d).unwrap(), status());
+        let d = with(stats().to_dict(), "something_new", new());
+        assert_eq!(Stats::from_dict(&d).unwrap(), stats());
+        let d = with(totp().to_dict(), "something_new", new());
+        assert_eq!(Enrollment::from_dict(&d).unwrap(), totp());
+    }
+
+    #[test]
+    fn wrong_types_are_refused() {
+        for (k, v) in [
+            ("attempts_left", Variant::from(3i32)),
+            ("attempts_left", Variant::from("3")),
+            ("locked_until", Variant::from(5u32)),
+            ("backup_codes_left", Variant::from(5u64)),
+            ("message", Variant::from(5u32)),
+            ("notice", Variant::from(true)),
+            ("method", Variant::from("carrier-pigeon")),
+            ("method_used", Variant::from("TOTP")),
+        ] {
+            let d = dict(vec![(k, v)]);
+            // Either answer: a garbled key is suspect wherever it comes.
+            assert!(VerifyAnswer::decode("invalid", &d).is_err(), "{k}");
+            assert!(ChallengeAnswer::decode("code-required", &d).is_err(), "{k}");
+        }
+        assert!(VerifyAnswer::decode("OK", &OwnedDict::new()).is_err());
+        assert!(ChallengeAnswer::decode("", &OwnedDict::new()).is_err());
+
+        for (k, v) in [
+            ("user", Variant::from(1u32)),
+            ("enrolled", Variant::from("yes")),
+            ("pending", Variant::from(0u32)),
+            ("method", Variant::from(true)),
+            ("backup_codes_left", Variant::from(9u64)),
+            ("locked", Variant::from(1i32)),
+            ("locked_until", Variant::from(1u32)),
+            ("failures", Variant::from(-1i32)),
+        ] {
+            let d = with(status().to_dict(), k, v);
+            assert!(Status::from_dict(&d).is_err(), "status {k}");
+            assert!(UserEntry::from_dict(&d).is_err(), "entry {k}");
+        }
+        let d = with(status().to_dict(), "error", Variant::from(1u32));
+        assert!(UserEntry::from_dict(&d).is_err());
+
+        for k in [
+            "users_enrolled",
+            "users_locked",
+            "successes",
+            "failures",
+            "lockouts",
+            "backup_codes_used",
+            "days",
+        ] {
+            let d = with(stats().to_dict(), k, Variant::from(1u64));
+            assert!(Stats::from_dict(&d).is_err(), "stats {k}");
+        }
+
+        for (k, v) in [
+            ("method", Variant::from("sms")),
+            ("uri", Variant::from(1u32)),
+            ("secret", Variant::from(1u32)),
+            ("expires", Variant::from(1u32)),
+        ] {
+            assert!(
+                Enrollment::from_dict(&with(totp().to_dict(), k, v)).is_err(),
+                "{k}"
+            );
+        }
+        let d = with(email().to_dict(), "sent_to", Variant::from(1u32));
+        assert!(Enrollment::from_dict(&d).is_err());
+        let d = dict(vec![("backup_codes_imported", Variant::from("5"))]);
+        assert!(Imported::from_dict(&d).is_err());
+    }
+
+    #[test]
+    fn missing_keys() {
+        // Optional info reads as "none".
+        let v = VerifyAnswer::decode("invalid", &OwnedDict::new()).unwrap();
+        assert_eq!(v, VerifyAnswer::plain(VerifyResult::Invalid, ""));
+        // What a status or stats answer cannot do without.
+        for k in ["user", "enrolled"] {
+            let mut d = status().to_dict();
+            d.remove(k);
+            let err = Status::from_dict(&d).unwrap_err();
+            assert_eq!(err.to_string(), format!("status without `{k}`"));
+        }
+        let mut d = status().to_dict();
+        for k in [
+            "pending",
+            "method",
+            "backup_codes_left",
+            "locked",
+            "locked_until",
+            "failures",
+        ] {
+            d.remove(k);
+        }
+        let s = Status::from_dict(&d).unwrap();
+        assert_eq!((s.pending, s.method.as_str(), s.failures), (false, "", 0));
+        let mut d = stats().to_dict();
+        d.remove("successes");
+        assert_eq!(
+            Stats::from_dict(&d).unwrap_err().to_string(),
+            "stats without `successes`"
+        );
+        let mut d = stats().to_dict();
+        d.remove("days");
+        assert_eq!(Stats::from_dict(&d).unwrap().days, 30);
+        let mut d = totp().to_dict();
+        d.remove("uri");
+        assert!(Enrollment::from_dict(&d).is_err());
+        let mut d = email().to_dict();
+        d.remove("method");
+        assert!(Enrollment::from_dict(&d).is_err());
+        assert_eq!(
+            Imported::from_dict(&OwnedDict::new())
+                .unwrap()
+                .backup_codes_imported,
+            0
+        );
+    }
+
+    #[test]
+    fn debug_keeps_the_secret_out() {
+        let text = format!("{:?}", totp());
+        assert!(!text.contains("ABC"), "{text}");
+    }
+}
