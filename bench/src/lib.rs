@@ -6,6 +6,7 @@
 //! processes; `benches/hot_path.rs` holds the criterion micro-benchmarks.
 
 pub mod pam;
+pub mod procfs;
 pub mod stats;
 pub mod userdb;
 

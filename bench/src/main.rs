@@ -29,10 +29,11 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 
 use crate::cli::{Args, Cmd, Module, RunArgs};
-use crate::measure::{load_avg, measure, overhead_on_tmpfs, rss_kib, Extra, Row};
+use crate::measure::{load_avg, measure, overhead_on_tmpfs, Extra, Row};
 use crate::report::{print_overhead, print_table, print_targets};
 use crate::setup::{security_dir, setup, users};
 use crate::worker::worker;
+use otpgate_bench::procfs::rss_kib;
 
 fn main() {
     let args = Args::parse();

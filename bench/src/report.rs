@@ -1,18 +1,10 @@
 //! The results: the table, memory and the module's own cost, and whether
-//! each of issue 7's targets held (what bench/RESULTS.md quotes).
+//! each of the benchmark's targets held (what bench/RESULTS.md quotes).
 
-use otpgate_bench::stats;
+use otpgate_bench::stats::{self, pct};
 
 use crate::cli::{Mode, Module, RunArgs};
 use crate::measure::{Direct, Extra, Row};
-
-pub fn pct(a: u64, b: u64) -> f64 {
-    if b == 0 {
-        0.0
-    } else {
-        100.0 * a as f64 / b as f64
-    }
-}
 
 pub fn find(rows: &[Row], m: Module, n: usize, w: usize, mode: Option<Mode>) -> Option<&Row> {
     rows.iter()

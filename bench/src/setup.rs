@@ -6,13 +6,13 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use otpgate_bench::procfs::rss_kib;
 use otpgate_bench::{
     code_at_step, now, secret_hex, totp, user_name, userdb, write_private, State, PERIOD,
 };
 use otpgate_tests::{Bus, Daemon, TestDir};
 
 use crate::cli::{Module, UsersOp};
-use crate::measure::rss_kib;
 
 /// Bench users are `PREFIX` + six digits; no test suite uses this prefix.
 pub const PREFIX: &str = "otpgbn";

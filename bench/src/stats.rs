@@ -33,6 +33,15 @@ pub fn summarise(mut samples: Vec<u32>) -> Option<Summary> {
     })
 }
 
+/// `a` as a percentage of `b` (0 when `b` is 0).
+pub fn pct(a: u64, b: u64) -> f64 {
+    if b == 0 {
+        0.0
+    } else {
+        100.0 * a as f64 / b as f64
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,11 +24,13 @@
 //! waiting holds no thread), then the audit events and any mail, only once
 //! the change is durable.
 
+mod access;
 mod admin;
 mod challenge;
 mod enrol;
 mod mail;
 mod manage;
+mod transact;
 mod verify;
 
 #[cfg(test)]
@@ -43,13 +45,12 @@ use zeroize::Zeroizing;
 
 use crate::accounts::{Account, Accounts, SystemAccounts};
 use crate::audit::{Audit, Level};
-use crate::authz::{self, Caller, Interface};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::crypto::MasterKey;
 use crate::email::{Mailer, SendCode};
 use crate::error::Error;
-use crate::lockout::{CallerLimiter, Permit, SourceLimiter};
+use crate::lockout::{CallerLimiter, SourceLimiter};
 use crate::record::UserRecord;
 use crate::store::{Store, Write};
 
@@ -313,238 +314,6 @@ impl Engine {
         F: FnOnce() -> T + Send + 'static,
     {
         self.blocking.spawn_blocking(f).await.map_err(internal)
-    }
-
-    /// Runs `f` with the engine on the blocking pool, behind `key`'s gate
-    /// if given.
-    async fn run<T, F>(self: &Arc<Self>, key: Option<&str>, f: F) -> Result<T, ServiceError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Engine) -> Result<T, ServiceError> + Send + 'static,
-    {
-        let _inflight = Inflight::start(&self.inflight);
-        let gate = key.map(|k| self.gates.get(k));
-        let _held = match &gate {
-            Some(g) => Some(g.lock().await),
-            None => None,
-        };
-        let this = Arc::clone(self);
-        self.blocking
-            .spawn_blocking(move || f(&this))
-            .await
-            .map_err(internal)?
-    }
-
-    /// The transaction every decision about one account goes through:
-    /// `decide` runs inside `Store::update` on the account's record; its
-    /// events are written once the change is durable, never before.
-    async fn transact<T, F>(
-        self: &Arc<Self>,
-        account: &Account,
-        ctx: &Context,
-        caller_uid: u32,
-        decide: F,
-    ) -> Result<T, ServiceError>
-    where
-        T: Send + 'static,
-        F: FnMut(Option<UserRecord>, &Env) -> Decided<T> + Send + 'static,
-    {
-        let (a, c) = (account.clone(), ctx.clone());
-        self.run(Some(&account.key()), move |e| {
-            e.transact_now(&a, &c, caller_uid, decide)
-        })
-        .await
-    }
-
-    /// `transact` on the calling (blocking) thread.
-    fn transact_now<T, F>(
-        &self,
-        account: &Account,
-        ctx: &Context,
-        caller_uid: u32,
-        mut decide: F,
-    ) -> Result<T, ServiceError>
-    where
-        F: FnMut(Option<UserRecord>, &Env) -> Decided<T>,
-    {
-        if self.legacy_left.load(Ordering::Relaxed) {
-            self.migrate_legacy(&account.name, account)?;
-        }
-        let env = Env {
-            config: &self.config,
-            key: &self.key,
-            now: self.clock.now(),
-            caller_uid,
-            account,
-        };
-        let mut out = None;
-        let key = account.key();
-        let stored = self.store.update(&key, &mut |rec| {
-            let mut d = decide(rec, &env);
-            if let Write::Put(r) = &mut d.write {
-                r.updated_at = env.now;
-                r.name = Some(account.name.clone());
-            }
-            let write = std::mem::replace(&mut d.write, Write::Keep);
-            out = Some((d.answer, d.events));
-            write
-        });
-        let stored = stored.map_err(|e| match e {
-            Error::Corrupt { reason, .. } => Error::Corrupt {
-                user: account.name.clone(),
-                reason,
-            },
-            other => other,
-        });
-        if let Err(e) = stored {
-            return Err(self.storage_error(&account.name, e));
-        }
-        let (answer, events) = out.expect("update called the decision");
-        self.write_events(&account.name, ctx, caller_uid, env.now, events);
-        answer
-    }
-
-    fn write_events(
-        &self,
-        user: &str,
-        ctx: &Context,
-        caller_uid: u32,
-        now: u64,
-        events: Vec<Event>,
-    ) {
-        for ev in events {
-            match &ev.throttle {
-                Some(key) => self
-                    .audit
-                    .event_throttled(key, now, ev.level, ev.name, user, ctx, caller_uid),
-                None => self
-                    .audit
-                    .event(ev.level, ev.name, user, ctx, caller_uid, &ev.detail),
-            }
-        }
-    }
-
-    /// Logs a storage failure once, clearly, and turns it into the bus error.
-    fn storage_error(&self, user: &str, e: Error) -> ServiceError {
-        self.audit.log(
-            Level::Error,
-            &format!(
-                "event=storage-error user={} error=\"{}\"",
-                crate::audit::clean(user),
-                crate::audit::clean(&e.to_string())
-            ),
-        );
-        e.into()
-    }
-
-    /// Counts the call against a non-root caller's allowance (root is every
-    /// PAM login and is limited per source instead); the permit is held
-    /// until the call is answered.
-    fn admit(&self, caller: &Caller) -> Result<Option<Permit<'_>>, ServiceError> {
-        if caller.is_root() {
-            return Ok(None);
-        }
-        let now = self.clock.now();
-        self.callers
-            .admit(caller.uid, now)
-            .map(Some)
-            .map_err(|why| {
-                if let Some(held) = self.audit.admit(&format!("too-many:{}", caller.uid), now) {
-                    self.audit.log(
-                        Level::Warning,
-                        &format!(
-                            "event=caller-limited caller_uid={} reason=\"{why}\"{}",
-                            caller.uid,
-                            suppressed(held)
-                        ),
-                    );
-                }
-                ServiceError::TooManyRequests(format!(
-                    "uid {} sent too many requests ({why}): wait a minute",
-                    caller.uid
-                ))
-            })
-    }
-
-    /// The account `user` names, through the name service (on the blocking
-    /// pool: sssd or LDAP may take a while). A name it does not know is
-    /// refused, never answered "not enrolled": with `nullok` that answer
-    /// would let the password alone through.
-    async fn account(&self, user: &str) -> Result<Account, ServiceError> {
-        check_user_name(user)?;
-        let accounts = Arc::clone(&self.accounts);
-        let name = user.to_string();
-        match self.blocking(move || accounts.lookup(&name)).await? {
-            Ok(Some(account)) => Ok(account),
-            Ok(None) => Err(ServiceError::InvalidUser(format!(
-                "there is no user {} on this system",
-                crate::audit::clean(user)
-            ))),
-            Err(e) => {
-                self.audit.log(
-                    Level::Error,
-                    &format!(
-                        "event=nss-error user={} error=\"{}\"",
-                        crate::audit::clean(user),
-                        crate::audit::clean(&e)
-                    ),
-                );
-                Err(ServiceError::Unavailable(format!(
-                    "the user database could not be asked about {}: {}",
-                    crate::audit::clean(user),
-                    crate::audit::clean(&e)
-                )))
-            }
-        }
-    }
-
-    fn authorize(
-        &self,
-        caller: &Caller,
-        iface: Interface,
-        user: Option<&Account>,
-    ) -> Result<(), ServiceError> {
-        authz::check(caller, iface, user).inspect_err(|e| {
-            let Some(held) = self
-                .audit
-                .admit(&format!("denied:{}", caller.uid), self.clock.now())
-            else {
-                return;
-            };
-            self.audit.log(
-                Level::Warning,
-                &format!(
-                    "event=access-denied caller_uid={} user={} reason=\"{}\"{}",
-                    caller.uid,
-                    user.map(|a| crate::audit::clean(&a.name))
-                        .unwrap_or_default(),
-                    e,
-                    suppressed(held)
-                ),
-            )
-        })
-    }
-
-    /// Admission, then the account, then the access table: what every call
-    /// about one user starts with.
-    async fn open_call(
-        &self,
-        caller: &Caller,
-        iface: Interface,
-        user: &str,
-    ) -> Result<(Option<Permit<'_>>, Account), ServiceError> {
-        let permit = self.admit(caller)?;
-        let account = self.account(user).await?;
-        self.authorize(caller, iface, Some(&account))?;
-        Ok((permit, account))
-    }
-}
-
-fn suppressed(held: u32) -> String {
-    if held > 0 {
-        format!(" suppressed={held}")
-    } else {
-        String::new()
     }
 }
 

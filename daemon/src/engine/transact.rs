@@ -1,0 +1,144 @@
+//! The transaction every decision about one account goes through: behind
+//! the account's async gate (so waiting holds no thread), on the blocking
+//! pool, inside `Store::update`; the decision's audit events are written
+//! once the change is durable, never before.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use otpgate_proto::ServiceError;
+
+use super::{internal, Context, Decided, Engine, Env, Event, Inflight};
+use crate::accounts::Account;
+use crate::audit::Level;
+use crate::error::Error;
+use crate::record::UserRecord;
+use crate::store::Write;
+
+impl Engine {
+    /// Runs `f` with the engine on the blocking pool, behind `key`'s gate
+    /// if given.
+    pub(super) async fn run<T, F>(
+        self: &Arc<Self>,
+        key: Option<&str>,
+        f: F,
+    ) -> Result<T, ServiceError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Engine) -> Result<T, ServiceError> + Send + 'static,
+    {
+        let _inflight = Inflight::start(&self.inflight);
+        let gate = key.map(|k| self.gates.get(k));
+        let _held = match &gate {
+            Some(g) => Some(g.lock().await),
+            None => None,
+        };
+        let this = Arc::clone(self);
+        self.blocking
+            .spawn_blocking(move || f(&this))
+            .await
+            .map_err(internal)?
+    }
+
+    /// The transaction every decision about one account goes through:
+    /// `decide` runs inside `Store::update` on the account's record; its
+    /// events are written once the change is durable, never before.
+    pub(super) async fn transact<T, F>(
+        self: &Arc<Self>,
+        account: &Account,
+        ctx: &Context,
+        caller_uid: u32,
+        decide: F,
+    ) -> Result<T, ServiceError>
+    where
+        T: Send + 'static,
+        F: FnMut(Option<UserRecord>, &Env) -> Decided<T> + Send + 'static,
+    {
+        let (a, c) = (account.clone(), ctx.clone());
+        self.run(Some(&account.key()), move |e| {
+            e.transact_now(&a, &c, caller_uid, decide)
+        })
+        .await
+    }
+
+    /// `transact` on the calling (blocking) thread.
+    pub(super) fn transact_now<T, F>(
+        &self,
+        account: &Account,
+        ctx: &Context,
+        caller_uid: u32,
+        mut decide: F,
+    ) -> Result<T, ServiceError>
+    where
+        F: FnMut(Option<UserRecord>, &Env) -> Decided<T>,
+    {
+        if self.legacy_left.load(Ordering::Relaxed) {
+            self.migrate_legacy(&account.name, account)?;
+        }
+        let env = Env {
+            config: &self.config,
+            key: &self.key,
+            now: self.clock.now(),
+            caller_uid,
+            account,
+        };
+        let mut out = None;
+        let key = account.key();
+        let stored = self.store.update(&key, &mut |rec| {
+            let mut d = decide(rec, &env);
+            if let Write::Put(r) = &mut d.write {
+                r.updated_at = env.now;
+                r.name = Some(account.name.clone());
+            }
+            let write = std::mem::replace(&mut d.write, Write::Keep);
+            out = Some((d.answer, d.events));
+            write
+        });
+        let stored = stored.map_err(|e| match e {
+            Error::Corrupt { reason, .. } => Error::Corrupt {
+                user: account.name.clone(),
+                reason,
+            },
+            other => other,
+        });
+        if let Err(e) = stored {
+            return Err(self.storage_error(&account.name, e));
+        }
+        let (answer, events) = out.expect("update called the decision");
+        self.write_events(&account.name, ctx, caller_uid, env.now, events);
+        answer
+    }
+
+    pub(super) fn write_events(
+        &self,
+        user: &str,
+        ctx: &Context,
+        caller_uid: u32,
+        now: u64,
+        events: Vec<Event>,
+    ) {
+        for ev in events {
+            match &ev.throttle {
+                Some(key) => self
+                    .audit
+                    .event_throttled(key, now, ev.level, ev.name, user, ctx, caller_uid),
+                None => self
+                    .audit
+                    .event(ev.level, ev.name, user, ctx, caller_uid, &ev.detail),
+            }
+        }
+    }
+
+    /// Logs a storage failure once, clearly, and turns it into the bus error.
+    pub(super) fn storage_error(&self, user: &str, e: Error) -> ServiceError {
+        self.audit.log(
+            Level::Error,
+            &format!(
+                "event=storage-error user={} error=\"{}\"",
+                crate::audit::clean(user),
+                crate::audit::clean(&e.to_string())
+            ),
+        );
+        e.into()
+    }
+}
