@@ -130,7 +130,7 @@ pub fn print_targets(
     on_tmpfs: Option<&Direct>,
     a: &RunArgs,
 ) {
-    println!("\nTargets (issue 7):");
+    println!("\nTargets:");
     if let Some(d) = on_tmpfs {
         if let (Some(adds), Some(p), Some(k)) = (module_adds(d), d.pam, d.kept) {
             println!(
