@@ -12,7 +12,6 @@ use super::{Context, Decided, Engine, Env, Event, Stats, Status, STATS_DAYS};
 use crate::accounts::{uid_of_key, Account};
 use crate::audit::Level;
 use crate::authz::{Caller, Interface};
-use crate::backup;
 use crate::crypto;
 use crate::record::{Factor, TotpFactor, UserRecord, SECS_PER_DAY};
 use crate::store::Write;
@@ -83,10 +82,9 @@ pub(crate) fn decide_import(rec: Option<UserRecord>, env: &Env, ga: &Imported) -
         origin: "imported".into(),
     })];
     rec.pending = None;
-    rec.backup = match backup::hash_set(env.key, &bind, ga.scratch_codes, now) {
-        Ok(set) => Some(set),
-        Err(e) => return Decided::keep(Err(super::internal(e))),
-    };
+    if let Err(e) = super::replace_backup_codes(&mut rec, env, ga.scratch_codes) {
+        return Decided::keep(Err(e));
+    }
     let n = ga.scratch_codes.len() as u32;
     let events = vec![Event::new(
         Level::Notice,

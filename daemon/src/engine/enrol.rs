@@ -241,10 +241,9 @@ pub(crate) fn decide_confirm(
         Factor::Totp(_) => "totp",
         Factor::Email(_) => "email",
     };
-    rec.backup = match backup::hash_set(env.key, &bind, new_codes, now) {
-        Ok(set) => Some(set),
-        Err(e) => return Decided::keep(Err(super::internal(e))),
-    };
+    if let Err(e) = super::replace_backup_codes(&mut rec, env, new_codes) {
+        return Decided::keep(Err(e));
+    }
     rec.factors = vec![factor];
     rec.pending = None;
     rec.email_code = None;

@@ -145,11 +145,9 @@ pub(crate) fn decide_regenerate(
         }
         Ok(proved) => proved,
     };
-    let bind = rec.bound_to().to_string();
-    rec.backup = match backup::hash_set(env.key, &bind, new_codes, env.now) {
-        Ok(set) => Some(set),
-        Err(e) => return Decided::keep(Err(super::internal(e))),
-    };
+    if let Err(e) = super::replace_backup_codes(&mut rec, env, new_codes) {
+        return Decided::keep(Err(e));
+    }
     events.push(Event::new(
         Level::Notice,
         "backup-codes-regenerated",

@@ -148,6 +148,18 @@ pub(crate) fn corrupt<T>(env: &Env, reason: impl std::fmt::Display) -> Decided<T
     }
 }
 
+/// Replaces the record's backup codes with the hashes of `codes`, bound
+/// as the record's secrets are.
+pub(crate) fn replace_backup_codes(
+    rec: &mut UserRecord,
+    env: &Env,
+    codes: &[Zeroizing<String>],
+) -> Result<(), ServiceError> {
+    let set = crate::backup::hash_set(env.key, rec.bound_to(), codes, env.now).map_err(internal)?;
+    rec.backup = Some(set);
+    Ok(())
+}
+
 /// One async gate per account with a call under way, so that calls about
 /// one account queue without holding a blocking thread each. Atomicity is
 /// the store's (`Store::update`); this only keeps the queue off the pool.
