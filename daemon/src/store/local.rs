@@ -596,3 +596,44 @@ mod tests {
         assert_eq!(files, [std::ffi::OsString::from(format!("{longest}.json"))]);
     }
 }
+
+/// Not a check: the CPU time of a save, for comparing designs. State under
+/// /var/tmp (a real disk, not tmpfs):
+/// `cargo test -p otpgated --release --lib save_cpu_cost -- --ignored --nocapture`
+#[cfg(test)]
+mod timing {
+    use super::*;
+
+    fn thread_cpu_us() -> u64 {
+        use nix::sys::resource::{getrusage, UsageWho};
+        let u = getrusage(UsageWho::RUSAGE_THREAD).expect("getrusage");
+        let us = |t: nix::sys::time::TimeVal| t.tv_sec() as u64 * 1_000_000 + t.tv_usec() as u64;
+        us(u.user_time()) + us(u.system_time())
+    }
+
+    #[test]
+    #[ignore]
+    fn save_cpu_cost() {
+        let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+        let store = LocalStore::open(&dir.path().join("state")).unwrap();
+        let users: Vec<String> = (0..200).map(|n| format!("uid:{}", 10_000 + n)).collect();
+        let mut rec = UserRecord::new(&users[0], 1);
+        rec.factors = Vec::new();
+        let n = 2000;
+        for round in 0..3 {
+            let (cpu0, wall0) = (thread_cpu_us(), std::time::Instant::now());
+            for i in 0..n {
+                let mut r = UserRecord::new(&users[i % users.len()], 1);
+                r.failures = (i + round) as u32;
+                store.save(&r).unwrap();
+            }
+            let cpu = thread_cpu_us() - cpu0;
+            let wall = wall0.elapsed().as_micros() as u64;
+            println!(
+                "save: {:.1} us CPU, {:.1} us wall per save ({n} saves, 200 users)",
+                cpu as f64 / n as f64,
+                wall as f64 / n as f64
+            );
+        }
+    }
+}
