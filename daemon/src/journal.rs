@@ -788,6 +788,14 @@ impl Shared {
     }
 }
 
+/// An empty journal of the smallest size at `path`, for tests that fill it.
+#[cfg(test)]
+pub(crate) fn create_smallest(path: &Path) -> io::Result<()> {
+    let mut bytes = vec![0u8; MIN_BYTES as usize];
+    bytes[..32].copy_from_slice(&header_bytes(1));
+    std::fs::write(path, bytes)
+}
+
 fn broken_error(why: &str) -> io::Error {
     io::Error::other(format!(
         "an earlier flush of the journal failed ({why}); restart otpgated once the disk is healthy"
