@@ -1007,4 +1007,45 @@ mod timing {
             );
         }
     }
+
+    /// Not a check: a checkpoint of 2,000 dirty users, flushed by one
+    /// `syncfs` (what `sync_files` does past its limit) against one `fsync`
+    /// per file. Same invocation as `save_cpu_cost`, filter `checkpoint_cost`.
+    #[test]
+    #[ignore]
+    fn checkpoint_cost() {
+        let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+        let store = LocalStore::open(&dir.path().join("state")).unwrap();
+        let users: Vec<String> = (0..2000).map(|n| format!("uid:{}", 10_000 + n)).collect();
+        let write_all = |n: u32| {
+            let t = std::time::Instant::now();
+            for u in &users {
+                let path = store.users_dir.join(format!("{u}{EXT}"));
+                let mut r = UserRecord::new(u, 1);
+                r.failures = n;
+                replace_file(&store.users_dir, &path, u, &r.to_bytes()).unwrap();
+            }
+            t.elapsed().as_secs_f64() * 1e3
+        };
+        for round in 0..3u32 {
+            let w1 = write_all(2 * round);
+            let t = std::time::Instant::now();
+            nix::unistd::syncfs(File::open(&store.users_dir).unwrap()).unwrap();
+            fsync_dir(&store.users_dir).unwrap();
+            let syncfs = t.elapsed().as_secs_f64() * 1e3;
+            let w2 = write_all(2 * round + 1);
+            let t = std::time::Instant::now();
+            for u in &users {
+                File::open(store.users_dir.join(format!("{u}{EXT}")))
+                    .unwrap()
+                    .sync_all()
+                    .unwrap();
+            }
+            fsync_dir(&store.users_dir).unwrap();
+            let each = t.elapsed().as_secs_f64() * 1e3;
+            println!(
+                "2000 files: written in {w1:.0} ms, then one syncfs {syncfs:.0} ms; written in {w2:.0} ms, then one fsync each {each:.0} ms"
+            );
+        }
+    }
 }
