@@ -63,6 +63,15 @@ impl Host {
         let service = "otpgate-guest".to_string();
         fs::write(dir.join(&service), service_text(&module_line(module_args)))
             .expect("write service");
+        // Without an `other` service libpam itself logs through syslog(3),
+        // whose socket glibc then keeps open: on a host with /dev/log that
+        // descriptor would be counted against the module.
+        fs::write(
+            dir.join("other"),
+            "auth required pam_deny.so\naccount required pam_deny.so\n\
+             session required pam_deny.so\npassword required pam_deny.so\n",
+        )
+        .expect("write other");
         Host { dir, service }
     }
 
