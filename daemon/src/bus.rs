@@ -1,8 +1,12 @@
-//! The D-Bus face of the engine: three interfaces on one object. Each call
-//! first asks the bus driver who sent it (uid of the sender's unique name),
-//! then hands the engine a `Caller`; arguments never say who the caller is.
+//! The D-Bus face of the engine: three interfaces on one object, served on
+//! the system bus and on the PAM module's direct socket (`pam_socket`).
+//! Each call first establishes who sent it — on the bus by asking the bus
+//! driver for the uid of the sender's unique name, on the socket from the
+//! kernel's peer credentials taken at accept — then hands the engine a
+//! `Caller`; arguments never say who the caller is.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use otpgate_proto::codec::{Imported, UserEntry};
@@ -20,41 +24,97 @@ type Dict = HashMap<String, OwnedVariant>;
 /// Context values longer than this are refused, not truncated silently.
 const MAX_CONTEXT_VALUE: usize = 1024;
 
+/// Who vouches for a caller's uid.
+#[derive(Clone)]
+enum Voucher {
+    /// The bus driver, asked about each call's sender.
+    Bus(DBusProxy<'static>),
+    /// The kernel, once for the connection (`SO_PEERCRED` at accept); the
+    /// connection's calls are counted so that it is not closed as idle
+    /// while one is under way.
+    Peer { uid: u32, activity: Arc<Activity> },
+}
+
+/// Calls under way on one peer connection.
+#[derive(Default)]
+pub struct Activity(AtomicUsize);
+
+impl Activity {
+    pub fn new() -> Arc<Activity> {
+        Arc::new(Activity::default())
+    }
+
+    pub fn busy(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Held for the length of a call on a peer connection.
+pub struct Busy(Option<Arc<Activity>>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        if let Some(a) = &self.0 {
+            a.0.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
 /// Shared by the three interfaces.
 #[derive(Clone)]
 pub struct Shared {
     engine: Arc<Engine>,
-    driver: DBusProxy<'static>,
+    voucher: Voucher,
 }
 
 impl Shared {
+    /// For the bus connection `conn`.
     pub async fn new(conn: &Connection, engine: Arc<Engine>) -> zbus::Result<Shared> {
         Ok(Shared {
             engine,
-            driver: DBusProxy::new(conn).await?,
+            voucher: Voucher::Bus(DBusProxy::new(conn).await?),
         })
     }
 
-    async fn caller(&self, hdr: &Header<'_>) -> Result<Caller, ServiceError> {
+    /// For one peer connection whose other end the kernel says is `uid`.
+    pub fn peer(uid: u32, engine: Arc<Engine>, activity: Arc<Activity>) -> Shared {
+        Shared {
+            engine,
+            voucher: Voucher::Peer { uid, activity },
+        }
+    }
+
+    async fn caller(&self, hdr: &Header<'_>) -> Result<(Caller, Busy), ServiceError> {
+        let (uid, busy) = match &self.voucher {
+            Voucher::Peer { uid, activity } => {
+                activity.0.fetch_add(1, Ordering::SeqCst);
+                (*uid, Busy(Some(Arc::clone(activity))))
+            }
+            Voucher::Bus(driver) => (Self::bus_uid(driver, hdr).await?, Busy(None)),
+        };
+        if uid == 0 {
+            // Every PAM login is root's call: no hand-off to resolve it.
+            return Ok((Caller::root(), busy));
+        }
+        let group = self.engine.config().access.admin_group.clone();
+        // NSS may be remote (LDAP, sssd): resolve off the bus's executor.
+        let caller = self
+            .engine
+            .blocking(move || Caller::resolve(uid, &group))
+            .await?;
+        Ok((caller, busy))
+    }
+
+    async fn bus_uid(driver: &DBusProxy<'static>, hdr: &Header<'_>) -> Result<u32, ServiceError> {
         let sender = hdr
             .sender()
             .ok_or_else(|| ServiceError::AccessDenied("the call has no sender".into()))?;
-        let uid = self
-            .driver
+        driver
             .get_connection_unix_user(sender.clone().into())
             .await
             .map_err(|e| {
                 ServiceError::AccessDenied(format!("the bus could not vouch for the caller: {e}"))
-            })?;
-        if uid == 0 {
-            // Every PAM login is root's call: no hand-off to resolve it.
-            return Ok(Caller::root());
-        }
-        let group = self.engine.config().access.admin_group.clone();
-        // NSS may be remote (LDAP, sssd): resolve off the bus's executor.
-        self.engine
-            .blocking(move || Caller::resolve(uid, &group))
-            .await
+            })
     }
 }
 
@@ -100,7 +160,7 @@ impl Auth {
         user: String,
         context: Dict,
     ) -> Result<(String, Dict), ServiceError> {
-        let caller = self.0.caller(&hdr).await?;
+        let (caller, _busy) = self.0.caller(&hdr).await?;
         let ctx = parse_context(&context)?;
         Ok(self.0.engine.challenge(&caller, &user, ctx).await?.encode())
     }
@@ -113,7 +173,7 @@ impl Auth {
         context: Dict,
     ) -> Result<(String, Dict), ServiceError> {
         let code = Zeroizing::new(code);
-        let caller = self.0.caller(&hdr).await?;
+        let (caller, _busy) = self.0.caller(&hdr).await?;
         let ctx = parse_context(&context)?;
         Ok(self
             .0
@@ -132,7 +192,7 @@ impl Manager {
         user: String,
         options: Dict,
     ) -> Result<Dict, ServiceError> {
-        let caller = self.0.caller(&hdr).await?;
+        let (caller, _busy) = self.0.caller(&hdr).await?;
         let text = |key: &str, value: &OwnedVariant| {
             <&str>::try_from(value).map(str::to_owned).map_err(|_| {
                 ServiceError::InvalidArgument(format!("option {key:?} must be a string"))
@@ -166,7 +226,7 @@ impl Manager {
         code: String,
     ) -> Result<Vec<String>, ServiceError> {
         let code = Zeroizing::new(code);
-        let caller = self.0.caller(&hdr).await?;
+        let (caller, _busy) = self.0.caller(&hdr).await?;
         Ok(codes_out(
             self.0.engine.confirm(&caller, &user, code).await?,
         ))
@@ -177,7 +237,7 @@ impl Manager {
         #[zbus(header)] hdr: Header<'_>,
         user: String,
     ) -> Result<Dict, ServiceError> {
-        let caller = self.0.caller(&hdr).await?;
+        let (caller, _busy) = self.0.caller(&hdr).await?;
         Ok(self.0.engine.status(&caller, &user).await?.to_dict())
     }
 
@@ -188,7 +248,7 @@ impl Manager {
         code: String,
     ) -> Result<(), ServiceError> {
         let code = Zeroizing::new(code);
-        let caller = self.0.caller(&hdr).await?;
+        let (caller, _busy) = self.0.caller(&hdr).await?;
         self.0.engine.disable(&caller, &user, code).await
     }
 
@@ -199,7 +259,7 @@ impl Manager {
         code: String,
     ) -> Result<Vec<String>, ServiceError> {
         let code = Zeroizing::new(code);
-        let caller = self.0.caller(&hdr).await?;
+        let (caller, _busy) = self.0.caller(&hdr).await?;
         Ok(codes_out(
             self.0
                 .engine
@@ -212,7 +272,7 @@ impl Manager {
 #[zbus::interface(name = "org.otpgate.Otpgate1.Admin")]
 impl Admin {
     async fn list_users(&self, #[zbus(header)] hdr: Header<'_>) -> Result<Vec<Dict>, ServiceError> {
-        let caller = self.0.caller(&hdr).await?;
+        let (caller, _busy) = self.0.caller(&hdr).await?;
         let list = self.0.engine.list_users(&caller).await?;
         Ok(list
             .into_iter()
@@ -229,7 +289,7 @@ impl Admin {
         #[zbus(header)] hdr: Header<'_>,
         user: String,
     ) -> Result<(), ServiceError> {
-        let caller = self.0.caller(&hdr).await?;
+        let (caller, _busy) = self.0.caller(&hdr).await?;
         self.0.engine.unlock(&caller, &user).await
     }
 
@@ -238,12 +298,12 @@ impl Admin {
         #[zbus(header)] hdr: Header<'_>,
         user: String,
     ) -> Result<(), ServiceError> {
-        let caller = self.0.caller(&hdr).await?;
+        let (caller, _busy) = self.0.caller(&hdr).await?;
         self.0.engine.reset(&caller, &user).await
     }
 
     async fn stats(&self, #[zbus(header)] hdr: Header<'_>) -> Result<Dict, ServiceError> {
-        let caller = self.0.caller(&hdr).await?;
+        let (caller, _busy) = self.0.caller(&hdr).await?;
         let counted = self.0.engine.stats(&caller).await?;
         // The engine counts; the span it counts over is a constant.
         let s = Stats {
@@ -260,7 +320,7 @@ impl Admin {
         contents: String,
     ) -> Result<Dict, ServiceError> {
         let contents = Zeroizing::new(contents);
-        let caller = self.0.caller(&hdr).await?;
+        let (caller, _busy) = self.0.caller(&hdr).await?;
         let n = self.0.engine.import(&caller, &user, contents).await?;
         Ok(Imported {
             backup_codes_imported: n,

@@ -22,6 +22,7 @@ pub mod import;
 pub mod journal;
 pub mod keyfile;
 pub mod lockout;
+pub mod pam_socket;
 pub mod record;
 pub mod store;
 pub mod totp;

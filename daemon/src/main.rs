@@ -13,6 +13,7 @@ use otpgated::crypto::MasterKey;
 use otpgated::email::Mailer;
 use otpgated::engine::Engine;
 use otpgated::error::Error;
+use otpgated::pam_socket::PamSocket;
 use otpgated::store::LocalStore;
 
 /// How long a stop waits for requests already being answered.
@@ -22,7 +23,7 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 #[command(
     name = "otpgated",
     version,
-    about = "otpgate's daemon: holds the second-factor secrets and answers PAM and the CLI over D-Bus"
+    about = "otpgate's daemon: holds the second-factor secrets and answers PAM and the CLI over D-Bus (the system bus, and a direct socket for the PAM module)"
 )]
 struct Args {
     /// Configuration file; a missing file means all defaults.
@@ -160,10 +161,19 @@ fn run(args: &Args, audit: Audit) -> Result<(), Error> {
             Err(e) => return Err(Error::Migration(e.to_string())),
         }
         let conn = otpgated::serve(&address, Arc::clone(&engine)).await?;
+        // After the name is ours: a second daemon has failed by now, so the
+        // socket file it finds is never a live daemon's.
+        let pam_socket = match &engine.config().pam.socket {
+            Some(path) => Some(PamSocket::bind(path, Arc::clone(&engine))?),
+            None => None,
+        };
         engine.audit().log(
             Level::Info,
             &format!(
-                "event=started bus={address} version={}",
+                "event=started bus={address} pam_socket={} version={}",
+                pam_socket
+                    .as_ref()
+                    .map_or("off".to_string(), |s| s.path().display().to_string()),
                 env!("CARGO_PKG_VERSION")
             ),
         );
@@ -174,6 +184,9 @@ fn run(args: &Args, audit: Audit) -> Result<(), Error> {
         // Stop taking new calls, then let the ones under way finish and
         // reach the disk before exiting.
         let _ = conn.release_name(otpgate_proto::BUS_NAME).await;
+        if let Some(socket) = pam_socket {
+            socket.stop();
+        }
         let deadline = Instant::now() + DRAIN_DEADLINE;
         while engine.inflight() > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;

@@ -1,6 +1,8 @@
 //! The two calls to otpgated, each one a complete, bounded exchange on a
-//! connection of its own.
+//! connection of its own: on the daemon's direct socket ([`SocketDaemon`])
+//! when it is there, else on the bus ([`BusDaemon`]); [`Route`] chooses.
 //!
+//! On the bus:
 //! Every exchange connects to the configured address (never the
 //! environment's), asks the bus who owns `org.otpgate.Otpgate1` and that
 //! owner's uid, refuses anyone but root, calls the method on the owner's
@@ -16,6 +18,12 @@ use std::time::{Duration, Instant};
 use otpgate_proto::codec::{ChallengeAnswer, DecodeError, VerifyAnswer};
 use otpgate_proto::methods::{self, Call};
 use otpgate_proto::{context, Dict, OwnedDict, BUS_NAME, OBJECT_PATH};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+
+use nix::errno::Errno;
+use nix::sys::socket::sockopt::PeerCredentials;
+use nix::sys::socket::{connect, getsockopt, socket, AddressFamily, SockFlag, SockType, UnixAddr};
 use zbus::connection::Builder;
 use zbus::{Connection, Message, Variant};
 
@@ -123,6 +131,178 @@ impl Daemon for BusDaemon {
 
     fn verify(&self, user: &str, code: &str, ctx: &Context) -> Result<VerifyReply, Error> {
         decode_verify(self.exchange::<methods::Verify>(&(user, code, ctx.to_dict()))?)
+    }
+}
+
+/// otpgated's direct socket: peer-to-peer D-Bus, no broker in between.
+/// The path is checked before every exchange (`trust::check_socket`), and
+/// once connected the kernel is asked who listens: root, or nothing is
+/// sent. Like [`BusDaemon`], each exchange is a connection of its own,
+/// made and closed inside one `block_on`.
+pub struct SocketDaemon {
+    path: String,
+    timeout: Duration,
+}
+
+impl SocketDaemon {
+    pub fn new(path: &str, timeout: Duration) -> SocketDaemon {
+        SocketDaemon {
+            path: path.to_string(),
+            timeout,
+        }
+    }
+
+    fn untrusted(&self, reason: String) -> Error {
+        Error::UntrustedSocket {
+            path: self.path.clone(),
+            reason,
+        }
+    }
+
+    fn exchange<C: Call>(&self, body: &C::Args<'_>) -> Result<C::Reply, Error> {
+        match crate::trust::check_socket(&self.path) {
+            Ok(crate::trust::SocketState::Ready) => {}
+            Ok(crate::trust::SocketState::Absent(reason)) => {
+                return Err(Error::NoSocket {
+                    path: self.path.clone(),
+                    reason,
+                })
+            }
+            Err(why) => return Err(self.untrusted(why.0)),
+        }
+        let deadline = Instant::now() + self.timeout;
+        let stream = self.connect(deadline)?;
+        // Who listens, from the kernel, before a byte is sent: only root's
+        // daemon is told anything. (zbus's own peer_creds() would also look
+        // up the peer's groups on a helper thread that outlives the call.)
+        let creds = getsockopt(&stream, PeerCredentials)
+            .map_err(|e| Error::Failed(format!("{}: no peer credentials: {e}", self.path)))?;
+        if creds.uid() != 0 {
+            return Err(self.untrusted(format!(
+                "the process listening is uid {}, not root",
+                creds.uid()
+            )));
+        }
+        zruntime::block_on(async {
+            let runtime =
+                zruntime::SharedRuntime::current().map_err(|e| Error::Bus(e.to_string()))?;
+            let bounded = runtime.timeout_at(deadline, async {
+                let conn = Builder::unix_stream(stream)
+                    .p2p()
+                    .method_timeout(self.timeout)
+                    .build()
+                    .await
+                    .map_err(|e| Error::Failed(format!("handshake on {}: {e}", self.path)))?;
+                let result = self.call::<C>(&conn, body).await;
+                let _ = conn.close().await;
+                result
+            });
+            match bounded.await {
+                Ok(Err(Error::TimedOut(_))) | Err(_) => Err(Error::TimedOut(self.timeout)),
+                Ok(result) => result,
+            }
+        })
+    }
+
+    /// Connects without waiting past `deadline`: on a daemon that stopped
+    /// accepting, a blocking connect() waits with no end once the listen
+    /// queue is full. Only "no file", "nobody listening" and "not allowed
+    /// in" send the login to the bus; anything else on a socket that is
+    /// there is a failure.
+    fn connect(&self, deadline: Instant) -> Result<UnixStream, Error> {
+        let fd = socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+            None,
+        )
+        .map_err(|e| Error::Failed(format!("socket: {e}")))?;
+        let addr = UnixAddr::new(self.path.as_str())
+            .map_err(|e| self.untrusted(format!("not a usable socket path: {e}")))?;
+        loop {
+            match connect(fd.as_raw_fd(), &addr) {
+                Ok(()) => return Ok(UnixStream::from(fd)),
+                Err(Errno::EAGAIN | Errno::EINTR) => {
+                    if Instant::now() >= deadline {
+                        return Err(Error::TimedOut(self.timeout));
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e @ (Errno::ENOENT | Errno::ECONNREFUSED | Errno::EACCES)) => {
+                    return Err(Error::NoSocket {
+                        path: self.path.clone(),
+                        reason: e.desc().to_string(),
+                    })
+                }
+                Err(e) => return Err(Error::Failed(format!("connecting to {}: {e}", self.path))),
+            }
+        }
+    }
+
+    async fn call<C: Call>(
+        &self,
+        conn: &Connection,
+        body: &C::Args<'_>,
+    ) -> Result<C::Reply, Error> {
+        let method = C::SPEC.name;
+        let reply = conn
+            .call_method(None::<&str>, OBJECT_PATH, Some(C::INTERFACE), method, body)
+            .await
+            .map_err(|e| match classify(e) {
+                // The daemon was reached: nothing after this is an absence.
+                Error::NotRunning(why) | Error::Unreachable { reason: why, .. } => {
+                    Error::Failed(format!("{method}: {why}"))
+                }
+                other => other,
+            })?;
+        reply
+            .body()
+            .deserialize::<C::Reply>()
+            .map_err(|e| Error::BadReply(format!("{method}: {e}")))
+    }
+}
+
+impl Daemon for SocketDaemon {
+    fn challenge(&self, user: &str, ctx: &Context) -> Result<ChallengeReply, Error> {
+        decode_challenge(self.exchange::<methods::Challenge>(&(user, ctx.to_dict()))?)
+    }
+
+    fn verify(&self, user: &str, code: &str, ctx: &Context) -> Result<VerifyReply, Error> {
+        decode_verify(self.exchange::<methods::Verify>(&(user, code, ctx.to_dict()))?)
+    }
+}
+
+/// The socket first, the bus when the socket is not there. Each call
+/// chooses again: the daemon may have restarted in between, or a caller
+/// that is not root may reach only the bus.
+pub struct Route<S, B> {
+    pub socket: Option<S>,
+    pub bus: B,
+}
+
+impl<S: Daemon, B: Daemon> Route<S, B> {
+    fn either<T>(
+        &self,
+        by_socket: impl FnOnce(&S) -> Result<T, Error>,
+        by_bus: impl FnOnce(&B) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        if let Some(socket) = &self.socket {
+            match by_socket(socket) {
+                Err(Error::NoSocket { .. }) => {}
+                other => return other,
+            }
+        }
+        by_bus(&self.bus)
+    }
+}
+
+impl<S: Daemon, B: Daemon> Daemon for Route<S, B> {
+    fn challenge(&self, user: &str, ctx: &Context) -> Result<ChallengeReply, Error> {
+        self.either(|s| s.challenge(user, ctx), |b| b.challenge(user, ctx))
+    }
+
+    fn verify(&self, user: &str, code: &str, ctx: &Context) -> Result<VerifyReply, Error> {
+        self.either(|s| s.verify(user, code, ctx), |b| b.verify(user, code, ctx))
     }
 }
 

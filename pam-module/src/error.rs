@@ -5,7 +5,7 @@ use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// No bus there: the socket is missing or nobody listens on it. The
+    /// No bus there: its socket is missing or nobody listens on it. The
     /// only failure besides `NotRunning` that `failmode=open` may let by.
     #[error("cannot reach the bus at {address}: {reason}")]
     Unreachable { address: String, reason: String },
@@ -29,6 +29,16 @@ pub enum Error {
     /// socket is not root's alone. Never mistaken for an absent daemon.
     #[error("the bus at {address} is not trusted: {reason}")]
     UntrustedBus { address: String, reason: String },
+    /// The direct socket is not there, or not for us (no file, nobody
+    /// listening, a directory this process may not enter): the bus is
+    /// asked instead. Never decides a login by itself.
+    #[error("no direct socket at {path}: {reason}")]
+    NoSocket { path: String, reason: String },
+    /// The direct socket is one a user could have made or replaced, or the
+    /// process behind it is not root's. Never mistaken for an absent daemon,
+    /// and the bus is not asked instead: something is wrong on this host.
+    #[error("the socket {path} is not trusted: {reason}")]
+    UntrustedSocket { path: String, reason: String },
     /// The daemon answered with a D-Bus error.
     #[error("otpgated refused the request: {name}: {message}")]
     Service { name: String, message: String },

@@ -45,6 +45,8 @@ pub const MSG_NOT_TRUSTED: &str =
     "otpgate is not run by root on this bus: second factor unavailable.";
 pub const MSG_BUS_NOT_TRUSTED: &str =
     "otpgate's configured bus is not trusted: second factor unavailable.";
+pub const MSG_SOCKET_NOT_TRUSTED: &str =
+    "otpgate's PAM socket is not trusted: second factor unavailable.";
 pub const MSG_FAILED: &str = "otpgate could not check the code: second factor unavailable.";
 pub const MSG_BAD_REPLY: &str = "otpgate gave an answer this login does not understand: refused.";
 pub const MSG_NOT_ENROLLED: &str =
@@ -268,6 +270,7 @@ impl<P: PamIo> Flow<'_, P> {
         let (line, code) = match &e {
             Error::NotRoot(_) => (MSG_NOT_TRUSTED, PamCode::AuthinfoUnavail),
             Error::UntrustedBus { .. } => (MSG_BUS_NOT_TRUSTED, PamCode::AuthinfoUnavail),
+            Error::UntrustedSocket { .. } => (MSG_SOCKET_NOT_TRUSTED, PamCode::AuthinfoUnavail),
             Error::BadReply(_) => (MSG_BAD_REPLY, PamCode::AuthErr),
             Error::TimedOut(_) => (MSG_TIMED_OUT, PamCode::AuthinfoUnavail),
             Error::Service { name, .. } if name == ERROR_INVALID_USER => {

@@ -30,7 +30,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use pamsm::{pam_module, Pam, PamError, PamFlags, PamLibExt, PamServiceModule};
 use zeroize::Zeroizing;
 
-use crate::client::{BusDaemon, Context};
+use crate::client::{BusDaemon, Context, Route, SocketDaemon};
 use crate::error::Error;
 use crate::flow::{PamCode, PamIo};
 use crate::log::{Level, Syslog};
@@ -81,7 +81,10 @@ fn authenticate(pamh: &Pam, flags: PamFlags, args: &[String]) -> PamError {
     for w in &warnings {
         io.log(Level::Warning, w);
     }
-    let daemon = trust::Checked::new(&opts.bus, BusDaemon::new(&opts.bus, opts.timeout));
+    let daemon = Route {
+        socket: (!opts.bus_only).then(|| SocketDaemon::new(&opts.socket, opts.timeout)),
+        bus: trust::Checked::new(&opts.bus, BusDaemon::new(&opts.bus, opts.timeout)),
+    };
     let silent = flags.contains(PamFlags::SILENT);
     to_pam(flow::authenticate(&mut io, &daemon, &opts, silent))
 }

@@ -3,13 +3,13 @@
 //! A bad argument never stops a login on its own: it is reported (the caller
 //! logs the warnings) and the default stays in force. Every default is the
 //! safe one, so a typo can only make the module stricter, never weaker.
-//! The exception is `bus=`, kept as written: an address that is not one
-//! only root controls makes every login fail (see `trust`), which is
-//! stricter still.
+//! The exceptions are `bus=` and `socket=`, kept as written: a path that is
+//! not one only root controls makes every login fail (see `trust`), which
+//! is stricter still.
 
 use std::time::Duration;
 
-use otpgate_proto::SYSTEM_BUS_ADDRESS;
+use otpgate_proto::{PAM_SOCKET, SYSTEM_BUS_ADDRESS};
 
 pub const DEFAULT_PROMPT: &str = "Verification code: ";
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -32,6 +32,10 @@ pub struct Options {
     pub failmode: FailMode,
     pub timeout: Duration,
     pub bus: String,
+    /// otpgated's direct socket, asked before the bus.
+    pub socket: String,
+    /// Never the direct socket: the bus only.
+    pub bus_only: bool,
     pub debug: bool,
     pub prompt: String,
 }
@@ -43,6 +47,8 @@ impl Default for Options {
             failmode: FailMode::Secure,
             timeout: DEFAULT_TIMEOUT,
             bus: SYSTEM_BUS_ADDRESS.to_string(),
+            socket: PAM_SOCKET.to_string(),
+            bus_only: false,
             debug: false,
             prompt: DEFAULT_PROMPT.to_string(),
         }
@@ -63,6 +69,7 @@ impl Options {
             };
             match (key, value) {
                 ("nullok", None) => opts.nullok = true,
+                ("bus_only", None) => opts.bus_only = true,
                 ("debug", None) => opts.debug = true,
                 ("failmode", Some("secure")) => opts.failmode = FailMode::Secure,
                 ("failmode", Some("open")) => opts.failmode = FailMode::Open,
@@ -82,6 +89,8 @@ impl Options {
                 // one configured. `trust` refuses a bad address at every
                 // login, whatever `failmode` says.
                 ("bus", Some(v)) => opts.bus = v.to_string(),
+                // Kept as written for the same reason as `bus=`.
+                ("socket", Some(v)) => opts.socket = v.to_string(),
                 ("prompt", Some(v)) => {
                     if v.is_empty() || v.len() > MAX_PROMPT_LEN || v.chars().any(char::is_control) {
                         warnings.push(format!(
@@ -111,6 +120,8 @@ mod tests {
         assert_eq!(o.failmode, FailMode::Secure);
         assert_eq!(o.timeout, Duration::from_secs(5));
         assert_eq!(o.bus, "unix:path=/run/dbus/system_bus_socket");
+        assert_eq!(o.socket, "/run/otpgate/pam.socket");
+        assert!(!o.bus_only);
         assert_eq!(o.prompt, "Verification code: ");
     }
 
@@ -121,6 +132,8 @@ mod tests {
             "failmode=open",
             "timeout=2",
             "bus=unix:path=/run/x/bus",
+            "socket=/run/x/pam.socket",
+            "bus_only",
             "debug",
             "prompt=OTP for sudo: ",
         ]);
@@ -129,6 +142,8 @@ mod tests {
         assert_eq!(o.failmode, FailMode::Open);
         assert_eq!(o.timeout, Duration::from_secs(2));
         assert_eq!(o.bus, "unix:path=/run/x/bus");
+        assert_eq!(o.socket, "/run/x/pam.socket");
+        assert!(o.bus_only);
         assert_eq!(o.prompt, "OTP for sudo: ");
     }
 
@@ -149,11 +164,12 @@ mod tests {
             "prompt=",
             "prompt=a\nb",
             "nullok=yes",
+            "bus_only=yes",
             "frobnicate",
             "",
         ]);
         assert_eq!(o, Options::default());
-        assert_eq!(w.len(), 10, "{w:?}");
+        assert_eq!(w.len(), 11, "{w:?}");
         assert!(w.iter().any(|m| m.contains("frobnicate")));
     }
 

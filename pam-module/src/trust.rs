@@ -93,6 +93,61 @@ pub fn check_address(address: &str) -> Result<(), Untrusted> {
 }
 
 pub fn check_path(socket: &Path) -> Result<(), Untrusted> {
+    walk(socket, false)
+}
+
+/// What the direct socket's path holds, once it passed [`check_socket`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SocketState {
+    /// A socket of root's under directories of root's alone: connect to it.
+    Ready,
+    /// No socket there, or not one this process may reach (a caller that
+    /// is not root cannot enter the daemon's 0700 directory): ask the bus.
+    Absent(String),
+}
+
+/// The direct socket (`socket=`): its path must have the form accepted for
+/// a bus address, every directory down to and including the socket's own
+/// must be root's and writable by root alone, and the socket itself must
+/// be a socket and root's. Whether the process listening on it is root's
+/// is asked of the kernel once connected (`client::SocketDaemon`).
+pub fn check_socket(path: &str) -> Result<SocketState, Untrusted> {
+    let socket = socket_path(&format!("unix:path={path}"))?;
+    let dir = socket
+        .parent()
+        .ok_or_else(|| Untrusted("the socket path names no directory".to_string()))?;
+    walk(dir, true)?;
+    let meta = match std::fs::symlink_metadata(&socket) {
+        Ok(m) => m,
+        Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::PermissionDenied) => {
+            return Ok(SocketState::Absent(io_reason(&e)))
+        }
+        Err(e) => {
+            return Err(Untrusted(format!(
+                "cannot check {}: {}",
+                socket.display(),
+                io_reason(&e)
+            )))
+        }
+    };
+    use std::os::unix::fs::FileTypeExt;
+    if !meta.file_type().is_socket() {
+        return Err(Untrusted(format!("{} is not a socket", socket.display())));
+    }
+    if meta.uid() != 0 {
+        return Err(Untrusted(format!(
+            "{} is owned by uid {}, not root",
+            socket.display(),
+            meta.uid()
+        )));
+    }
+    Ok(SocketState::Ready)
+}
+
+/// Walks from `/` down `path`, checking every directory on the way (with
+/// `last_is_dir`, `path`'s last component too). A missing component ends
+/// the walk successfully.
+fn walk(socket: &Path, last_is_dir: bool) -> Result<(), Untrusted> {
     let root = Path::new("/");
     check_dir(root, &lstat(root)?)?;
     // Components still to walk, the next one last.
@@ -145,7 +200,7 @@ pub fn check_path(socket: &Path) -> Result<(), Untrusted> {
             push_components(&mut pending, &target);
             continue;
         }
-        if pending.is_empty() {
+        if pending.is_empty() && !last_is_dir {
             // The socket itself: its directory decides who could have made it.
             return Ok(());
         }

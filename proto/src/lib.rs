@@ -26,6 +26,10 @@ pub const ADMIN_INTERFACE: &str = "org.otpgate.Otpgate1.Admin";
 /// The system bus, as a D-Bus address. The PAM module uses only this or its
 /// `bus=` option, never the environment.
 pub const SYSTEM_BUS_ADDRESS: &str = "unix:path=/run/dbus/system_bus_socket";
+/// Where otpgated listens for the PAM module unless `[pam] socket` says
+/// otherwise: peer-to-peer D-Bus, the same interfaces as on the bus, in a
+/// directory only root may enter.
+pub const PAM_SOCKET: &str = "/run/otpgate/pam.socket";
 
 /// Longest code the daemon looks at. Anything longer is judged `invalid`
 /// without being parsed (a 10 MB "code" costs nothing).

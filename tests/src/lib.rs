@@ -233,6 +233,29 @@ impl Bus {
         }
     }
 
+    /// Where a [`Daemon`] started on this bus listens for the PAM module
+    /// (`[pam] socket`): in the bus's directory, so one test's module never
+    /// reaches another test's daemon, nor an installed one.
+    pub fn pam_socket(&self) -> PathBuf {
+        self.dir.join("otpgate/pam.socket")
+    }
+
+    /// The module options that point `pam_otpgate.so` at this bus and at the
+    /// direct socket of the daemon started on it: the default path (socket
+    /// first, bus when the socket is not there).
+    pub fn module_args(&self) -> String {
+        format!(
+            "bus={} socket={}",
+            self.address,
+            self.pam_socket().display()
+        )
+    }
+
+    /// The module options for the bus alone (`bus_only`).
+    pub fn bus_only_args(&self) -> String {
+        format!("bus={} bus_only", self.address)
+    }
+
     /// Whether `name` has an owner on this bus.
     pub fn has_owner(&self, name: &str) -> bool {
         let address = self.address.clone();
@@ -259,6 +282,9 @@ impl Drop for Bus {
 /// The real otpgated, on a private bus, with its own state and key.
 pub struct Daemon {
     pub dir: TestDir,
+    /// The direct socket it was told to listen on, if the test did not
+    /// configure `[pam]` itself.
+    pub pam_socket: Option<PathBuf>,
     pub config: PathBuf,
     pub state_dir: PathBuf,
     pub key_file: PathBuf,
@@ -270,15 +296,23 @@ pub struct Daemon {
 impl Daemon {
     /// `extra_toml` is appended to a config that sets `[storage]`; it must
     /// not contain a `[storage]` section itself.
+    ///
+    /// Unless `extra_toml` has a `[pam]` section, the daemon's direct
+    /// socket is [`Bus::pam_socket`].
     pub fn start(bus: &Bus, extra_toml: &str) -> Daemon {
         let dir = TestDir::new("daemon");
         let state_dir = dir.join("state");
         let key_file = dir.join("master.key");
         let config = dir.join("otpgate.toml");
+        let pam_socket = (!extra_toml.contains("[pam]")).then(|| bus.pam_socket());
+        let pam_section = pam_socket
+            .as_ref()
+            .map(|p| format!("[pam]\nsocket = \"{}\"\n\n", p.display()))
+            .unwrap_or_default();
         fs::write(
             &config,
             format!(
-                "[storage]\npath = \"{}\"\nkey_file = \"{}\"\n\n{extra_toml}\n",
+                "{pam_section}[storage]\npath = \"{}\"\nkey_file = \"{}\"\n\n{extra_toml}\n",
                 state_dir.display(),
                 key_file.display()
             ),
@@ -287,6 +321,7 @@ impl Daemon {
         let log_path = dir.join("otpgated.log");
         let mut d = Daemon {
             dir,
+            pam_socket,
             config,
             state_dir,
             key_file,
@@ -329,6 +364,21 @@ impl Daemon {
             let log = self.log();
             self.kill();
             panic!("otpgated did not take its bus name in time; its log:\n{log}");
+        }
+        // The socket comes right after the name: wait for it too, so that
+        // a test meaning the direct path gets it.
+        if let Some(socket) = self.pam_socket.clone() {
+            let listening = wait_until(START_DEADLINE, || {
+                std::os::unix::net::UnixStream::connect(&socket).is_ok()
+            });
+            if !listening {
+                let log = self.log();
+                self.kill();
+                panic!(
+                    "otpgated did not listen on {} in time; its log:\n{log}",
+                    socket.display()
+                );
+            }
         }
     }
 

@@ -154,7 +154,7 @@ fn setup(label: &str) -> Setup {
         &oathtool_at(&a.secret, a.confirmed_at + PERIOD),
     );
     assert_eq!(r, "ok", "{info}");
-    let (svc, svc_file) = etc_pam_service(label, &module_line(&format!("bus={}", bus.address)));
+    let (svc, svc_file) = etc_pam_service(label, &module_line(&bus.module_args()));
     Setup {
         d,
         mnt: Some(mnt),

@@ -477,7 +477,7 @@ fn garbage_codes_through_pam_are_refused() {
     let mut d = Daemon::start(&bus, "[lockout]\nmax_failures = 100\n[totp]\nwindow = 3\n");
     let user = test_user("otpga-garb-pam");
     let e = enroll(&bus, &user.name);
-    let (svc, _f) = etc_pam_service("garbage", &module_line(&format!("bus={}", bus.address)));
+    let (svc, _f) = etc_pam_service("garbage", &module_line(&bus.module_args()));
     let mut seen: BTreeMap<String, String> = BTreeMap::new();
     let summary = |o: &Outcome| {
         format!(

@@ -63,9 +63,9 @@ impl PamService {
         fs::write(
             &path,
             format!(
-                "auth required {} bus={}\naccount required pam_permit.so\n",
+                "auth required {} {}\naccount required pam_permit.so\n",
                 pam_module().display(),
-                bus.address
+                bus.module_args()
             ),
         )
         .expect("write /etc/pam.d service (tests run as root)");

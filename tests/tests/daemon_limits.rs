@@ -49,7 +49,7 @@ fn a_looping_local_user_gets_too_many_requests_and_root_still_logs_in() {
     let b = test_user("otpglim-b");
     let c = test_user("otpglim-c");
     let e = enroll(&bus, &a.name);
-    let (svc, _f) = etc_pam_service("limits", &module_line(&format!("bus={}", bus.address)));
+    let (svc, _f) = etc_pam_service("limits", &module_line(&bus.module_args()));
 
     // B asks about itself, one call after the other, ten more times than a
     // minute allows.

@@ -21,7 +21,7 @@ fn nullok_service(bus: &Bus) -> (String, EtcFile) {
         "names",
         &format!(
             "{}\nauth required pam_permit.so",
-            module_line(&format!("bus={} nullok", bus.address))
+            module_line(&format!("{} nullok", bus.module_args()))
         ),
     )
 }

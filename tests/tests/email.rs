@@ -98,7 +98,7 @@ fn a_mailed_code_logs_in_once_and_says_where_it_went() {
     assert_eq!(st["method"], "email");
     assert_eq!(st["enrolled"], true);
 
-    let (service, _f) = etc_pam_service("mail", &module_line(&format!("bus={}", bus.address)));
+    let (service, _f) = etc_pam_service("mail", &module_line(&bus.module_args()));
     let (ok, text, mail) = login(&service, &u.name, &sink, None);
     assert!(ok, "{text}");
     assert!(
@@ -201,7 +201,7 @@ fn a_mail_server_outage_still_prompts_and_takes_a_backup_code() {
         rec.get("email_code").is_none_or(|c| c.is_null()),
         "the unsent code was withdrawn: {rec}"
     );
-    let (service, _f) = etc_pam_service("mailout", &module_line(&format!("bus={}", bus.address)));
+    let (service, _f) = etc_pam_service("mailout", &module_line(&bus.module_args()));
     let out = pamtester(&service, &u.name, "123456");
     assert!(!out.success, "{}", out.all());
     assert!(
@@ -295,7 +295,7 @@ fn with_no_mail_server_no_code_is_issued_and_a_backup_code_works() {
         sends_before,
         "no send counted: {rec}"
     );
-    let (service, _f) = etc_pam_service("nomail", &module_line(&format!("bus={}", bus.address)));
+    let (service, _f) = etc_pam_service("nomail", &module_line(&bus.module_args()));
     let out = pamtester(&service, &u.name, &backup[1]);
     assert!(out.success, "a backup code logs in: {}", out.all());
     assert!(out.says("use a backup code"), "{}", out.all());

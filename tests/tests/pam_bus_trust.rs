@@ -85,7 +85,9 @@ fn only_a_socket_in_directories_root_alone_controls_is_asked() {
             label,
             &format!(
                 "{}\nauth required pam_permit.so",
-                module_line(&format!("bus={address} failmode=open nullok timeout=5"))
+                module_line(&format!(
+                    "bus={address} bus_only failmode=open nullok timeout=5"
+                ))
             ),
         )
     };

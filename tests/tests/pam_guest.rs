@@ -115,7 +115,7 @@ fn a_thousand_authentications_leave_no_thread_fd_or_signal_behind() {
             }
         })
         .collect();
-    let host = Host::new(&format!("bus={}", bus.address));
+    let host = Host::new(&bus.module_args());
     let out = host.run(&user.name, 1000, &codes, &[]);
     let f = figures(&out, "host");
     assert_no_trace(&f, &out);
@@ -160,7 +160,7 @@ fn a_child_forked_after_the_module_ran_authenticates() {
         .map(|s| oathtool_at(&e.secret, e.confirmed_at + 30 * s))
         .collect();
     codes.push(wrong_code(&e.secret));
-    let host = Host::new(&format!("bus={}", bus.address));
+    let host = Host::new(&bus.module_args());
     let out = host.run(&user.name, 1, &codes, &["fork=20"]);
     let parent = figures(&out, "parent");
     let child = figures(&out, "child");
@@ -179,7 +179,7 @@ fn a_hung_daemon_leaves_nothing_behind_either() {
     let bus = Bus::start();
     let d = Daemon::start(&bus, "");
     let user = test_user("otpg-pam-hung");
-    let host = Host::new(&format!("bus={} timeout=1", bus.address));
+    let host = Host::new(&format!("{} timeout=1", bus.module_args()));
     let _stopped = Stopped::stop(d.pid);
     let out = host.run(&user.name, 3, &["123456".to_string()], &[]);
     let f = figures(&out, "host");

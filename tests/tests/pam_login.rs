@@ -44,7 +44,7 @@ fn login_on_a_terminal_takes_a_right_code_once_and_refuses_a_wrong_one() {
         "/etc/pam.d/login",
         &service_text(&format!(
             "{}\nauth required pam_permit.so",
-            module_line(&format!("bus={}", bus.address))
+            module_line(&bus.module_args())
         )),
         0o644,
     );

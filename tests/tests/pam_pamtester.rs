@@ -17,20 +17,62 @@ const AUTHINFO_UNAVAIL: &str = "Authentication service cannot retrieve authentic
 const ONLY_IGNORED: &str = "Permission denied";
 const PROMPT: &str = "Verification code: ";
 
+/// The two ways the module reaches the daemon: its direct socket (the
+/// default: socket first, bus if the socket is not there) and `bus_only`.
+/// Every scenario below runs on both.
+#[derive(Debug, Clone, Copy)]
+enum Path {
+    Socket,
+    Bus,
+}
+
+impl Path {
+    fn args(self, bus: &Bus) -> String {
+        match self {
+            Path::Socket => bus.module_args(),
+            Path::Bus => bus.bus_only_args(),
+        }
+    }
+
+    /// A test user of its own per path: the two run in parallel.
+    fn user(self, name: &str) -> String {
+        match self {
+            Path::Socket => format!("{name}-s"),
+            Path::Bus => format!("{name}-b"),
+        }
+    }
+}
+
+/// `NAME::over_the_socket` and `NAME::over_the_bus`.
+macro_rules! both_paths {
+    ($name:ident) => {
+        mod $name {
+            #[test]
+            fn over_the_socket() {
+                super::$name(super::Path::Socket)
+            }
+
+            #[test]
+            fn over_the_bus() {
+                super::$name(super::Path::Bus)
+            }
+        }
+    };
+}
+
 fn assert_outcome(o: &Outcome, success: bool, pam_text: &str, user_line: &str) {
     assert_eq!(o.success, success, "{o:#?}");
     assert!(o.says(pam_text), "expected {pam_text:?}: {o:#?}");
     assert!(o.says(user_line), "expected {user_line:?}: {o:#?}");
 }
 
-#[test]
-fn valid_code_passes_and_its_replay_is_refused() {
+fn valid_code_passes_and_its_replay_is_refused(path: Path) {
     require_root();
     let bus = Bus::start();
     let _d = Daemon::start(&bus, "");
-    let user = test_user("otpg-pam-ok");
+    let user = test_user(&path.user("otpg-pam-ok"));
     let e = enroll(&bus, &user.name);
-    let (svc, _f) = etc_pam_service("ok", &module_line(&format!("bus={}", bus.address)));
+    let (svc, _f) = etc_pam_service("ok", &module_line(&path.args(&bus)));
 
     let code = oathtool_at(&e.secret, e.confirmed_at + 30);
     let o = pamtester(&svc, &user.name, &code);
@@ -45,14 +87,15 @@ fn valid_code_passes_and_its_replay_is_refused() {
     );
 }
 
-#[test]
-fn wrong_code_is_refused_with_attempts_left() {
+both_paths!(valid_code_passes_and_its_replay_is_refused);
+
+fn wrong_code_is_refused_with_attempts_left(path: Path) {
     require_root();
     let bus = Bus::start();
     let _d = Daemon::start(&bus, "");
-    let user = test_user("otpg-pam-wrong");
+    let user = test_user(&path.user("otpg-pam-wrong"));
     let e = enroll(&bus, &user.name);
-    let (svc, _f) = etc_pam_service("wrong", &module_line(&format!("bus={}", bus.address)));
+    let (svc, _f) = etc_pam_service("wrong", &module_line(&path.args(&bus)));
 
     let o = pamtester(&svc, &user.name, &wrong_code(&e.secret));
     assert_outcome(&o, false, AUTH_ERR, "Wrong code. 4 attempts left.");
@@ -64,21 +107,22 @@ fn wrong_code_is_refused_with_attempts_left() {
     // A custom prompt.
     let (svc2, _f2) = etc_pam_service(
         "prompt",
-        &module_line(&format!("bus={} [prompt=OTP please: ]", bus.address)),
+        &module_line(&format!("{} [prompt=OTP please: ]", path.args(&bus))),
     );
     let o = pamtester(&svc2, &user.name, &wrong_code(&e.secret));
     assert_outcome(&o, false, AUTH_ERR, "OTP please: ");
     assert!(!o.says(PROMPT), "{o:#?}");
 }
 
-#[test]
-fn too_many_wrong_codes_lock_without_prompting() {
+both_paths!(wrong_code_is_refused_with_attempts_left);
+
+fn too_many_wrong_codes_lock_without_prompting(path: Path) {
     require_root();
     let bus = Bus::start();
     let _d = Daemon::start(&bus, "[lockout]\nmax_failures = 2\nduration_secs = 600\n");
-    let user = test_user("otpg-pam-lock");
+    let user = test_user(&path.user("otpg-pam-lock"));
     let e = enroll(&bus, &user.name);
-    let (svc, _f) = etc_pam_service("lock", &module_line(&format!("bus={}", bus.address)));
+    let (svc, _f) = etc_pam_service("lock", &module_line(&path.args(&bus)));
 
     let o = pamtester(&svc, &user.name, &wrong_code(&e.secret));
     assert_outcome(&o, false, AUTH_ERR, "Wrong code. 1 attempt left.");
@@ -101,14 +145,15 @@ fn too_many_wrong_codes_lock_without_prompting() {
     assert!(!o.says(PROMPT), "no prompt while locked: {o:#?}");
 }
 
-#[test]
-fn not_enrolled_needs_nullok() {
+both_paths!(too_many_wrong_codes_lock_without_prompting);
+
+fn not_enrolled_needs_nullok(path: Path) {
     require_root();
     let bus = Bus::start();
     let _d = Daemon::start(&bus, "");
-    let user = test_user("otpg-pam-noenrol");
-    let plain = module_line(&format!("bus={}", bus.address));
-    let nullok = module_line(&format!("bus={} nullok", bus.address));
+    let user = test_user(&path.user("otpg-pam-noenrol"));
+    let plain = module_line(&path.args(&bus));
+    let nullok = module_line(&format!("{} nullok", path.args(&bus)));
 
     let (svc, _f) = etc_pam_service("strict", &plain);
     let o = pamtester(&svc, &user.name, "");
@@ -139,17 +184,18 @@ fn not_enrolled_needs_nullok() {
     assert_outcome(&o, false, AUTH_ERR, "Wrong code.");
 }
 
-#[test]
-fn daemon_down_is_unavailable_fast_and_hung_daemon_within_timeout() {
+both_paths!(not_enrolled_needs_nullok);
+
+fn daemon_down_is_unavailable_fast_and_hung_daemon_within_timeout(path: Path) {
     require_root();
     let bus = Bus::start();
     let mut d = Daemon::start(&bus, "");
-    let user = test_user("otpg-pam-down");
+    let user = test_user(&path.user("otpg-pam-down"));
     let e = enroll(&bus, &user.name);
     let code = oathtool_at(&e.secret, e.confirmed_at + 30);
     let (svc, _f) = etc_pam_service(
         "down",
-        &module_line(&format!("bus={} timeout=2", bus.address)),
+        &module_line(&format!("{} timeout=2", path.args(&bus))),
     );
 
     // Hung (SIGSTOP): the module waits `timeout`, then gives up.
@@ -185,9 +231,9 @@ fn daemon_down_is_unavailable_fast_and_hung_daemon_within_timeout() {
     assert!(o.elapsed < Duration::from_secs(3), "took {:?}", o.elapsed);
 
     // No bus at all.
-    let address = bus.address.clone();
+    let args = path.args(&bus);
     drop(bus);
-    let (svc, _f2) = etc_pam_service("nobus", &module_line(&format!("bus={address}")));
+    let (svc, _f2) = etc_pam_service("nobus", &module_line(&args));
     let o = pamtester(&svc, &user.name, &code);
     assert_outcome(
         &o,
@@ -198,14 +244,15 @@ fn daemon_down_is_unavailable_fast_and_hung_daemon_within_timeout() {
     assert!(o.elapsed < Duration::from_secs(3), "took {:?}", o.elapsed);
 }
 
-#[test]
-fn failmode_open_steps_aside_only_when_the_daemon_is_absent() {
+both_paths!(daemon_down_is_unavailable_fast_and_hung_daemon_within_timeout);
+
+fn failmode_open_steps_aside_only_when_the_daemon_is_absent(path: Path) {
     require_root();
     let bus = Bus::start();
     let mut d = Daemon::start(&bus, "");
-    let user = test_user("otpg-pam-open");
+    let user = test_user(&path.user("otpg-pam-open"));
     let e = enroll(&bus, &user.name);
-    let open = module_line(&format!("bus={} failmode=open timeout=2", bus.address));
+    let open = module_line(&format!("{} failmode=open timeout=2", path.args(&bus)));
     let (alone, _f) = etc_pam_service("open", &open);
     let (stack, _f2) = etc_pam_service(
         "open-stack",
@@ -248,6 +295,8 @@ fn failmode_open_steps_aside_only_when_the_daemon_is_absent() {
     assert_outcome(&o, true, SUCCESS, "");
 }
 
+both_paths!(failmode_open_steps_aside_only_when_the_daemon_is_absent);
+
 #[test]
 fn a_name_owned_by_a_non_root_process_is_never_believed() {
     require_root();
@@ -263,7 +312,7 @@ fn a_name_owned_by_a_non_root_process_is_never_believed() {
             "impostor",
             &format!(
                 "{}\nauth required pam_permit.so",
-                module_line(&format!("bus={} {args}", bus.address))
+                module_line(&format!("{} {args}", bus.module_args()))
             ),
         );
         let o = pamtester(&svc, &victim.name, "000000");
@@ -280,10 +329,7 @@ fn a_name_owned_by_a_non_root_process_is_never_believed() {
     // Control: the same impostor run by root is believed, so it is the
     // owner check above that refused it.
     let _fake = FakeDaemon::start(&bus, None, "ok");
-    let (svc, _f) = etc_pam_service(
-        "impostor-root",
-        &module_line(&format!("bus={}", bus.address)),
-    );
+    let (svc, _f) = etc_pam_service("impostor-root", &module_line(&bus.module_args()));
     let o = pamtester(&svc, &victim.name, "000000");
     assert_outcome(&o, true, SUCCESS, PROMPT);
 }
@@ -299,7 +345,7 @@ fn answers_outside_the_contract_are_refusals() {
             "garbled",
             &format!(
                 "{}\nauth required pam_permit.so",
-                module_line(&format!("bus={} failmode=open nullok", bus.address))
+                module_line(&format!("{} failmode=open nullok", bus.module_args()))
             ),
         );
         let o = pamtester(&svc, &user.name, "123456");
@@ -312,14 +358,13 @@ fn answers_outside_the_contract_are_refusals() {
     }
 }
 
-#[test]
-fn backup_code_passes_once_and_says_how_many_are_left() {
+fn backup_code_passes_once_and_says_how_many_are_left(path: Path) {
     require_root();
     let bus = Bus::start();
     let _d = Daemon::start(&bus, "");
-    let user = test_user("otpg-pam-backup");
+    let user = test_user(&path.user("otpg-pam-backup"));
     let e = enroll(&bus, &user.name);
-    let (svc, _f) = etc_pam_service("backup", &module_line(&format!("bus={}", bus.address)));
+    let (svc, _f) = etc_pam_service("backup", &module_line(&path.args(&bus)));
     let left = e.backup_codes.len() - 1;
 
     let o = pamtester(&svc, &user.name, &e.backup_codes[0]);
@@ -333,18 +378,19 @@ fn backup_code_passes_once_and_says_how_many_are_left() {
     assert!(!o.success, "a backup code works once: {o:#?}");
 }
 
-#[test]
-fn unknown_options_are_ignored_and_bad_values_keep_safe_defaults() {
+both_paths!(backup_code_passes_once_and_says_how_many_are_left);
+
+fn unknown_options_are_ignored_and_bad_values_keep_safe_defaults(path: Path) {
     require_root();
     let bus = Bus::start();
     let _d = Daemon::start(&bus, "");
-    let user = test_user("otpg-pam-opts");
+    let user = test_user(&path.user("otpg-pam-opts"));
     let e = enroll(&bus, &user.name);
     let (svc, _f) = etc_pam_service(
         "opts",
         &module_line(&format!(
-            "frobnicate failmode=maybe timeout=abc bus={} debug",
-            bus.address
+            "frobnicate failmode=maybe timeout=abc {} debug",
+            path.args(&bus)
         )),
     );
     let o = pamtester(
@@ -354,3 +400,5 @@ fn unknown_options_are_ignored_and_bad_values_keep_safe_defaults() {
     );
     assert_outcome(&o, true, SUCCESS, PROMPT);
 }
+
+both_paths!(unknown_options_are_ignored_and_bad_values_keep_safe_defaults);

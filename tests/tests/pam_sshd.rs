@@ -205,7 +205,7 @@ fn ssh_with_key_and_valid_code_logs_in_and_wrong_code_does_not() {
     let service = unique("sshd");
     let _pam = EtcFile::write(
         format!("/etc/pam.d/{service}"),
-        &service_text(&module_line(&format!("bus={}", bus.address))),
+        &service_text(&module_line(&bus.module_args())),
         0o644,
     );
     let sshd = start_sshd(&dir, &user, &service);

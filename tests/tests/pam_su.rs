@@ -43,7 +43,7 @@ fn su_to_an_enrolled_user_needs_that_users_code() {
 
     let _su = EtcFile::write(
         "/etc/pam.d/su",
-        &service_text(&module_line(&format!("bus={}", bus.address))),
+        &service_text(&module_line(&bus.module_args())),
         0o644,
     );
 

@@ -64,7 +64,7 @@ fn sudo_runs_with_a_valid_code_and_refuses_a_wrong_one() {
     let _d = Daemon::start(&bus, "");
     let user = test_user("otpg-pam-sudo");
     let e = enroll(&bus, &user.name);
-    let (svc, _pam) = etc_pam_service("sudo", &module_line(&format!("bus={}", bus.address)));
+    let (svc, _pam) = etc_pam_service("sudo", &module_line(&bus.module_args()));
     let _rules = sudoers(&user, &svc);
 
     let o = sudo_as(&user, &wrong_code(&e.secret), &[]);
@@ -90,12 +90,21 @@ fn sudo_ignores_a_bus_address_from_the_callers_environment() {
     let _fake = FakeDaemon::start(&evil, Some(&user), "ok");
     let hijack = [("DBUS_SYSTEM_BUS_ADDRESS", evil.address.as_str())];
 
-    // The module's configured bus has the real daemon: it judges the code.
-    let (svc, _pam) = etc_pam_service("sudohijack", &module_line(&format!("bus={}", bus.address)));
-    let _rules = sudoers(&user, &svc);
-    let o = sudo_as(&user, &wrong_code(&e.secret), &hijack);
-    assert!(!o.success, "the fake service must not be asked: {o:#?}");
-    assert!(o.says("Wrong code."), "the real daemon answered: {o:#?}");
+    // The module's configured bus and socket have the real daemon: it
+    // judges the code, on either path.
+    for args in [bus.module_args(), bus.bus_only_args()] {
+        let (svc, _pam) = etc_pam_service("sudohijack", &module_line(&args));
+        let _rules = sudoers(&user, &svc);
+        let o = sudo_as(&user, &wrong_code(&e.secret), &hijack);
+        assert!(
+            !o.success,
+            "{args}: the fake service must not be asked: {o:#?}"
+        );
+        assert!(
+            o.says("Wrong code."),
+            "{args}: the real daemon answered: {o:#?}"
+        );
+    }
 }
 
 #[test]
@@ -125,7 +134,7 @@ fn sudo_refuses_a_configured_bus_where_a_non_root_process_owns_the_name() {
     let _fake = FakeDaemon::start(&evil, Some(&user), "ok");
     let (svc, _pam) = etc_pam_service(
         "sudoimp",
-        &module_line(&format!("bus={} failmode=open", evil.address)),
+        &module_line(&format!("{} failmode=open", evil.module_args())),
     );
     let _rules = sudoers(&user, &svc);
     let o = sudo_as(&user, "000000", &[]);

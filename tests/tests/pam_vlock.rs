@@ -104,7 +104,7 @@ fn unlocks_with_a_right_code_once(label: &str, no_new_privs: bool) {
         "/etc/pam.d/vlock",
         &service_text(&format!(
             "{}\nauth required pam_permit.so",
-            module_line(&format!("bus={}", bus.address))
+            module_line(&bus.module_args())
         )),
         0o644,
     );

@@ -154,6 +154,13 @@ when present it is preferred over key_file." },
         key("admin_group", text(check_group_name, "a group name, not a gid"), Str("otpgate-admin"), "members may manage other users; root always may"),
     ] },
 
+    Section { name: "pam", doc: "the PAM module's direct line to the daemon", note: "\
+The system bus stays the public interface (the CLI, other clients) and the
+module's fallback when the socket is not there; module option bus_only
+skips the socket.", keys: &[
+        key("socket", text(check_socket_path, "an absolute path of letters, digits, - _ . /; \"\" turns it off"), Str(otpgate_proto::PAM_SOCKET), "peer-to-peer D-Bus socket for pam_otpgate.so; its directory is made root-only (0700)"),
+    ] },
+
     Section { name: "email", doc: "the e-mail factor; off unless smtp_url is set", note: "", keys: &[
         key("smtp_url", Kind::Secret { check: check_smtp_url, allowed: "smtp://HOST[:PORT] (?tls=required for STARTTLS) or smtps://HOST[:PORT]" }, Unset("smtp://127.0.0.1:25"), "the mail server; setting it turns the e-mail factor on; never a password in it"),
         key("username", text(anything, ""), Unset("otpgate"), "SMTP user name, if the server asks for one"),
@@ -164,6 +171,33 @@ when present it is preferred over key_file." },
         int("resend_cooldown_secs", 0, 3600, 60, "a new login within this reuses the code already sent"),
     ] },
 ];
+
+/// The module checks the same form (it connects by a `unix:path=`
+/// address, which may hold no escapes), and a socket path must fit the
+/// kernel's 108 bytes.
+fn check_socket_path(s: &str) -> Result<(), &'static str> {
+    if s.is_empty() {
+        return Ok(());
+    }
+    if !s.starts_with('/') || s.ends_with('/') {
+        return Err("must be an absolute path to a file, or \"\" for no socket");
+    }
+    if s.len() > 100 {
+        return Err("must be at most 100 bytes (the kernel's limit for a socket path)");
+    }
+    if s.chars()
+        .any(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/')))
+    {
+        return Err("may only hold letters, digits and - _ . /");
+    }
+    if s.split('/').any(|part| part == "." || part == "..") {
+        return Err("must not have a . or .. component");
+    }
+    if s.matches('/').count() < 2 {
+        return Err("must be in a directory of its own, not directly under /");
+    }
+    Ok(())
+}
 
 /// "postgres" is recognised so that the refusal can say why.
 fn check_backend(s: &str) -> Result<(), &'static str> {

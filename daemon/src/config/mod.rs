@@ -46,6 +46,7 @@ pub struct Config {
     pub lockout: LockoutConfig,
     pub backup_codes: BackupCodesConfig,
     pub access: AccessConfig,
+    pub pam: PamConfig,
     pub email: EmailConfig,
 }
 
@@ -169,6 +170,13 @@ pub struct BackupCodesConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessConfig {
     pub admin_group: String,
+}
+
+/// `[pam]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PamConfig {
+    /// `None`: no direct socket, the module uses the bus.
+    pub socket: Option<PathBuf>,
 }
 
 /// `[email]`: the e-mail factor, on when `smtp_url` is set.
@@ -352,6 +360,12 @@ impl Config {
             },
             access: AccessConfig {
                 admin_group: text("access", "admin_group"),
+            },
+            pam: PamConfig {
+                socket: v
+                    .string("pam", "socket")
+                    .filter(|s| !s.is_empty())
+                    .map(PathBuf::from),
             },
             email: EmailConfig {
                 smtp_url: v.string("email", "smtp_url"),

@@ -382,14 +382,14 @@ fn unknown_sections_and_keys_are_refused() {
         err("[totp]\ndigits = 6\n\n[smtp]\nhost = \"x\"\n"),
         format!(
             "{FILE}:4: unknown section [smtp] \
-             (known: storage, totp, lockout, backup_codes, access, email)"
+             (known: storage, totp, lockout, backup_codes, access, pam, email)"
         )
     );
     assert_eq!(
         err("digits = 6\n"),
         format!(
             "{FILE}:1: key \"digits\" outside any section \
-             (known sections: storage, totp, lockout, backup_codes, access, email)"
+             (known sections: storage, totp, lockout, backup_codes, access, pam, email)"
         )
     );
     // A table nested in a section is an unknown key of that section.
@@ -617,4 +617,38 @@ fn every_key_is_wired_to_its_field() {
         err("[lockout]\nduration_secs = 1000\nmax_duration_secs = 999\n"),
         format!("{FILE}:3: [lockout] max_duration_secs = 999: must be between 1000 and 2592000")
     );
+}
+
+#[test]
+fn the_pam_socket_is_on_by_default_and_can_be_turned_off() {
+    let c = parse("").unwrap();
+    assert_eq!(
+        c.pam.socket.as_deref(),
+        Some(std::path::Path::new("/run/otpgate/pam.socket"))
+    );
+    let c = parse("[pam]\nsocket = \"\"\n").unwrap();
+    assert_eq!(c.pam.socket, None);
+    let c = parse("[pam]\nsocket = \"/run/x-1/p_2.sock\"\n").unwrap();
+    assert_eq!(
+        c.pam.socket.as_deref(),
+        Some(std::path::Path::new("/run/x-1/p_2.sock"))
+    );
+    let long = format!("/run/{}", "a".repeat(100));
+    for bad in [
+        "relative/pam.socket",
+        "/pam.socket",
+        "/run/otpgate/",
+        "/run/../etc/pam.socket",
+        "/run/./otpgate/pam.socket",
+        "/run/otp gate/pam.socket",
+        "/run/otpgate/pam.socket,guid=1",
+        "/run/otpgate/pam%2esocket",
+        long.as_str(),
+    ] {
+        let m = err(&format!("[pam]\nsocket = \"{bad}\"\n"));
+        assert!(
+            m.starts_with(&format!("{FILE}:2: [pam] socket")),
+            "{bad}: {m}"
+        );
+    }
 }

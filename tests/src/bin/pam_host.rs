@@ -4,6 +4,7 @@
 //! ```text
 //! pam_host auth CONFDIR SERVICE USER ITERATIONS CODES_FILE [fork=CHILD_ITERATIONS]
 //! pam_host fake-daemon BUS_ADDRESS [ok|unknown-word|wrong-type|record]
+//! pam_host fake-socket PATH [ok|unknown-word|wrong-type] [LISTEN_UID]
 //! ```
 //!
 //! `auth` runs ITERATIONS full PAM transactions (`pam_start_confdir`,
@@ -25,6 +26,12 @@
 //! method call it receives (never the arguments, which may hold a secret),
 //! answers `org.freedesktop.DBus.Peer.Ping` (the tests' way to know every
 //! earlier call was seen) and refuses everything else with an error.
+//!
+//! `fake-socket` is the same impostor on a direct socket (peer-to-peer
+//! D-Bus, as otpgated's `[pam] socket`): it binds PATH, then, given
+//! LISTEN_UID, becomes that user before it listens, so that the kernel
+//! names that uid as the listener. It prints `ready`, then `call METHOD`
+//! for every call it answers (never the arguments).
 //!
 //! Arguments are positional and fixed: this is a test tool, not a CLI.
 
@@ -280,6 +287,120 @@ enum Fake {
 /// The impostor: Challenge says `code-required`, Verify answers as `Fake` says.
 struct FakeAuth(Fake);
 
+/// The same impostor, telling on stdout which calls it took.
+struct TellingAuth(Fake);
+
+#[zbus::interface(name = "org.otpgate.Otpgate1.Auth")]
+impl TellingAuth {
+    fn challenge(
+        &self,
+        user: &str,
+        context: otpgate_proto::OwnedDict,
+    ) -> (String, otpgate_proto::OwnedDict) {
+        tell("call Challenge");
+        FakeAuth(self.0).challenge(user, context)
+    }
+
+    fn verify(
+        &self,
+        user: &str,
+        code: &str,
+        context: otpgate_proto::OwnedDict,
+    ) -> (
+        String,
+        std::collections::HashMap<String, zbus::OwnedVariant>,
+    ) {
+        tell("call Verify");
+        FakeAuth(self.0).verify(user, code, context)
+    }
+}
+
+fn tell(line: &str) {
+    let mut out = std::io::stdout();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+fn parse_fake(mode: Option<&str>) -> Option<Fake> {
+    match mode {
+        None | Some("ok") => Some(Fake::Yes),
+        Some("unknown-word") => Some(Fake::UnknownWord),
+        Some("wrong-type") => Some(Fake::WrongType),
+        Some(_) => None,
+    }
+}
+
+fn fake_socket(args: &[String]) -> i32 {
+    use nix::sys::socket::{
+        bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr,
+    };
+    use std::os::fd::AsRawFd;
+    let Some(path) = args.first() else {
+        eprintln!("usage: pam_host fake-socket PATH [ok|unknown-word|wrong-type] [LISTEN_UID]");
+        return 2;
+    };
+    let Some(fake) = parse_fake(args.get(1).map(String::as_str)) else {
+        eprintln!("fake-socket: unknown answer {:?}", args.get(1));
+        return 2;
+    };
+    let listen_uid: Option<u32> = match args.get(2).map(|u| u.parse()) {
+        None => None,
+        Some(Ok(uid)) => Some(uid),
+        Some(Err(_)) => {
+            eprintln!("fake-socket: LISTEN_UID must be a number");
+            return 2;
+        }
+    };
+    let fd = match socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    ) {
+        Ok(fd) => fd,
+        Err(e) => {
+            eprintln!("fake-socket: socket: {e}");
+            return 1;
+        }
+    };
+    let addr = UnixAddr::new(path.as_str()).expect("a socket path");
+    if let Err(e) = bind(fd.as_raw_fd(), &addr) {
+        eprintln!("fake-socket: bind {path}: {e}");
+        return 1;
+    }
+    if let Some(uid) = listen_uid {
+        // The kernel records the listener's credentials at listen().
+        let id = nix::unistd::Uid::from_raw(uid);
+        if let Err(e) = nix::unistd::setgid(nix::unistd::Gid::from_raw(uid))
+            .and_then(|_| nix::unistd::setuid(id))
+        {
+            eprintln!("fake-socket: becoming uid {uid}: {e}");
+            return 1;
+        }
+    }
+    if let Err(e) = listen(&fd, Backlog::new(16).expect("a backlog")) {
+        eprintln!("fake-socket: listen: {e}");
+        return 1;
+    }
+    let listener = std::os::unix::net::UnixListener::from(fd);
+    tell("ready");
+    for stream in listener.incoming() {
+        let Ok(stream) = stream else { continue };
+        zruntime::block_on(async {
+            let conn = zbus::connection::Builder::unix_stream(stream)
+                .server(zbus::Guid::generate())
+                .p2p()
+                .serve_at(otpgate_proto::OBJECT_PATH, TellingAuth(fake))
+                .build()
+                .await;
+            if let Ok(conn) = conn {
+                conn.closed().await;
+            }
+        });
+    }
+    0
+}
+
 #[zbus::interface(name = "org.otpgate.Otpgate1.Auth")]
 impl FakeAuth {
     fn challenge(
@@ -404,6 +525,7 @@ fn main() {
     let code = match args.first().map(String::as_str) {
         Some("auth") => auth(&args[1..]),
         Some("fake-daemon") => fake_daemon(&args[1..]),
+        Some("fake-socket") => fake_socket(&args[1..]),
         _ => {
             eprintln!("usage: pam_host auth ... | pam_host fake-daemon BUS_ADDRESS");
             2

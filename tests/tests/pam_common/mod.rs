@@ -406,3 +406,60 @@ impl Drop for Tmux {
         }
     }
 }
+
+/// The impostor on a direct socket (`pam_host fake-socket`): bound by root
+/// at `path`, listening as `listen_uid` (None: root), answering as `answer`
+/// says; it reports each call it takes (`calls`). Killed by pid on drop.
+pub struct FakeSocket {
+    child: Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl FakeSocket {
+    pub fn start(path: &Path, answer: &str, listen_uid: Option<u32>) -> FakeSocket {
+        let mut cmd = Command::new(bin("pam_host"));
+        cmd.arg("fake-socket").arg(path).arg(answer);
+        if let Some(uid) = listen_uid {
+            cmd.arg(uid.to_string());
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start pam_host fake-socket");
+        let out = child.stdout.take().expect("stdout");
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = std::sync::Arc::clone(&lines);
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(out).lines() {
+                let Ok(line) = line else { return };
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let fake = FakeSocket { child, lines };
+        let ready = wait_until(Duration::from_secs(30), || {
+            fake.lines.lock().unwrap().iter().any(|l| l == "ready")
+        });
+        assert!(ready, "the fake socket did not start at {}", path.display());
+        fake
+    }
+
+    /// The calls it has taken so far (`Challenge`, `Verify`).
+    pub fn calls(&self) -> Vec<String> {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| l.strip_prefix("call ").map(str::to_string))
+            .collect()
+    }
+}
+
+impl Drop for FakeSocket {
+    fn drop(&mut self) {
+        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGKILL);
+        let _ = self.child.wait();
+    }
+}
