@@ -17,7 +17,7 @@ use otpgate_bench::{now, pam, stats, totp, user_name, wrong_code, State, PERIOD}
 use otpgate_tests::Bus;
 
 use crate::cli::{Mode, Module, RunArgs};
-use crate::setup::{enrol_otpgate, security_dir, Setup, DAEMON_TOML, PREFIX};
+use crate::setup::{enrol_otpgate, security_dir, Setup, DAEMON_TOML, NO_PAM_SOCKET, PREFIX};
 
 #[derive(Debug, Clone)]
 pub struct Row {
@@ -601,7 +601,7 @@ pub fn overhead_on_tmpfs(users: usize, seconds: u64) -> Result<Direct, String> {
     fs::write(
         &config,
         format!(
-            "[storage]\npath = \"{}\"\nkey_file = \"{}\"\n\n{DAEMON_TOML}",
+            "[storage]\npath = \"{}\"\nkey_file = \"{}\"\n\n{DAEMON_TOML}\n{NO_PAM_SOCKET}",
             dir.join("state").display(),
             dir.join("master.key").display()
         ),

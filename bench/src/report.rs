@@ -79,6 +79,20 @@ pub fn print_table(rows: &[Row]) {
             )
         })
         .collect();
+    // The module falls back to the bus when the direct socket is not
+    // there: then the socket rows would be bus rows under another name.
+    for r in rows.iter().filter(|r| r.module == Module::Otpgate) {
+        if let Some((_, b)) = r.cpu_us {
+            if b > 20.0 {
+                println!(
+                    "WARNING: otpgate (socket) N={} W={} {}: the bus spent {b:.0} µs per attempt: the module went over the bus, not the direct socket",
+                    r.users,
+                    r.workers,
+                    r.mode.map_or("-", |m| m.name())
+                );
+            }
+        }
+    }
     if !odd.is_empty() {
         println!("Rows with unexpected PAM results (valid codes refused, or wrong codes not answered PAM_AUTH_ERR):");
         for o in odd {

@@ -30,6 +30,10 @@ pub const GID: u32 = 65_534;
 /// hours), and the lockout as high as the config allows.
 pub const DAEMON_TOML: &str = "[backup_codes]\ncount = 0\n\n[lockout]\nmax_failures = 100\n";
 
+/// For the instances the module reaches over a bus: no direct socket
+/// (otpgated's default, /run/otpgate/pam.socket, is the host's).
+pub const NO_PAM_SOCKET: &str = "[pam]\nsocket = \"\"\n";
+
 pub fn users(op: UsersOp) -> Result<(), String> {
     let etc = Path::new("/etc");
     let t = Instant::now();
@@ -268,7 +272,7 @@ pub fn setup(n: usize, modules: &[Module], sec: &Path, threads: usize) -> Result
     let bus = Bus::start();
     let d_bus = dir.join(&format!("otpgated-{}", Module::OtpgateBus.file_name()));
     fs::create_dir(&d_bus).map_err(|e| e.to_string())?;
-    let mut daemon = Otpgated::start(&d_bus, &bus.address, "")?;
+    let mut daemon = Otpgated::start(&d_bus, &bus.address, NO_PAM_SOCKET)?;
     let t = Instant::now();
     let enrolled = enrol_otpgate(&bus.address, &names, threads)?;
     let secs = t.elapsed().as_secs_f64();
@@ -311,7 +315,8 @@ pub fn setup(n: usize, modules: &[Module], sec: &Path, threads: usize) -> Result
         let started: Result<(BusKind, Otpgated, Option<PathBuf>), String> = match m {
             Module::OtpgateBus => {
                 let b = bus.take().expect("one dbus-daemon instance");
-                Otpgated::start(&d, &b.address, "").map(|dm| (BusKind::DbusDaemon(b), dm, None))
+                Otpgated::start(&d, &b.address, NO_PAM_SOCKET)
+                    .map(|dm| (BusKind::DbusDaemon(b), dm, None))
             }
             Module::Otpgate => {
                 // The direct socket's directory: root's, 0700.
@@ -331,7 +336,8 @@ pub fn setup(n: usize, modules: &[Module], sec: &Path, threads: usize) -> Result
                     .map(|dm| (BusKind::DbusDaemon(b), dm, Some(sock)))
             }
             Module::OtpgateBroker => Broker::start().and_then(|b| {
-                Otpgated::start(&d, &b.address, "").map(|dm| (BusKind::Broker(b), dm, None))
+                Otpgated::start(&d, &b.address, NO_PAM_SOCKET)
+                    .map(|dm| (BusKind::Broker(b), dm, None))
             }),
             _ => unreachable!("only otpgate instances"),
         };
