@@ -78,7 +78,11 @@ for n in "${ns[@]}"; do [ "$n" -gt "$max" ] && max=$n; done
 
 backup=$(mktemp -d /var/tmp/otpgate-bench-etc.XXXXXX)
 cp -p /etc/passwd /etc/shadow "$backup/"
-export OTPGATE_BENCH_LOG_RECORD="$backup/log-sockets"
+export OTPGATE_BENCH_RECORD="$backup/record"
+# The bench's files (state, secrets, google-authenticator's 100,000 files):
+# under /tmp like the other modules' (the same ext4 here), removed on exit.
+work=$(mktemp -d /tmp/otpgate-bench.XXXXXX)
+export TMPDIR="$work"
 
 restore() {
   local rc=$?
@@ -86,19 +90,25 @@ restore() {
   local t0; t0=$(date +%s)
   # The syslog listener removes its own sockets; this is for the case where
   # it was killed too (SIGKILL of the whole group). Only what it recorded
-  # as created, and only while it is the same inode.
-  if [ -f "$backup/log-sockets" ]; then
+  # as created, and only while it is the same inode. A run cut short
+  # leaves its sockets' directories under /run/otpgate-tests (named with
+  # the orchestrator's pid) and its files in $work.
+  if [ -f "$backup/record" ]; then
     local kind path ino
     while read -r kind path ino; do
       if [ "$kind" = socket ] && [ -S "$path" ] && [ "$(stat -c %i "$path")" = "$ino" ]; then
         rm -f "$path" && echo "bench/run.sh: removed $path, left by the bench's syslog listener" >&2
       fi
-    done < "$backup/log-sockets"
+    done < "$backup/record"
     while read -r kind path ino; do
-      [ "$kind" = dir ] && rmdir "$path" 2>/dev/null || true
-    done < "$backup/log-sockets"
-    rm -f "$backup/log-sockets"
+      case "$kind" in
+        dir) rmdir "$path" 2>/dev/null || true ;;
+        pid) [[ "$path" =~ ^[0-9]+$ ]] && rm -rf /run/otpgate-tests/otpgate-test-{bus,broker,bench-sockets}-"$path"-* ;;
+      esac
+    done < "$backup/record"
+    rm -f "$backup/record"
   fi
+  rm -rf "$work"
   if ! "$bench" users remove; then
     # The tool failed: drop the lines with grep instead (same lines, no lock).
     echo "bench/run.sh: otpgate-bench users remove failed; removing otpgbn* lines with grep" >&2

@@ -30,9 +30,9 @@ pub const DEV_LOG: &str = "/dev/log";
 pub const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
 
 /// When set, the sink appends what it created to this file (`socket PATH
-/// INODE`, `dir PATH`), so that run.sh can remove them if both the sink
-/// and the orchestrator were killed with SIGKILL.
-pub const RECORD_ENV: &str = "OTPGATE_BENCH_LOG_RECORD";
+/// INODE`, `dir PATH`), and the orchestrator its pid (`pid N`), so that
+/// run.sh can clean up after a run killed with SIGKILL.
+pub const RECORD_ENV: &str = "OTPGATE_BENCH_RECORD";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
@@ -190,9 +190,7 @@ fn remove_created(sockets: &[(PathBuf, u64)], dirs: &[PathBuf]) {
 
 /// `otpgate-bench log-sink --path P…`: the discarding listener.
 pub fn sink(paths: Vec<PathBuf>) -> Result<(), String> {
-    // SAFETY: prctl with PR_SET_PDEATHSIG and a signal number only sets
-    // this process's parent-death signal.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) };
+    nix::sys::prctl::set_pdeathsig(Some(Signal::SIGTERM)).map_err(|e| e.to_string())?;
     // Signals are taken with sigwait by the main thread only: blocked
     // before any thread starts, so the drain threads inherit the mask.
     let mut set = SigSet::empty();
@@ -257,6 +255,11 @@ pub fn sink(paths: Vec<PathBuf>) -> Result<(), String> {
         );
     }
     r
+}
+
+/// Appends `line` to the record file, if run.sh asked for one.
+pub fn record(line: &str) {
+    note(&std::env::var_os(RECORD_ENV).map(PathBuf::from), line);
 }
 
 fn note(record: &Option<PathBuf>, line: &str) {

@@ -77,6 +77,7 @@ fn run(a: RunArgs) -> Result<(), String> {
             ));
         }
     }
+    logsink::record(&format!("pid {}", std::process::id()));
     // Log sockets first: otpgated connects to syslog when it starts.
     let mut log_paths = vec![Path::new(logsink::DEV_LOG)];
     if modules.contains(&Module::OtpgateBroker) {
