@@ -84,6 +84,22 @@ export OTPGATE_BENCH_RECORD="$backup/record"
 work=$(mktemp -d /tmp/otpgate-bench.XXXXXX)
 export TMPDIR="$work"
 
+# After an orchestrator killed with SIGKILL: its otpgated, dbus-daemon and
+# dbus-broker-launch instances are still running (their command lines name
+# files of this run only), and their directories are left.
+stop_leftovers() {
+  local opid=$1 p args
+  for p in /proc/[0-9]*; do
+    args=$(tr '\0' ' ' < "$p/cmdline" 2>/dev/null) || continue
+    case "$args" in
+      *"$work/"*|*/run/otpgate-tests/otpgate-test-bus-"$opid"-*|*/run/otpgate-tests/otpgate-test-broker-"$opid"-*)
+        kill -TERM "${p#/proc/}" 2>/dev/null && echo "bench/run.sh: stopped ${p#/proc/} (${args%% *}), left by the run" >&2 ;;
+    esac
+  done
+  sleep 1
+  rm -rf /run/otpgate-tests/otpgate-test-{bus,broker,bench-sockets}-"$opid"-*
+}
+
 restore() {
   local rc=$?
   trap - EXIT INT TERM
@@ -103,7 +119,7 @@ restore() {
     while read -r kind path ino; do
       case "$kind" in
         dir) rmdir "$path" 2>/dev/null || true ;;
-        pid) [[ "$path" =~ ^[0-9]+$ ]] && rm -rf /run/otpgate-tests/otpgate-test-{bus,broker,bench-sockets}-"$path"-* ;;
+        pid) [[ "$path" =~ ^[0-9]+$ ]] && stop_leftovers "$path" ;;
       esac
     done < "$backup/record"
     rm -f "$backup/record"
