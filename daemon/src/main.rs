@@ -161,8 +161,8 @@ fn run(args: &Args, audit: Audit) -> Result<(), Error> {
             Err(e) => return Err(Error::Migration(e.to_string())),
         }
         let conn = otpgated::serve(&address, Arc::clone(&engine)).await?;
-        // After the name is ours: a second daemon has failed by now, so the
-        // socket file it finds is never a live daemon's.
+        // After the name is ours: a second daemon on the same bus has failed
+        // by now; one on another bus finds this socket live and fails here.
         let pam_socket = match &engine.config().pam.socket {
             Some(path) => Some(PamSocket::bind(path, Arc::clone(&engine))?),
             None => None,

@@ -48,9 +48,9 @@ pub struct PamSocket {
 }
 
 impl PamSocket {
-    /// Makes the directory (root's, 0700), replaces a stale socket file and
-    /// listens. Call only once the bus name is ours: a second daemon then
-    /// never gets this far, so the file replaced is never a live one.
+    /// Makes the directory (root's, 0700), replaces a stale socket file (one
+    /// nobody listens on) and listens. A socket someone listens on is
+    /// another daemon's: refused, never taken over.
     pub fn bind(path: &Path, engine: Arc<Engine>) -> Result<PamSocket, Error> {
         let listener = listen(path)?;
         let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
@@ -148,10 +148,28 @@ fn listen(path: &Path) -> Result<UnixListener, Error> {
             .map_err(|e| Error::io(dir, e))?;
     }
     match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_socket() => {
-            // Left by a daemon that was killed; ours now (the bus name is).
-            std::fs::remove_file(path).map_err(|e| Error::io(path, e))?;
-        }
+        Ok(m) if m.file_type().is_socket() => match std::os::unix::net::UnixStream::connect(path) {
+            // Someone answers: another otpgated (on another bus, or with
+            // another state directory). Taking its socket would send its
+            // logins here.
+            Ok(live) => {
+                let pid = nix::sys::socket::getsockopt(
+                    &live,
+                    nix::sys::socket::sockopt::PeerCredentials,
+                )
+                .map(|c| format!(" (pid {})", c.pid()))
+                .unwrap_or_default();
+                return Err(unsafe_path(
+                    path,
+                    format!("another process{pid} is listening on it: stop that otpgated first, or set [pam] socket elsewhere"),
+                ));
+            }
+            // Left by a daemon that was killed: nobody listens.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                std::fs::remove_file(path).map_err(|e| Error::io(path, e))?;
+            }
+            Err(e) => return Err(Error::io(path, e)),
+        },
         Ok(_) => {
             return Err(unsafe_path(
                 path,

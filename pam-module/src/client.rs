@@ -587,4 +587,81 @@ mod tests {
             "{took:?}"
         );
     }
+
+    /// Answers every call with what it was given, counting the calls.
+    struct Scripted {
+        answer: fn() -> Result<ChallengeReply, Error>,
+        calls: std::cell::Cell<u32>,
+    }
+
+    impl Scripted {
+        fn new(answer: fn() -> Result<ChallengeReply, Error>) -> Scripted {
+            Scripted {
+                answer,
+                calls: std::cell::Cell::new(0),
+            }
+        }
+    }
+
+    impl Daemon for Scripted {
+        fn challenge(&self, _: &str, _: &Context) -> Result<ChallengeReply, Error> {
+            self.calls.set(self.calls.get() + 1);
+            (self.answer)()
+        }
+
+        fn verify(&self, _: &str, _: &str, _: &Context) -> Result<VerifyReply, Error> {
+            unreachable!("only challenge is scripted")
+        }
+    }
+
+    #[test]
+    fn only_an_absent_socket_sends_the_call_to_the_bus() {
+        use otpgate_proto::ChallengeState;
+        let bus_answer = || Ok(ChallengeReply::plain(ChallengeState::CodeRequired, "bus"));
+        let route = |socket: fn() -> Result<ChallengeReply, Error>| Route {
+            socket: Some(Scripted::new(socket)),
+            bus: Scripted::new(bus_answer),
+        };
+        let ctx = Context::default();
+
+        let r = route(|| {
+            Err(Error::NoSocket {
+                path: "/run/otpgate/pam.socket".into(),
+                reason: "no such file".into(),
+            })
+        });
+        assert_eq!(r.challenge("alice", &ctx).unwrap().message, "bus");
+        assert_eq!(r.bus.calls.get(), 1);
+
+        // A socket that answered, or that is there but wrong, decides.
+        for socket in [
+            (|| {
+                Ok(ChallengeReply::plain(
+                    ChallengeState::CodeRequired,
+                    "socket",
+                ))
+            }) as fn() -> Result<ChallengeReply, Error>,
+            || {
+                Err(Error::UntrustedSocket {
+                    path: "/x".into(),
+                    reason: "uid 1000".into(),
+                })
+            },
+            || Err(Error::TimedOut(Duration::from_secs(5))),
+            || Err(Error::Failed("handshake".into())),
+            || Err(Error::NotRunning("no owner".into())),
+        ] {
+            let r = route(socket);
+            let _ = r.challenge("alice", &ctx);
+            assert_eq!(r.socket.as_ref().unwrap().calls.get(), 1);
+            assert_eq!(r.bus.calls.get(), 0);
+        }
+
+        // bus_only: no socket at all.
+        let r = Route::<Scripted, Scripted> {
+            socket: None,
+            bus: Scripted::new(bus_answer),
+        };
+        assert_eq!(r.challenge("alice", &ctx).unwrap().message, "bus");
+    }
 }

@@ -501,4 +501,43 @@ mod tests {
         fs::write(b.0.join("file"), "").unwrap();
         assert!(reason(&b.0.join("file/bus.sock")).contains("is not a directory"));
     }
+
+    #[test]
+    fn the_direct_socket_must_be_roots_under_directories_of_roots_alone() {
+        let b = Base::new();
+        let check = |p: &Path| check_socket(p.to_str().unwrap());
+        let d = b.dir("otpgate", 0o700, 0);
+        let sock = d.join("pam.socket");
+        // Not there (yet): the bus is asked.
+        assert!(matches!(check(&sock), Ok(SocketState::Absent(_))));
+        assert!(matches!(
+            check(&b.0.join("missing/pam.socket")),
+            Ok(SocketState::Absent(_))
+        ));
+        let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        assert_eq!(check(&sock), Ok(SocketState::Ready));
+
+        // The socket's own directory counts, not only those above it.
+        fs::set_permissions(&d, fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(check(&sock).unwrap_err().0.contains("writable by"));
+        fs::set_permissions(&d, fs::Permissions::from_mode(0o700)).unwrap();
+        chown(&d, Some(NOBODY), None).unwrap();
+        assert!(check(&sock).unwrap_err().0.contains("owned by uid 65534"));
+        chown(&d, Some(0), None).unwrap();
+
+        // A socket of someone else's, or something that is not a socket.
+        chown(&sock, Some(NOBODY), None).unwrap();
+        assert!(check(&sock).unwrap_err().0.contains("owned by uid 65534"));
+        let file = d.join("file");
+        fs::write(&file, "").unwrap();
+        assert!(check(&file).unwrap_err().0.contains("is not a socket"));
+        let link = d.join("link");
+        symlink(&sock, &link).unwrap();
+        assert!(check(&link).unwrap_err().0.contains("is not a socket"));
+
+        // The same form as a bus address: no escapes, nothing relative.
+        for bad in ["relative/pam.socket", "/run/a,b", "/run/%2e", "/run/../x"] {
+            assert!(check_socket(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -433,7 +433,7 @@ fn daemon_with_core_limit(bus: &Bus, dir: &TestDir) -> Child {
     fs::write(
         &config,
         format!(
-            "[storage]\npath = \"{}\"\nkey_file = \"{}\"\n",
+            "[pam]\nsocket = \"\"\n\n[storage]\npath = \"{}\"\nkey_file = \"{}\"\n",
             dir.join("state").display(),
             dir.join("master.key").display()
         ),

@@ -211,12 +211,19 @@ fn unit_sandbox_leaves_room_for_what_the_daemon_does() {
     fs::set_permissions(&key, fs::Permissions::from_mode(0o400)).expect("chmod key");
     // The e-mail factor on, so that SMTP is part of the session.
     let sink = SmtpSink::start();
+    // Stands in for the unit's RuntimeDirectory=otpgate (/run/otpgate),
+    // where the PAM module's socket lives: private to this test.
+    let run = TestDir::trusted("pkg-strace-run");
+    let runtime_dir = run.join("otpgate");
+    let pam_socket = runtime_dir.join("pam.socket");
     let config = dir.join("otpgate.toml");
     fs::write(
         &config,
         format!(
-            "[storage]\npath = \"{}\"\nkey_file = \"{}\"\n\n\
+            "[pam]\nsocket = \"{}\"\n\n\
+             [storage]\npath = \"{}\"\nkey_file = \"{}\"\n\n\
              [email]\nsmtp_url = \"{}\"\nfrom = \"otpgate@example.org\"\n",
+            pam_socket.display(),
             state.display(),
             key.display(),
             sink.url()
@@ -252,6 +259,37 @@ fn unit_sandbox_leaves_room_for_what_the_daemon_does() {
         call(&bus, "Auth", "Challenge", &[&user.name]).ok()[0],
         "code-required"
     );
+    // The PAM module's way in: the same call on the direct socket.
+    assert!(
+        wait_until(START_DEADLINE, || pam_socket.exists()),
+        "no socket at {}",
+        pam_socket.display()
+    );
+    let address = format!("unix:path={}", pam_socket.display());
+    let word = zruntime::block_on(async {
+        let conn = zbus::connection::Builder::address(address.as_str())
+            .p2p()
+            .build()
+            .await
+            .expect("connect to the PAM socket");
+        let context: std::collections::HashMap<String, zbus::OwnedVariant> = Default::default();
+        let reply = conn
+            .call_method(
+                None::<&str>,
+                proto::OBJECT_PATH,
+                Some("org.otpgate.Otpgate1.Auth"),
+                "Challenge",
+                &(user.name.as_str(), context),
+            )
+            .await
+            .expect("Challenge on the PAM socket");
+        let (word, _): (
+            String,
+            std::collections::HashMap<String, zbus::OwnedVariant>,
+        ) = reply.body().deserialize().expect("a Challenge answer");
+        word
+    });
+    assert_eq!(word, "code-required");
     let (r, _) = verify(&bus, &user.name, &e.backup_codes[0]);
     assert_eq!(r, "ok");
     let (r, _) = verify(&bus, &user.name, &e.backup_codes[0]);
@@ -361,8 +399,13 @@ fn unit_sandbox_leaves_room_for_what_the_daemon_does() {
         };
         if writes {
             for p in quoted_paths(args) {
-                if !Path::new(&p).starts_with(&state) && p != "/dev/null" {
-                    problems.push(format!("writes outside the state directory: {name}{args}"));
+                if !Path::new(&p).starts_with(&state)
+                    && !Path::new(&p).starts_with(&runtime_dir)
+                    && p != "/dev/null"
+                {
+                    problems.push(format!(
+                        "writes outside the state and runtime directories: {name}{args}"
+                    ));
                 }
             }
         }
@@ -688,7 +731,7 @@ fn key_sealed_with_systemd_creds_is_the_key_the_daemon_uses() {
         fs::write(
             &c,
             format!(
-                "[storage]\npath = \"{}\"\nkey_file = \"{}\"\n",
+                "[pam]\nsocket = \"\"\n\n[storage]\npath = \"{}\"\nkey_file = \"{}\"\n",
                 state.display(),
                 key_file.display()
             ),

@@ -295,3 +295,54 @@ fn silent_and_idle_connections_are_closed_and_do_not_block_logins() {
         "closed after {closed_after:?}, before it was idle"
     );
 }
+
+#[test]
+fn a_second_daemon_never_takes_over_a_live_socket() {
+    require_root();
+    let bus = Bus::start();
+    let _d = Daemon::start(&bus, "");
+    let user = test_user("otpg-sock-second");
+    let e = enroll(&bus, &user.name);
+
+    // Another daemon, on another bus and with state of its own, told to
+    // listen on the first one's socket.
+    let other_bus = Bus::start();
+    let dir = TestDir::new("sock-second");
+    let config = dir.join("otpgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[pam]\nsocket = \"{}\"\n\n[storage]\npath = \"{}\"\nkey_file = \"{}\"\n",
+            bus.pam_socket().display(),
+            dir.join("state").display(),
+            dir.join("master.key").display()
+        ),
+    )
+    .expect("config");
+    let mut cmd = std::process::Command::new(bin("otpgated"));
+    cmd.arg("--config")
+        .arg(&config)
+        .arg("--bus")
+        .arg(&other_bus.address)
+        .env_remove("DBUS_SYSTEM_BUS_ADDRESS");
+    let out = output_within(&mut cmd, Duration::from_secs(30));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("is listening on it: stop that otpgated first"),
+        "{stderr}"
+    );
+
+    // The first daemon still has its socket and answers on it alone.
+    let (svc, _f) = etc_pam_service(
+        "second",
+        &module_line(&format!("{} timeout=2", bus.module_args())),
+    );
+    let _frozen = Stopped::stop(bus.pid);
+    let o = pamtester(
+        &svc,
+        &user.name,
+        &oathtool_at(&e.secret, e.confirmed_at + 30),
+    );
+    assert_outcome(&o, true, SUCCESS, PROMPT);
+}
