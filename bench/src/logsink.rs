@@ -163,10 +163,8 @@ impl LogSockets {
 impl Drop for LogSockets {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(c.id() as i32),
-                Signal::SIGTERM,
-            );
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), Signal::SIGTERM);
             otpgate_tests::wait_or_kill(&mut c, Duration::from_secs(5));
         }
         // The sink removes its sockets itself; these are for a sink that
@@ -221,7 +219,10 @@ pub fn sink(paths: Vec<PathBuf>) -> Result<(), String> {
             let sock = match UnixDatagram::bind(p) {
                 Ok(s) => s,
                 Err(e) if e.kind() == ErrorKind::AddrInUse => {
-                    return Err(format!("{} appeared meanwhile: not touching it", p.display()))
+                    return Err(format!(
+                        "{} appeared meanwhile: not touching it",
+                        p.display()
+                    ))
                 }
                 Err(e) => return Err(format!("bind {}: {e}", p.display())),
             };

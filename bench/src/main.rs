@@ -179,9 +179,7 @@ fn environment(setups: &[Setup], modules: &[Module], logs: &logsink::LogSockets)
         nsswitch_passwd()
     ));
     for s in setups {
-        let mut fss = vec![
-            format!("bench files {}", broker::fs_of(&s.private)),
-        ];
+        let mut fss = vec![format!("bench files {}", broker::fs_of(&s.private))];
         for i in &s.instances {
             fss.push(format!(
                 "{} state {}, bus socket {}",
@@ -194,7 +192,10 @@ fn environment(setups: &[Setup], modules: &[Module], logs: &logsink::LogSockets)
             }
         }
         if modules.contains(&Module::GoogleAuthenticator) {
-            fss.push(format!("google-authenticator files {}", broker::fs_of(&s.ga_dir())));
+            fss.push(format!(
+                "google-authenticator files {}",
+                broker::fs_of(&s.ga_dir())
+            ));
         }
         if modules.contains(&Module::PamOath) {
             fss.push(format!("pam_oath usersfile {}", broker::fs_of(&s.private)));
@@ -211,6 +212,10 @@ fn nsswitch_passwd() -> String {
     std::fs::read_to_string("/etc/nsswitch.conf")
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.trim().strip_prefix("passwd:").map(|v| v.split_whitespace().collect::<Vec<_>>().join(" ")))
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("passwd:")
+                .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
+        })
         .unwrap_or_else(|| "?".into())
 }

@@ -445,7 +445,13 @@ pub fn direct(s: &Setup, seconds: u64) -> Result<Direct, String> {
     let m = Module::OtpgateBus;
     let inst = s.instance(m).ok_or("no dbus-daemon instance")?;
     let mut st = State::load(&s.state_path(m))?;
-    let d = direct_on(inst.bus.address(), &s.confdir(), &s.secrets, &mut st, seconds);
+    let d = direct_on(
+        inst.bus.address(),
+        &s.confdir(),
+        &s.secrets,
+        &mut st,
+        seconds,
+    );
     st.save(&s.state_path(m))?;
     d
 }

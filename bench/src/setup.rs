@@ -392,10 +392,8 @@ pub fn setup(n: usize, modules: &[Module], sec: &Path, threads: usize) -> Result
                     .map_err(|e| format!("chown {}: {e}", p.display()))?;
             }
         }
-        State::new(n).save(&private.join(format!(
-            "state-{}",
-            Module::GoogleAuthenticator.file_name()
-        )))?;
+        State::new(n)
+            .save(&private.join(format!("state-{}", Module::GoogleAuthenticator.file_name())))?;
         println!(
             "setup: google-authenticator: {n} users' own secret files in {:.1} s",
             t.elapsed().as_secs_f64()
