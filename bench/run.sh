@@ -2,7 +2,7 @@
 # otpgate against google-authenticator-libpam and pam_oath, through the real
 # PAM library, on this machine. Run as root from anywhere:
 #
-#   bench/run.sh [--users 1000,100000] [--workers 1,4] [--seconds 10] [--quick]
+#   bench/run.sh [--users 1000,10000] [--workers 1,4] [--seconds 10] [--quick]
 #
 # --quick is --users 1000 --seconds 6. What it does (details in bench/README.md):
 #   1. installs libpam-google-authenticator, libpam-oath, dbus-broker (and
@@ -19,7 +19,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-users=1000,100000
+users=1000,10000
 workers=1,4
 seconds=10
 while [ $# -gt 0 ]; do
@@ -90,7 +90,7 @@ export TMPDIR="$work"
 stop_leftovers() {
   local opid=$1 p args
   for p in /proc/[0-9]*; do
-    args=$(tr '\0' ' ' < "$p/cmdline" 2>/dev/null) || continue
+    args=$( { tr '\0' ' ' < "$p/cmdline"; } 2>/dev/null) || continue
     case "$args" in
       *"$work/"*|*/run/otpgate-tests/otpgate-test-bus-"$opid"-*|*/run/otpgate-tests/otpgate-test-broker-"$opid"-*)
         kill -TERM "${p#/proc/}" 2>/dev/null && echo "bench/run.sh: stopped ${p#/proc/} (${args%% *}), left by the run" >&2 ;;

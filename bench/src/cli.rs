@@ -51,7 +51,7 @@ pub enum UsersOp {
 #[derive(clap::Args)]
 pub struct RunArgs {
     /// Numbers of enrolled users, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "1000,100000")]
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
     pub users: Vec<usize>,
     /// Concurrent worker processes, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1,4")]

@@ -258,6 +258,12 @@ pub fn print_targets(
         }
     }
     let (lo, hi) = (ns.iter().min(), ns.iter().max());
+    if hi.is_some_and(|&h| h < 100_000) {
+        println!(
+            "  [not run] cost per verification flat to 100,000 users: this run stops at {} users (bench/README.md, \"Running it\", says why and how to run it)",
+            hi.copied().unwrap_or(0)
+        );
+    }
     if let (Some(&lo), Some(&hi)) = (lo, hi) {
         if lo != hi {
             for &o in &variants {
