@@ -82,6 +82,8 @@ export OTPGATE_BENCH_RECORD="$backup/record"
 # The bench's files (state, secrets, google-authenticator's 100,000 files):
 # under /tmp like the other modules' (the same ext4 here), removed on exit.
 work=$(mktemp -d /tmp/otpgate-bench.XXXXXX)
+# Traversable: google-authenticator reads each user's file as that user.
+chmod 755 "$work"
 export TMPDIR="$work"
 
 # After an orchestrator killed with SIGKILL: its otpgated, dbus-daemon and

@@ -170,6 +170,18 @@ pub fn print_targets(
         .filter(|m| rows.iter().any(|r| r.module == *m))
         .collect();
     for &n in &ns {
+        // A peer that refused valid codes it should have accepted (broken
+        // setup) would make any comparison with it a win.
+        for w in [1, 4] {
+            if let Some(g) = find(rows, ga, n, w, v) {
+                if (g.ok as f64) < g.attempts as f64 * 0.99 {
+                    println!(
+                        "  [VOID  ] N={n}, {w} worker(s): google-authenticator accepted only {:.1} % of the valid codes: its setup is broken, the comparisons with it mean nothing",
+                        pct(g.ok, g.attempts)
+                    );
+                }
+            }
+        }
         for &o in &variants {
             let name = o.name();
             if let (Some(x), Some(g)) = (find(rows, o, n, 1, v), find(rows, ga, n, 1, v)) {

@@ -374,6 +374,21 @@ pub fn setup(n: usize, modules: &[Module], sec: &Path, threads: usize) -> Result
         let t = Instant::now();
         fs::create_dir(&ga).map_err(|e| e.to_string())?;
         fs::set_permissions(&ga, fs::Permissions::from_mode(0o711)).map_err(|e| e.to_string())?;
+        // The module opens the file as the user: every directory above
+        // must let others through, or every login fails.
+        for d in ga.ancestors().skip(1) {
+            let mode = fs::metadata(d)
+                .map_err(|e| e.to_string())?
+                .permissions()
+                .mode();
+            if mode & 0o001 == 0 {
+                return Err(format!(
+                    "{} is mode {:o}: google-authenticator, reading its files as each user, could not get through (set TMPDIR to a directory others may traverse)",
+                    d.display(),
+                    mode & 0o7777
+                ));
+            }
+        }
         for (i, (u, s)) in secrets.iter().enumerate() {
             let uid = nix::unistd::Uid::from_raw(UID_BASE + i as u32);
             let gid = nix::unistd::Gid::from_raw(GID);
