@@ -1,9 +1,9 @@
 //! Criterion micro-benchmarks of what one login costs inside otpgated:
 //!
 //! - `totp/*`: `totp::matched_step` with window 1, right and wrong code;
-//! - `record/*`: `LocalStore` load, `crypto::open`, durable `save` (temp
-//!   file, fsync, rename, fsync of the directory), on a temporary directory
-//!   on the same disk as /tmp;
+//! - `record/*`: `LocalStore` load, `crypto::open`, durable `save` (one
+//!   journal append and its flush; the file is written at checkpoints), on
+//!   a temporary directory on the same disk as /tmp;
 //! - `fs/*`: the durable-write patterns on this disk, for one 700-byte
 //!   record: otpgated's (new file, fsync, rename, fsync of the directory),
 //!   google-authenticator's (the same without the directory fsync), and two

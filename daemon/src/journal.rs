@@ -1,52 +1,71 @@
-//! The write-ahead journal that lets concurrent saves share one disk flush.
+//! The write-ahead journal: where a save becomes durable.
 //!
 //! Why it exists: a durable save used to cost two flushes of its own (the
 //! new file, then the directory), so four logins at once queued for eight
-//! flushes. Now `LocalStore` writes the user's file without a flush and hands
-//! the same bytes to `Journal::append`. Whichever append finds no commit in
-//! progress leads: it writes every entry waiting in one `pwrite` and calls
-//! `fdatasync` once for all of them. No append returns before the flush that
-//! covers its entry, so "durable before the answer" still holds; the disk
-//! just sees one flush for a batch of logins instead of two per login.
+//! flushes. Now `LocalStore` hands the record's bytes to `Journal::append`.
+//! Whichever append finds no commit in progress leads: it writes every entry
+//! waiting in one `pwrite` and calls `fdatasync` once for all of them. No
+//! append returns before the flush that covers its entry, so "durable before
+//! the answer" holds; the disk sees one flush for a batch of logins. The
+//! user's file is not written by the save at all (the store keeps the
+//! change in memory, see `store/local.rs`): files are written by
+//! checkpoints, which is what the journal's halves are for.
 //!
 //! Layout. The file has a fixed size, reserved when it is created, so an
 //! append never allocates a block or changes the size: `fdatasync` has no
-//! metadata to write, and a full disk cannot refuse an append. The first
-//! block is the header (magic, generation, checksum). Entries follow from
-//! `HEADER_BYTES`: magic, generation, kind, user length, payload length,
-//! checksum, user, payload. An entry counts only while its generation is the
-//! header's and its checksum holds; the scan stops at the first that does
-//! not (a torn tail was never acknowledged, so nothing is lost by that).
+//! metadata to write, and a full disk cannot refuse an append. It is cut in
+//! two halves; each starts with a header block (magic, generation,
+//! checksum, or zeroes for an empty half) followed by entries: magic,
+//! generation, kind, user length, payload length, checksum, user, payload.
+//! An entry counts only while its generation is its half's and its checksum
+//! holds; the scan stops at the first that does not (a torn tail was never
+//! acknowledged, so nothing is lost by that). At open both halves are
+//! replayed, the older generation first.
 //!
-//! Generations. The header's generation is raised (and flushed) at every
-//! open, after the entries found were applied to the per-user files and
-//! those files flushed, and at every checkpoint — when the journal is full,
-//! and at a clean stop: the store's `MakeDurable` first flushes every
-//! per-user file written in the generation, then the generation is raised
-//! and appends start again at the front. So a header is only ever written
-//! when nothing depends on the journal's older entries, an entry of an older
-//! generation can never be replayed, and after a clean stop the journal
-//! holds nothing (an older otpgated, or a journal deleted by hand, loses
-//! nothing).
+//! Why halves. A checkpoint writes every record changed since the last one
+//! into its file and flushes them: thousands of files, hundreds of
+//! milliseconds. Done where appends wait, it would stall every login for
+//! that long. So when the active half is full, appends move on to the other
+//! half (a new generation) at the cost of one header write, and a worker
+//! thread checkpoints the half left behind meanwhile: the records of its
+//! users, as the store holds them now (never older than the entries), are
+//! written and flushed, then its header is cleared. Only then may appends
+//! come back to it; a leader that finds it still busy waits for the worker,
+//! or retries a failed checkpoint itself so the error reaches a caller.
+//! An entry larger than a half is not journaled: the leader checkpoints
+//! everything, which makes its file durable directly.
+//!
+//! Generations. A header is only ever written when nothing depends on the
+//! older entries under it (they are in durable files), and generations only
+//! grow, so an entry of an older generation is never replayed. At open,
+//! after the changes found were applied to the files and flushed, and at a
+//! clean stop (`checkpoint_now`), the first half gets a new generation and
+//! the second is emptied: after a clean stop the journal holds nothing (an
+//! older otpgated, or a journal deleted by hand, loses nothing). A journal
+//! written before the halves (one generation over the whole file) is read
+//! as such once, then restarted as halves.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io::{self, ErrorKind};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 
 use sha2::{Digest, Sha256};
 
-/// The journal's size: a checkpoint comes about every
-/// 8 MiB / ~1 KiB ≈ 8,000 saves. On a small file system it is a quarter of
+/// The journal's size: a checkpoint of a half comes about every
+/// 4 MiB / ~1 KiB ≈ 4,000 saves. On a small file system it is a quarter of
 /// the space free when it is created, down to `MIN_BYTES`; a journal found
 /// at open keeps the size it has.
 pub const JOURNAL_BYTES: u64 = 8 << 20;
 const MIN_BYTES: u64 = 64 << 10;
 const MAX_BYTES: u64 = 64 << 20;
 const HEADER_BYTES: u64 = 4096;
-const HEADER_MAGIC: &[u8; 8] = b"OTPGJNL1";
+const HEADER_MAGIC: &[u8; 8] = b"OTPGJNL2";
+/// A journal of one generation over the whole file, before the halves.
+const HEADER_MAGIC_V1: &[u8; 8] = b"OTPGJNL1";
 const ENTRY_MAGIC: &[u8; 4] = b"OJE1";
 /// magic, generation, kind, user length, payload length, checksum.
 const ENTRY_HEAD: usize = 4 + 8 + 1 + 1 + 4 + 16;
@@ -116,9 +135,14 @@ fn header_bytes(generation: u64) -> [u8; 32] {
     out
 }
 
-fn parse_header(block: &[u8]) -> Option<u64> {
+fn parse_header(block: &[u8], magic: &[u8; 8]) -> Option<u64> {
     let generation = u64::from_le_bytes(block.get(8..16)?.try_into().ok()?);
-    (block.get(..32)? == header_bytes(generation)).then_some(generation)
+    let mut expected = [0u8; 32];
+    expected[..8].copy_from_slice(magic);
+    expected[8..16].copy_from_slice(&generation.to_le_bytes());
+    let d = Sha256::digest(&expected[..16]);
+    expected[16..].copy_from_slice(&d[..16]);
+    (block.get(..32)? == expected).then_some(generation)
 }
 
 /// `changes` as entries of `generation`, back to back, as `append` writes
@@ -178,7 +202,9 @@ pub fn scan(body: &[u8], generation: u64) -> Vec<Change> {
     changes
 }
 
-/// Makes the named users' files durable; the store's side of a checkpoint.
+/// Writes the named users' records, as the store holds them now, into their
+/// files and makes those durable: the store's side of a checkpoint. Called
+/// without the journal's lock, while appends go on in the other half.
 pub type MakeDurable = Box<dyn Fn(&BTreeSet<String>) -> io::Result<()> + Send + Sync>;
 
 /// Opens the journal file for a commit or a checkpoint. Replaceable so that
@@ -206,41 +232,72 @@ struct Waiting {
     change: Change,
 }
 
-struct State {
+/// Where appends go: the active half, its generation, the next entry's
+/// offset in the file.
+#[derive(Clone, Copy, Debug)]
+struct Pos {
+    half: usize,
     generation: u64,
-    /// Where the next entry goes.
     end: u64,
+}
+
+/// A failure, and whether it came after the journal was written (then the
+/// journal is poisoned, see `State::broken`).
+type Failure = (io::Error, bool);
+
+struct State {
+    pos: Pos,
+    /// A leader is writing, or `checkpoint_now` runs: nobody else leads.
     committing: bool,
     next_ticket: u64,
     queue: Vec<Waiting>,
     /// The outcome of each committed ticket until its owner collects it.
     outcomes: HashMap<u64, Result<(), (ErrorKind, String)>>,
-    /// Users whose files were written in this generation, for the
-    /// checkpoint. Only the leader touches it: it takes it while it leads
-    /// and puts back whatever no checkpoint made durable, on every path,
-    /// failures included, since a name dropped here is a file a later
-    /// checkpoint would leave unflushed while it forgets the entries.
-    dirty: BTreeSet<String>,
+    /// Users with an entry in each half (a failed batch's users count in
+    /// the active one): what the checkpoint of that half must write out
+    /// before the half may be reused.
+    dirty: [BTreeSet<String>; 2],
+    /// The other half holds entries whose records may not be durable in
+    /// their files yet: it is not to be written until a checkpoint of it
+    /// succeeded.
+    other_busy: bool,
+    /// A checkpoint runs (the worker's, a leader's retry, `checkpoint_now`).
+    checkpointing: bool,
+    /// Why the worker's last checkpoint failed. The worker does not retry;
+    /// the next leader that needs the half does, in the foreground, so a
+    /// failure reaches a caller instead of looping.
+    failed: Option<String>,
     /// Set when a flush failed: after a failed `fdatasync` the kernel may
     /// have dropped the dirty pages and a later flush can report success
     /// without having written them, so no later append may be trusted.
     broken: Option<String>,
+    stop: bool,
 }
 
-pub struct Journal {
+struct Shared {
     path: PathBuf,
-    /// The file's size, fixed for its life.
-    capacity: u64,
+    /// Each half's size, header included.
+    half_len: u64,
     make_durable: MakeDurable,
     opener: Opener,
     state: Mutex<State>,
     turn: Condvar,
 }
 
+pub struct Journal {
+    shared: Arc<Shared>,
+    worker: Option<JoinHandle<()>>,
+}
+
+/// A half's length in a file of `capacity`: whole blocks.
+fn half_len_of(capacity: u64) -> u64 {
+    capacity / 2 / HEADER_BYTES * HEADER_BYTES
+}
+
 impl Journal {
     /// Opens the journal at `path`, creating it if missing. Returns the
-    /// changes of the current generation, which the caller must apply
-    /// durably before calling `restart`.
+    /// changes it holds, oldest first, which the caller must apply durably
+    /// before calling `restart`.
     pub fn open(path: &Path, make_durable: MakeDurable) -> io::Result<(Journal, Recovery)> {
         Journal::open_with(path, make_durable, Box::new(open_for_writing))
     }
@@ -268,18 +325,35 @@ impl Journal {
         if usable_size(len) {
             let mut all = vec![0u8; len as usize];
             file.read_exact_at(&mut all, 0)?;
-            if let Some(g) = parse_header(&all[..HEADER_BYTES as usize]) {
+            let header = |at: u64| &all[at as usize..(at + HEADER_BYTES) as usize];
+            if let Some(g) = parse_header(header(0), HEADER_MAGIC_V1) {
+                // One generation over the whole file, as otpgated wrote it
+                // before the halves; `restart` turns it into halves.
                 generation = g;
                 recovery.changes = scan(&all[HEADER_BYTES as usize..], g);
                 keep = true;
-            } else if all[..32].iter().any(|b| *b != 0) {
-                // Headers are written only when every older entry is
-                // already in the per-user files (see the module comment),
-                // so an unreadable one loses nothing.
-                recovery.notice = Some(format!(
-                    "{}: unreadable header; starting a new journal (the user records are not affected)",
-                    path.display()
-                ));
+            } else {
+                let half = half_len_of(len);
+                let mut found: Vec<(u64, u64)> = [0, half]
+                    .into_iter()
+                    .filter_map(|at| parse_header(header(at), HEADER_MAGIC).map(|g| (g, at)))
+                    .collect();
+                found.sort();
+                for (g, at) in &found {
+                    let body = &all[(at + HEADER_BYTES) as usize..(at + half) as usize];
+                    recovery.changes.extend(scan(body, *g));
+                    generation = *g;
+                    keep = true;
+                }
+                if found.is_empty() && [0, half].iter().any(|at| header(*at)[..32] != [0; 32]) {
+                    // Headers are written only when every older entry is
+                    // already in the per-user files (see the module comment),
+                    // so an unreadable one loses nothing.
+                    recovery.notice = Some(format!(
+                        "{}: unreadable header; starting a new journal (the user records are not affected)",
+                        path.display()
+                    ));
+                }
             }
         } else if len != 0 {
             recovery.notice = Some(format!(
@@ -303,44 +377,112 @@ impl Journal {
             }
             size
         };
-        let journal = Journal {
+        let shared = Arc::new(Shared {
             path: path.to_path_buf(),
-            capacity,
+            half_len: half_len_of(capacity),
             make_durable,
             opener,
             state: Mutex::new(State {
-                generation,
-                end: HEADER_BYTES,
+                pos: Pos {
+                    half: 0,
+                    generation,
+                    end: HEADER_BYTES,
+                },
                 committing: false,
                 next_ticket: 0,
                 queue: Vec::new(),
                 outcomes: HashMap::new(),
-                dirty: BTreeSet::new(),
+                dirty: Default::default(),
+                other_busy: false,
+                checkpointing: false,
+                failed: None,
                 broken: None,
+                stop: false,
             }),
             turn: Condvar::new(),
+        });
+        let worker = {
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name("otpgated-ckpt".into())
+                .spawn(move || shared.checkpoint_worker())?
         };
-        Ok((journal, recovery))
+        Ok((
+            Journal {
+                shared,
+                worker: Some(worker),
+            },
+            recovery,
+        ))
     }
 
-    /// Starts a new generation once the recovered changes are durable in
-    /// the per-user files: from here on, those entries never count again.
+    /// Starts a new generation in the first half and empties the second,
+    /// once the recovered changes are durable in the per-user files: from
+    /// here on, those entries never count again.
     pub fn restart(&self) -> io::Result<()> {
-        let mut st = self.lock();
-        let next = st.generation + 1;
-        self.write_header(&self.open_for_writing()?, next)?;
-        st.generation = next;
-        st.end = HEADER_BYTES;
+        let sh = &self.shared;
+        let mut st = sh.lock();
+        let next = st.pos.generation + 1;
+        let file = sh.open_for_writing()?;
+        file.write_all_at(&header_bytes(next), 0)?;
+        file.write_all_at(&[0u8; 32], sh.half_len)?;
+        file.sync_data()?;
+        st.pos = Pos {
+            half: 0,
+            generation: next,
+            end: HEADER_BYTES,
+        };
+        st.other_busy = false;
+        st.dirty = Default::default();
         Ok(())
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.shared.path
     }
 
     /// Appends `change` and returns once it is on disk, sharing the flush
     /// with every append waiting at the same time.
     pub fn append(&self, change: Change) -> io::Result<()> {
+        self.shared.append(change)
+    }
+
+    /// A checkpoint now of both halves, whatever they hold (a clean stop):
+    /// after it, the per-user files are the whole state and the journal
+    /// holds nothing.
+    pub fn checkpoint_now(&self) -> io::Result<()> {
+        self.shared.checkpoint_now()
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        self.shared.lock().stop = true;
+        self.shared.turn.notify_all();
+        if let Some(worker) = self.worker.take() {
+            // A checkpoint under way finishes first: it is bounded, and a
+            // half left half-retired would only be replayed again.
+            let _ = worker.join();
+        }
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves plain data behind, never a
+        // half-written file: the file is only written outside the lock.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn wait<'a>(&self, st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        self.turn.wait(st).unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn start(&self, half: usize) -> u64 {
+        half as u64 * self.half_len
+    }
+
+    fn append(&self, change: Change) -> io::Result<()> {
         let payload = match &change {
             Change::Save { bytes, .. } => bytes.len(),
             Change::Delete { .. } => 0,
@@ -375,32 +517,30 @@ impl Journal {
                 // Lead: commit everything queued so far, this entry included.
                 st.committing = true;
                 let batch = std::mem::take(&mut st.queue);
-                let mut dirty = std::mem::take(&mut st.dirty);
-                let (generation, end) = (st.generation, st.end);
+                let pos = st.pos;
                 drop(st);
+                let mut added: [BTreeSet<String>; 2] = Default::default();
                 // Only a failure after writing began poisons the journal; one
                 // that could not even open it (deleted, out of descriptors)
                 // fails this batch alone.
                 let result = match self.open_for_writing() {
-                    Ok(file) => self
-                        .commit(&file, &batch, generation, end, &mut dirty)
-                        .map_err(|e| (e, true)),
+                    Ok(file) => self.commit(&file, &batch, pos, &mut added),
                     Err(e) => Err((e, false)),
                 };
                 st = self.lock();
                 st.committing = false;
+                let active = st.pos.half;
                 if result.is_err() {
-                    // The batch's files were written before their appends:
-                    // unacknowledged, but what the next load reads, so the
-                    // next checkpoint flushes them too.
-                    dirty.extend(batch.iter().map(|w| w.change.user().to_string()));
+                    // Unacknowledged, but a store may show a failed delete
+                    // already: the next checkpoint settles these users too.
+                    added[active].extend(batch.iter().map(|w| w.change.user().to_string()));
                 }
-                // Whatever no checkpoint covered stays to be flushed.
-                st.dirty.append(&mut dirty);
+                for (half, users) in added.iter_mut().enumerate() {
+                    st.dirty[half].append(users);
+                }
                 let outcome = match result {
-                    Ok((generation, end)) => {
-                        st.generation = generation;
-                        st.end = end;
+                    Ok(pos) => {
+                        st.pos = pos;
                         Ok(())
                     }
                     Err((e, wrote)) => {
@@ -417,106 +557,218 @@ impl Journal {
                 self.turn.notify_all();
                 continue;
             }
-            st = self.turn.wait(st).unwrap_or_else(|p| p.into_inner());
+            st = self.wait(st);
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock leaves plain data behind, never a
-        // half-written file: the file is only written outside the lock.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Writes `batch` from `end` and flushes once; checkpoints first when an
-    /// entry does not fit. Returns the generation and end after it.
+    /// Writes `batch` from `pos` and flushes once. An entry that does not
+    /// fit the active half goes to the other one, which gets the next
+    /// generation; the half left is handed to the worker to checkpoint. One
+    /// larger than a half is not journaled: a checkpoint of everything
+    /// makes its file durable. Returns where the next entry goes.
     fn commit(
         &self,
         file: &File,
         batch: &[Waiting],
-        mut generation: u64,
-        mut end: u64,
-        dirty: &mut BTreeSet<String>,
-    ) -> io::Result<(u64, u64)> {
+        mut pos: Pos,
+        added: &mut [BTreeSet<String>; 2],
+    ) -> Result<Pos, Failure> {
+        let written = |r: io::Result<()>| r.map_err(|e| (e, true));
         let mut buf = Vec::with_capacity(batch.iter().map(|w| w.change.encoded_len()).sum());
         for w in batch {
             let len = w.change.encoded_len() as u64;
-            // Its file is written already; the checkpoint below, if any,
-            // must cover it.
-            dirty.insert(w.change.user().to_string());
-            if end + buf.len() as u64 + len > self.capacity {
-                file.write_all_at(&buf, end)?;
-                generation = self.checkpoint(file, generation, dirty)?;
-                dirty.insert(w.change.user().to_string());
-                end = HEADER_BYTES;
-                buf.clear();
-                if HEADER_BYTES + len > self.capacity {
-                    // Larger than the whole journal: the checkpoint just
-                    // made its file durable, and in the new generation no
-                    // older entry of that user can undo it.
-                    continue;
-                }
+            let user = w.change.user().to_string();
+            if pos.end + buf.len() as u64 + len <= self.start(pos.half) + self.half_len {
+                added[pos.half].insert(user);
+                w.change.encode(pos.generation, &mut buf);
+                continue;
             }
-            w.change.encode(generation, &mut buf);
+            written(file.write_all_at(&buf, pos.end))?;
+            pos.end += buf.len() as u64;
+            buf.clear();
+            self.wait_other_free()?;
+            if HEADER_BYTES + len > self.half_len {
+                added[pos.half].insert(user);
+                pos = self.checkpoint_all(file, pos, added)?;
+                continue;
+            }
+            let next = Pos {
+                half: 1 - pos.half,
+                generation: pos.generation + 1,
+                end: self.start(1 - pos.half) + HEADER_BYTES,
+            };
+            // The other half was checkpointed: nothing in it is needed.
+            written(file.write_all_at(&header_bytes(next.generation), self.start(next.half)))?;
+            {
+                // The half left is the worker's from now on, even before
+                // this batch's flush: it writes the records from the
+                // store, which holds this batch's changes already.
+                let mut st = self.lock();
+                st.dirty[pos.half].append(&mut added[pos.half]);
+                st.other_busy = true;
+                st.pos = next;
+                self.turn.notify_all();
+            }
+            pos = next;
+            added[pos.half].insert(user);
+            w.change.encode(pos.generation, &mut buf);
         }
-        file.write_all_at(&buf, end)?;
-        file.sync_data()?;
-        Ok((generation, end + buf.len() as u64))
+        written(file.write_all_at(&buf, pos.end))?;
+        written(file.sync_data())?;
+        pos.end += buf.len() as u64;
+        Ok(pos)
     }
 
-    /// Opened for each commit rather than held: a file held open for writing
-    /// keeps an administrator from remounting the file system read-only
-    /// ("busy"), and an open costs microseconds next to the flush.
-    fn open_for_writing(&self) -> io::Result<File> {
-        (self.opener)(&self.path)
+    /// Waits until the other half may be written: the worker's checkpoint
+    /// of it is done, or, if that failed, this caller's own attempt is.
+    fn wait_other_free(&self) -> Result<(), Failure> {
+        let mut st = self.lock();
+        loop {
+            if !st.other_busy {
+                return Ok(());
+            }
+            if let Some(why) = &st.broken {
+                return Err((broken_error(why), false));
+            }
+            if !st.checkpointing && st.failed.is_some() {
+                st.failed = None;
+                st = self.checkpoint_other(st)?;
+                continue;
+            }
+            st = self.wait(st);
+        }
     }
 
-    /// Makes every per-user file written in this generation durable, then
-    /// starts a new generation. Returns it. `dirty` is emptied only once the
-    /// new header is on disk.
-    fn checkpoint(
+    /// Checkpoints the other half (its users' records written and made
+    /// durable, then its header cleared), with the state unlocked meanwhile.
+    fn checkpoint_other<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, State>,
+    ) -> Result<MutexGuard<'a, State>, Failure> {
+        st.checkpointing = true;
+        let half = 1 - st.pos.half;
+        let users = st.dirty[half].clone();
+        drop(st);
+        let result = (self.make_durable)(&users)
+            .map_err(|e| (e, false))
+            .and_then(|()| {
+                let file = self.open_for_writing().map_err(|e| (e, false))?;
+                file.write_all_at(&[0u8; 32], self.start(half))
+                    .and_then(|()| file.sync_data())
+                    .map_err(|e| (e, true))
+            });
+        let mut st = self.lock();
+        st.checkpointing = false;
+        self.turn.notify_all();
+        match result {
+            Ok(()) => {
+                st.other_busy = false;
+                st.dirty[half].clear();
+                Ok(st)
+            }
+            Err((e, wrote)) => {
+                if wrote {
+                    st.broken = Some(e.to_string());
+                } else {
+                    st.failed = Some(e.to_string());
+                }
+                Err((e, wrote))
+            }
+        }
+    }
+
+    /// The worker: checkpoints a half as soon as appends have left it, so
+    /// that no login waits for thousands of files to be written.
+    fn checkpoint_worker(&self) {
+        let mut st = self.lock();
+        loop {
+            if st.stop {
+                return;
+            }
+            if st.other_busy && !st.checkpointing && st.failed.is_none() && st.broken.is_none() {
+                st = match self.checkpoint_other(st) {
+                    Ok(st) => st,
+                    // Recorded in the state for the next leader to retry.
+                    Err(_) => self.lock(),
+                };
+                continue;
+            }
+            st = self.wait(st);
+        }
+    }
+
+    /// Writes out every user of both halves and starts `pos`'s half afresh
+    /// with the next generation (the other half is free: the caller waited
+    /// for it). Called by a leader; `added` are its batch's users so far.
+    fn checkpoint_all(
         &self,
         file: &File,
-        generation: u64,
-        dirty: &mut BTreeSet<String>,
-    ) -> io::Result<u64> {
-        (self.make_durable)(dirty)?;
-        self.write_header(file, generation + 1)?;
-        dirty.clear();
-        Ok(generation + 1)
+        pos: Pos,
+        added: &mut [BTreeSet<String>; 2],
+    ) -> Result<Pos, Failure> {
+        let mut users = self.lock().dirty[pos.half].clone();
+        users.extend(added[pos.half].iter().cloned());
+        (self.make_durable)(&users).map_err(|e| (e, false))?;
+        self.restart_half(file, pos)?;
+        self.lock().dirty[pos.half].clear();
+        added[pos.half].clear();
+        Ok(Pos {
+            half: pos.half,
+            generation: pos.generation + 1,
+            end: self.start(pos.half) + HEADER_BYTES,
+        })
     }
 
-    /// A checkpoint now, whatever the journal holds (a clean stop): after
-    /// it, the per-user files are the whole state.
-    pub fn checkpoint_now(&self) -> io::Result<()> {
+    /// `pos`'s half gets the next generation, the other one is emptied.
+    fn restart_half(&self, file: &File, pos: Pos) -> Result<(), Failure> {
+        file.write_all_at(&header_bytes(pos.generation + 1), self.start(pos.half))
+            .and_then(|()| file.write_all_at(&[0u8; 32], self.start(1 - pos.half)))
+            .and_then(|()| file.sync_data())
+            .map_err(|e| (e, true))
+    }
+
+    fn checkpoint_now(&self) -> io::Result<()> {
         let mut st = self.lock();
-        while st.committing {
-            st = self.turn.wait(st).unwrap_or_else(|p| p.into_inner());
+        while st.committing || st.checkpointing {
+            st = self.wait(st);
         }
         if let Some(why) = &st.broken {
             return Err(broken_error(why));
         }
-        if st.end == HEADER_BYTES && st.dirty.is_empty() {
+        let pos = st.pos;
+        if pos.end == self.start(pos.half) + HEADER_BYTES
+            && !st.other_busy
+            && st.dirty.iter().all(BTreeSet::is_empty)
+        {
             return Ok(());
         }
         st.committing = true;
-        let mut dirty = std::mem::take(&mut st.dirty);
-        let generation = st.generation;
+        st.checkpointing = true;
+        let users: BTreeSet<String> = st.dirty.iter().flatten().cloned().collect();
         drop(st);
         // As in `append`: a journal that could not be opened was not
         // written, so only this checkpoint fails; a failed flush poisons it.
-        let result = match self.open_for_writing() {
-            Ok(file) => self
-                .checkpoint(&file, generation, &mut dirty)
-                .map_err(|e| (e, true)),
-            Err(e) => Err((e, false)),
-        };
+        let result = self
+            .open_for_writing()
+            .map_err(|e| (e, false))
+            .and_then(|file| {
+                (self.make_durable)(&users).map_err(|e| (e, false))?;
+                self.restart_half(&file, pos)
+            });
         let mut st = self.lock();
         st.committing = false;
-        st.dirty.append(&mut dirty);
-        let result = match result {
-            Ok(next) => {
-                st.generation = next;
-                st.end = HEADER_BYTES;
+        st.checkpointing = false;
+        self.turn.notify_all();
+        match result {
+            Ok(()) => {
+                st.pos = Pos {
+                    half: pos.half,
+                    generation: pos.generation + 1,
+                    end: self.start(pos.half) + HEADER_BYTES,
+                };
+                st.other_busy = false;
+                st.failed = None;
+                st.dirty = Default::default();
                 Ok(())
             }
             Err((e, wrote)) => {
@@ -525,15 +777,23 @@ impl Journal {
                 }
                 Err(e)
             }
-        };
-        self.turn.notify_all();
-        result
+        }
     }
 
-    fn write_header(&self, file: &File, generation: u64) -> io::Result<()> {
-        file.write_all_at(&header_bytes(generation), 0)?;
-        file.sync_data()
+    /// Opened for each commit rather than held: a file held open for writing
+    /// keeps an administrator from remounting the file system read-only
+    /// ("busy"), and an open costs microseconds next to the flush.
+    fn open_for_writing(&self) -> io::Result<File> {
+        (self.opener)(&self.path)
     }
+}
+
+/// An empty journal of the smallest size at `path`, for tests that fill it.
+#[cfg(test)]
+pub(crate) fn create_smallest(path: &Path) -> io::Result<()> {
+    let mut bytes = vec![0u8; MIN_BYTES as usize];
+    bytes[..32].copy_from_slice(&header_bytes(1));
+    std::fs::write(path, bytes)
 }
 
 fn broken_error(why: &str) -> io::Error {
@@ -667,33 +927,173 @@ mod tests {
         assert_eq!(found, vec![save("alice", 1)]);
     }
 
-    #[test]
-    fn a_full_journal_checkpoints_and_keeps_only_what_follows() {
-        let dir = tempfile::tempdir().unwrap();
-        let (j, _) = reopen(dir.path());
+    impl Journal {
+        /// Waits (with a deadline) until no half is waiting for or under a
+        /// checkpoint.
+        fn settle(&self) {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            let mut st = self.shared.lock();
+            while st.other_busy || st.checkpointing {
+                assert!(std::time::Instant::now() < deadline, "no checkpoint ended");
+                st = self
+                    .shared
+                    .turn
+                    .wait_timeout(st, std::time::Duration::from_millis(50))
+                    .unwrap()
+                    .0;
+            }
+        }
+    }
+
+    /// A journal whose checkpoints record the users they were given.
+    fn recording_journal(dir: &Path) -> (Journal, Arc<Mutex<Vec<BTreeSet<String>>>>) {
+        let synced = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&synced);
+        let (j, _) = Journal::open(
+            &dir.join("journal"),
+            Box::new(move |users| {
+                seen.lock().unwrap().push(users.clone());
+                Ok(())
+            }),
+        )
+        .unwrap();
         j.restart().unwrap();
-        let cap = j.capacity;
+        (j, synced)
+    }
+
+    #[test]
+    fn a_full_half_is_checkpointed_while_appends_go_on_in_the_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let (j, synced) = recording_journal(dir.path());
+        let half = j.shared.half_len;
         let big = |n: u8, len: u64| Change::Save {
             user: format!("u{n}"),
             bytes: vec![n; len as usize],
         };
-        // Three entries of a third of the journal do not fit with the header.
-        for n in 0..4 {
-            j.append(big(n, cap / 3)).unwrap();
+        // Two entries of a third of a half fit in it with its header, a
+        // third does not: it opens the other half, and the first half's
+        // users are checkpointed.
+        for n in 0..3 {
+            j.append(big(n, half / 3)).unwrap();
         }
+        j.settle();
+        assert_eq!(*synced.lock().unwrap(), vec![set(&["u0", "u1"])]);
         drop(j);
         let (j, found) = reopen(dir.path());
-        let users: Vec<&str> = found.iter().map(|c| c.user()).collect();
-        assert_eq!(users, vec!["u2", "u3"]);
+        assert_eq!(found, vec![big(2, half / 3)], "only the unsettled half");
         j.restart().unwrap();
-        // Larger than the whole journal: made durable by a checkpoint,
+        drop(j);
+        let (j, synced) = recording_journal(dir.path());
+        // Round the ring: u3, u4 | u5, u6 | u7 back in the first half.
+        for n in 3..8 {
+            j.append(big(n, half / 3)).unwrap();
+        }
+        j.settle();
+        assert_eq!(
+            *synced.lock().unwrap(),
+            vec![set(&["u3", "u4"]), set(&["u5", "u6"])]
+        );
+        drop(j);
+        let (j, found) = reopen(dir.path());
+        assert_eq!(found, vec![big(7, half / 3)]);
+        j.restart().unwrap();
+        drop(j);
+        // Larger than a half: made durable by a checkpoint of everything,
         // never journaled, and what came before it no longer counts.
-        j.append(big(5, 1)).unwrap();
-        j.append(big(6, cap)).unwrap();
-        j.append(big(7, 1)).unwrap();
+        let (j, synced) = recording_journal(dir.path());
+        j.append(big(8, 1)).unwrap();
+        j.append(big(9, half)).unwrap();
+        j.append(big(10, 1)).unwrap();
+        assert_eq!(*synced.lock().unwrap(), vec![set(&["u8", "u9"])]);
         drop(j);
         let (_j, found) = reopen(dir.path());
-        assert_eq!(found, vec![big(7, 1)]);
+        assert_eq!(found, vec![big(10, 1)]);
+    }
+
+    /// Entries in both halves come back oldest generation first, whichever
+    /// half holds it: a checkpoint that never finished (a kill) leaves the
+    /// half it was writing out replayable.
+    #[test]
+    fn an_unsettled_half_is_replayed_before_the_active_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let gate = Arc::new((Mutex::new(false), Condvar::new()));
+        let hold = Arc::clone(&gate);
+        let (j, _) = Journal::open(
+            &dir.path().join("journal"),
+            Box::new(move |_| {
+                // Never finishes while the test runs: the kill comes first.
+                let (m, c) = &*hold;
+                let mut open = m.lock().unwrap();
+                while !*open {
+                    open = c.wait(open).unwrap();
+                }
+                Err(io::Error::other("killed"))
+            }),
+        )
+        .unwrap();
+        j.restart().unwrap();
+        let half = j.shared.half_len;
+        let big = |n: u8| Change::Save {
+            user: "same".into(),
+            bytes: vec![n; (half / 3) as usize],
+        };
+        for n in 0..4 {
+            j.append(big(n)).unwrap();
+        }
+        // What a kill leaves: a copy of the file as it is now.
+        let copy = dir.path().join("copy");
+        std::fs::create_dir(&copy).unwrap();
+        std::fs::copy(dir.path().join("journal"), copy.join("journal")).unwrap();
+        let (m, c) = &*gate;
+        *m.lock().unwrap() = true;
+        c.notify_all();
+        drop(j);
+        let (_j, found) = reopen(&copy);
+        assert_eq!(found, (0..4).map(big).collect::<Vec<_>>());
+    }
+
+    /// Many writers while the halves fill and are checkpointed over and
+    /// over: every entry a checkpoint did not cover comes back at reopen,
+    /// and every user whose entries were dropped was given to a checkpoint.
+    #[test]
+    fn appends_racing_checkpoints_lose_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (j, synced) = recording_journal(dir.path());
+        let half = j.shared.half_len;
+        let len = (half / 40) as usize;
+        let j = Arc::new(j);
+        let threads: Vec<_> = (0..4u8)
+            .map(|t| {
+                let j = Arc::clone(&j);
+                std::thread::spawn(move || {
+                    for n in 0..100u8 {
+                        j.append(Change::Save {
+                            user: format!("t{t}-{n}"),
+                            bytes: vec![n; len],
+                        })
+                        .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        j.settle();
+        let j = Arc::into_inner(j).unwrap();
+        drop(j);
+        let (_j, found) = reopen(dir.path());
+        let mut covered: BTreeSet<String> = found.iter().map(|c| c.user().to_string()).collect();
+        let checkpoints = synced.lock().unwrap();
+        assert!(checkpoints.len() >= 8, "{} checkpoints", checkpoints.len());
+        for users in checkpoints.iter() {
+            covered.extend(users.iter().cloned());
+        }
+        for t in 0..4u8 {
+            for n in 0..100u8 {
+                assert!(covered.contains(&format!("t{t}-{n}")), "t{t}-{n} lost");
+            }
+        }
     }
 
     #[test]
@@ -810,27 +1210,28 @@ mod tests {
     }
 
     #[test]
-    fn a_full_journal_after_a_failed_open_still_flushes_the_earlier_users() {
+    fn a_full_half_after_a_failed_open_still_flushes_the_earlier_users() {
         use std::sync::atomic::Ordering;
         let dir = tempfile::tempdir().unwrap();
         let (j, fail, synced) = failing_journal(dir.path());
-        let cap = j.capacity;
+        let half = j.shared.half_len;
         j.append(save("alice", 1)).unwrap();
         fail.store(true, Ordering::SeqCst);
         j.append(save("bob", 2)).unwrap_err();
         fail.store(false, Ordering::SeqCst);
-        // Two entries of half the journal: the second checkpoints.
+        // Two entries of half a half: the second moves to the other half.
         for n in 0..2u8 {
             j.append(Change::Save {
                 user: format!("big{n}"),
-                bytes: vec![n; (cap / 2) as usize],
+                bytes: vec![n; (half / 2) as usize],
             })
             .unwrap();
         }
+        j.settle();
         let synced = synced.lock().unwrap();
         assert_eq!(synced.len(), 1, "{synced:?}");
         assert!(
-            synced[0].is_superset(&set(&["alice", "big0"])),
+            synced[0].is_superset(&set(&["alice", "bob", "big0"])),
             "the checkpoint forgot alice's entry without flushing her file: {synced:?}"
         );
     }

@@ -188,6 +188,9 @@ fn the_secret_is_in_no_file_log_error_or_reply() {
     // Corrupt records: a copy of alice's under another name, a truncated one.
     let dave = "otpga-leak-dave";
     let erin = "otpga-leak-erin";
+    // The records' files are written at a checkpoint, which a clean stop
+    // makes; the files read below are then the whole state.
+    d.restart(&bus);
     let alice_rec = fs::read(d.record_path(&alice.name)).expect("alice's record");
     fs::write(d.record_path(dave), &alice_rec).expect("copy");
     fs::write(d.record_path(erin), &alice_rec[..alice_rec.len() / 2]).expect("truncate");
@@ -552,9 +555,13 @@ fn the_daemon_writes_no_core_dump() {
 #[test]
 fn the_key_and_the_state_are_root_only() {
     let bus = Bus::start();
-    let d = Daemon::start(&bus, "");
+    let mut d = Daemon::start(&bus, "");
     let u = test_user("otpga-leak-perm");
     enroll(&bus, &u.name);
+    // The record's file is written at a checkpoint: a clean stop makes one,
+    // so there is a record file to be refused.
+    d.restart(&bus);
+    assert!(d.record_path(&u.name).exists());
     let outsider = test_user("otpga-leak-outsider");
 
     let key = fs::metadata(&d.key_file).expect("key");

@@ -61,7 +61,10 @@ fn count(answers: &[(String, OwnedDict)]) -> BTreeMap<String, usize> {
     m
 }
 
-fn record(d: &Daemon, user: &str) -> Value {
+/// The record as its file holds it after a clean stop: a save is a journal
+/// entry, and the file is written at a checkpoint, which a stop makes.
+fn record(d: &mut Daemon, bus: &Bus, user: &str) -> Value {
+    d.restart(bus);
     let bytes = std::fs::read(d.record_path(user)).expect("read record");
     serde_json::from_slice(&bytes).expect("record is JSON")
 }
@@ -74,7 +77,7 @@ fn expect_counts(got: &BTreeMap<String, usize>, want: &[(&str, usize)]) {
 #[test]
 fn a_hundred_parallel_wrong_codes_lock_after_exactly_max_failures() {
     let bus = Bus::start();
-    let d = Daemon::start(&bus, "[lockout]\nmax_failures = 5\nduration_secs = 900\n");
+    let mut d = Daemon::start(&bus, "[lockout]\nmax_failures = 5\nduration_secs = 900\n");
     let user = test_user("otpgd-conc-wrong");
     let e = enroll(&bus, &user.name);
     let wrong = wrong_code(&e.secret);
@@ -96,7 +99,7 @@ fn a_hundred_parallel_wrong_codes_lock_after_exactly_max_failures() {
     assert!(ends.iter().all(|&t| t == until), "{ends:?}");
     assert!(until >= start + 900 && until <= now() + 900, "{until}");
 
-    let rec = record(&d, &user.name);
+    let rec = record(&mut d, &bus, &user.name);
     assert_eq!(rec["failures"], 5, "{rec}");
     assert_eq!(rec["locked_until"], until, "{rec}");
     let st = call(&bus, "Manager", "Status", &[&user.name]).ok();
@@ -108,7 +111,7 @@ fn a_hundred_parallel_wrong_codes_lock_after_exactly_max_failures() {
 fn fifty_parallel_uses_of_one_valid_code_give_exactly_one_ok() {
     let bus = Bus::start();
     // Room for 49 replays without a lock: every answer is about the code.
-    let d = Daemon::start(&bus, "[lockout]\nmax_failures = 100\n");
+    let mut d = Daemon::start(&bus, "[lockout]\nmax_failures = 100\n");
     let user = test_user("otpgd-conc-valid");
     let e = enroll(&bus, &user.name);
     let step = e.confirmed_at / PERIOD + 1;
@@ -119,7 +122,7 @@ fn fifty_parallel_uses_of_one_valid_code_give_exactly_one_ok() {
     eprintln!("50 uses of one code: {counts:?}");
     expect_counts(&counts, &[("ok", 1), ("replayed", 49)]);
 
-    let rec = record(&d, &user.name);
+    let rec = record(&mut d, &bus, &user.name);
     assert_eq!(rec["factors"][0]["last_step"], step, "{rec}");
     assert_eq!(rec["failures"], 49, "each replay is a failure: {rec}");
     assert_eq!(rec["locked_until"], 0, "{rec}");
@@ -128,7 +131,7 @@ fn fifty_parallel_uses_of_one_valid_code_give_exactly_one_ok() {
 #[test]
 fn fifty_parallel_uses_of_one_valid_code_with_the_default_lockout() {
     let bus = Bus::start();
-    let d = Daemon::start(&bus, "[lockout]\nmax_failures = 5\n");
+    let mut d = Daemon::start(&bus, "[lockout]\nmax_failures = 5\n");
     let user = test_user("otpgd-conc-valid5");
     let e = enroll(&bus, &user.name);
     let step = e.confirmed_at / PERIOD + 1;
@@ -141,7 +144,7 @@ fn fifty_parallel_uses_of_one_valid_code_with_the_default_lockout() {
     // them lock the user, the rest are refused as locked.
     expect_counts(&counts, &[("locked", 44), ("ok", 1), ("replayed", 5)]);
 
-    let rec = record(&d, &user.name);
+    let rec = record(&mut d, &bus, &user.name);
     assert_eq!(rec["factors"][0]["last_step"], step, "{rec}");
     assert_eq!(rec["failures"], 5, "{rec}");
     assert!(rec["locked_until"].as_u64().unwrap_or(0) > now(), "{rec}");

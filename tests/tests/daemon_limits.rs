@@ -303,7 +303,9 @@ fn an_account_with_a_name_too_long_for_a_file_is_stored_by_its_uid() {
         )
         .with_accounts(Arc::new(TableAccounts(accounts.to_vec()))),
     );
-    let _conn = rt.block_on(otpgated::serve(&bus.address, engine)).unwrap();
+    let _conn = rt
+        .block_on(otpgated::serve(&bus.address, Arc::clone(&engine)))
+        .unwrap();
 
     for (name, uid) in &accounts {
         let name = name.as_str();
@@ -324,6 +326,8 @@ fn an_account_with_a_name_too_long_for_a_file_is_stored_by_its_uid() {
         let st = call(&bus, "Manager", "Status", &[name]).ok();
         assert_eq!(st["user"], name);
         assert_eq!(st["enrolled"], true);
+        // The file is written at a checkpoint.
+        rt.block_on(engine.checkpoint()).expect("checkpoint");
         let record = dir.join("state/users").join(format!("uid:{uid}.json"));
         assert!(record.is_file(), "{} missing", record.display());
     }

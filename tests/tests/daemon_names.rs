@@ -30,7 +30,7 @@ fn nullok_service(bus: &Bus) -> (String, EtcFile) {
 fn a_second_name_on_the_enrolled_uid_is_asked_for_the_same_code() {
     require_root();
     let bus = Bus::start();
-    let d = Daemon::start(&bus, "");
+    let mut d = Daemon::start(&bus, "");
     let owner = test_user("otpgnm-owner");
     let _cleanup = RemoveUsers::now_and_later(&["otpgnm-alias"]);
     // Appended after the owner's line, so getpwuid still names the owner.
@@ -74,6 +74,8 @@ fn a_second_name_on_the_enrolled_uid_is_asked_for_the_same_code() {
     let out = pamtester(&service, &owner.name, &code);
     assert!(!out.success, "{}", out.all());
     assert!(out.says("already used"), "{}", out.all());
+    // The files are written at a checkpoint, which a clean stop makes.
+    d.restart(&bus);
     let files: Vec<_> = fs::read_dir(d.state_dir.join("users"))
         .expect("users dir")
         .map(|e| e.expect("entry").file_name().into_string().expect("utf-8"))
@@ -206,6 +208,8 @@ fn a_record_filed_by_name_moves_to_the_uid_and_keeps_working() {
     {
         let store = LocalStore::open(&d.state_dir).expect("the daemon's store");
         store.save(&rec).expect("save the old-style record");
+        // Into the file now, as the earlier otpgated left it.
+        otpgated::store::Store::checkpoint(&store).expect("checkpoint");
     }
     let legacy = d.state_dir.join("users").join(format!("{}.json", u.name));
     assert!(legacy.exists());
@@ -213,6 +217,8 @@ fn a_record_filed_by_name_moves_to_the_uid_and_keeps_working() {
     d.restart(&bus);
     assert!(d.log().contains("event=record-moved"), "{}", d.log());
     assert!(!legacy.exists(), "the name-keyed file is gone");
+    // The new file is written at a checkpoint, which a clean stop makes.
+    d.restart(&bus);
     assert!(d.record_path(&u.name).exists(), "filed under the uid");
 
     let (r, info) = verify(&bus, &u.name, &oathtool_at(&secret_b32, now));

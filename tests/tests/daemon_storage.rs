@@ -108,7 +108,7 @@ fn verify_err(bus: &Bus, user: &str, code: &str) -> CallResult {
 #[test]
 fn state_at_rest_is_private_and_holds_no_secret_in_the_clear() {
     let bus = Bus::start();
-    let d = Daemon::start(&bus, "");
+    let mut d = Daemon::start(&bus, "");
     let user = test_user("otpgd-st-rest");
     let e = enroll(&bus, &user.name);
     let (r, info) = verify(
@@ -121,6 +121,9 @@ fn state_at_rest_is_private_and_holds_no_secret_in_the_clear() {
     let pending_user = test_user("otpgd-st-rest2");
     let pending = call(&bus, "Manager", "Enroll", &[&pending_user.name]).ok();
     let pending_secret = pending["secret"].as_str().expect("secret").to_string();
+    // A save is a journal entry; the records' files are written at a
+    // checkpoint, which a clean stop makes.
+    d.restart(&bus);
 
     assert_eq!(mode(&d.state_dir), 0o700);
     assert_eq!(mode(&d.state_dir.join("users")), 0o700);
@@ -173,10 +176,12 @@ fn state_at_rest_is_private_and_holds_no_secret_in_the_clear() {
 #[test]
 fn a_record_copied_onto_another_user_does_not_open() {
     let bus = Bus::start();
-    let d = Daemon::start(&bus, "");
+    let mut d = Daemon::start(&bus, "");
     let x = test_user("otpgd-st-copyx");
     let y = test_user("otpgd-st-copyy");
     let e = enroll(&bus, &x.name);
+    // x's file is written at a checkpoint, which a clean stop makes.
+    d.restart(&bus);
     let x_next = oathtool_at(&e.secret, e.confirmed_at + PERIOD);
     let original = fs::read(d.record_path(&x.name)).expect("x's record");
 
@@ -226,11 +231,14 @@ fn a_record_copied_onto_another_user_does_not_open() {
 #[test]
 fn a_corrupt_record_is_an_error_for_that_user_only() {
     let bus = Bus::start();
-    let d = Daemon::start(&bus, "");
+    let mut d = Daemon::start(&bus, "");
     let good = test_user("otpgd-st-good");
     let bad = test_user("otpgd-st-bad");
     let e = enroll(&bus, &good.name);
     enroll(&bus, &bad.name);
+    // Written to its file by the checkpoint of a clean stop: with no newer
+    // change held by the daemon, the file is what it reads.
+    d.restart(&bus);
     fs::write(
         d.record_path(&bad.name),
         b"\x00\xffnot a record\x13\x37{\"user\":",
@@ -456,6 +464,8 @@ fn what_was_answered_survives_files_lost_in_a_power_cut() {
     let mut d = Daemon::start(&bus, "");
     let user = test_user("otpgd-st-power");
     let e = enroll(&bus, &user.name);
+    // The file as enrolled, written by the checkpoint of a clean stop.
+    d.restart(&bus);
     let as_enrolled = fs::read(d.record_path(&user.name)).expect("record");
 
     let (r, info) = verify(&bus, &user.name, &e.backup_codes[0]);

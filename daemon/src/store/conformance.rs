@@ -200,8 +200,8 @@ fn local_updates_survive_a_crash_without_checkpoint() {
             .unwrap();
         // Dropped here without `checkpoint`: what a kill leaves.
     }
-    // The file as it was before the update never reached the disk.
-    std::fs::remove_file(path.join("users").join("uid:5.json")).unwrap();
+    // No file: a save is a journal entry until a checkpoint writes it out.
+    assert!(!path.join("users").join("uid:5.json").exists());
     let store = LocalStore::open(&path).unwrap();
     assert_eq!(store.get("uid:5").unwrap().unwrap().failures, 3);
 }
