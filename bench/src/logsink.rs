@@ -270,3 +270,55 @@ fn note(record: &Option<PathBuf>, line: &str) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(label: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "otpgate-bench-logsink-{label}-{}",
+            std::process::id()
+        ));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn a_socket_is_listening_stale_or_absent() {
+        let d = temp_dir("state");
+        let p = d.join("log");
+        assert_eq!(state(&p), State::Absent);
+        let s = UnixDatagram::bind(&p).unwrap();
+        assert_eq!(state(&p), State::Listening);
+        // The file stays when its listener is gone: a leftover nobody reads.
+        drop(s);
+        assert_eq!(state(&p), State::Stale);
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn only_the_socket_the_sink_bound_is_removed() {
+        let d = temp_dir("remove");
+        let p = d.join("log");
+        let mine = UnixDatagram::bind(&p).unwrap();
+        let ino = fs::symlink_metadata(&p).unwrap().ino();
+        // Someone else's socket took the path meanwhile: not touched.
+        drop(mine);
+        fs::remove_file(&p).unwrap();
+        let _theirs = UnixDatagram::bind(&p).unwrap();
+        let sub = d.join("made");
+        fs::create_dir(&sub).unwrap();
+        fs::write(sub.join("keep"), b"").unwrap();
+        remove_created(&[(p.clone(), ino)], std::slice::from_ref(&sub));
+        assert!(p.exists(), "a socket the sink did not bind was removed");
+        assert!(sub.exists(), "a directory that is not empty was removed");
+        // The very socket it bound (same inode) goes, and its directory.
+        let ino2 = fs::symlink_metadata(&p).unwrap().ino();
+        fs::remove_file(sub.join("keep")).unwrap();
+        remove_created(&[(p.clone(), ino2)], std::slice::from_ref(&sub));
+        assert!(!p.exists() && !sub.exists());
+        fs::remove_dir_all(&d).unwrap();
+    }
+}
