@@ -2,21 +2,24 @@
 # otpgate against google-authenticator-libpam and pam_oath, through the real
 # PAM library, on this machine. Run as root from anywhere:
 #
-#   bench/run.sh [--users 1000,10000,100000] [--workers 1,4] [--seconds 10] [--quick]
+#   bench/run.sh [--users 1000,10000] [--workers 1,4] [--seconds 10] [--quick]
 #
 # --quick is --users 1000 --seconds 6. What it does (details in bench/README.md):
-#   1. installs libpam-google-authenticator and libpam-oath (and what the
-#      build needs) when missing;
+#   1. installs libpam-google-authenticator, libpam-oath, dbus-broker (and
+#      what the build needs) when missing;
 #   2. builds otpgated, pam_otpgate.so and the load generator in release
 #      (target/release, or $CARGO_TARGET_DIR/release);
 #   3. backs up /etc/passwd and /etc/shadow, adds the bench's system users
 #      (otpgbn000000…) in one batch, and removes them again on exit, even
 #      on failure or Ctrl-C (trap), then checks the files against the backup;
-#   4. runs `otpgate-bench run`, which prints the table and the targets.
+#   4. runs `otpgate-bench run`, which gives every module a syslog socket
+#      at /dev/log (the host's, or a discarding listener it starts and
+#      removes again, also on failure or Ctrl-C), and prints the table and
+#      the targets.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-users=1000,10000,100000
+users=1000,10000
 workers=1,4
 seconds=10
 while [ $# -gt 0 ]; do
@@ -28,7 +31,7 @@ while [ $# -gt 0 ]; do
     --seconds) seconds="$2"; shift 2 ;;
     --seconds=*) seconds="${1#*=}"; shift ;;
     --quick) users=1000; seconds=6; shift ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "bench/run.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -46,7 +49,8 @@ echo "bench/run.sh: $(date -u '+%Y-%m-%d %H:%M:%S UTC') on $(hostname), $(nproc)
 
 packages=(
   libpam-google-authenticator libpam-oath   # the peers
-  dbus-daemon                               # the private bus
+  dbus-daemon dbus-broker                   # the private buses
+  systemd                                   # systemd-socket-activate, to start dbus-broker-launch
   libpam0g-dev build-essential pkg-config   # building against libpam
 )
 missing=()
@@ -74,11 +78,55 @@ for n in "${ns[@]}"; do [ "$n" -gt "$max" ] && max=$n; done
 
 backup=$(mktemp -d /var/tmp/otpgate-bench-etc.XXXXXX)
 cp -p /etc/passwd /etc/shadow "$backup/"
+export OTPGATE_BENCH_RECORD="$backup/record"
+# The bench's files (state, secrets, google-authenticator's 100,000 files):
+# under /tmp like the other modules' (the same ext4 here), removed on exit.
+work=$(mktemp -d /tmp/otpgate-bench.XXXXXX)
+# Traversable: google-authenticator reads each user's file as that user.
+chmod 755 "$work"
+export TMPDIR="$work"
+
+# After an orchestrator killed with SIGKILL: its otpgated, dbus-daemon and
+# dbus-broker-launch instances are still running (their command lines name
+# files of this run only), and their directories are left.
+stop_leftovers() {
+  local opid=$1 p args
+  for p in /proc/[0-9]*; do
+    args=$( { tr '\0' ' ' < "$p/cmdline"; } 2>/dev/null) || continue
+    case "$args" in
+      *"$work/"*|*/run/otpgate-tests/otpgate-test-bus-"$opid"-*|*/run/otpgate-tests/otpgate-test-broker-"$opid"-*)
+        kill -TERM "${p#/proc/}" 2>/dev/null && echo "bench/run.sh: stopped ${p#/proc/} (${args%% *}), left by the run" >&2 ;;
+    esac
+  done
+  sleep 1
+  rm -rf /run/otpgate-tests/otpgate-test-{bus,broker,bench-sockets}-"$opid"-*
+}
 
 restore() {
   local rc=$?
   trap - EXIT INT TERM
   local t0; t0=$(date +%s)
+  # The syslog listener removes its own sockets; this is for the case where
+  # it was killed too (SIGKILL of the whole group). Only what it recorded
+  # as created, and only while it is the same inode. A run cut short
+  # leaves its sockets' directories under /run/otpgate-tests (named with
+  # the orchestrator's pid) and its files in $work.
+  if [ -f "$backup/record" ]; then
+    local kind path ino
+    while read -r kind path ino; do
+      if [ "$kind" = socket ] && [ -S "$path" ] && [ "$(stat -c %i "$path")" = "$ino" ]; then
+        rm -f "$path" && echo "bench/run.sh: removed $path, left by the bench's syslog listener" >&2
+      fi
+    done < "$backup/record"
+    while read -r kind path ino; do
+      case "$kind" in
+        dir) rmdir "$path" 2>/dev/null || true ;;
+        pid) [[ "$path" =~ ^[0-9]+$ ]] && stop_leftovers "$path" ;;
+      esac
+    done < "$backup/record"
+    rm -f "$backup/record"
+  fi
+  rm -rf "$work"
   if ! "$bench" users remove; then
     # The tool failed: drop the lines with grep instead (same lines, no lock).
     echo "bench/run.sh: otpgate-bench users remove failed; removing otpgbn* lines with grep" >&2

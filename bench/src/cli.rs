@@ -27,6 +27,14 @@ pub enum Cmd {
     /// One load-generating process (started by `run`).
     #[command(hide = true)]
     Worker(WorkerArgs),
+    /// A discarding syslog listener (started by `run` when the host has
+    /// none): binds each PATH as a datagram socket, reads and drops what
+    /// arrives, and removes what it created when stopped or orphaned.
+    #[command(hide = true)]
+    LogSink {
+        #[arg(long = "path", required = true)]
+        paths: Vec<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -43,7 +51,7 @@ pub enum UsersOp {
 #[derive(clap::Args)]
 pub struct RunArgs {
     /// Numbers of enrolled users, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000")]
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
     pub users: Vec<usize>,
     /// Concurrent worker processes, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1,4")]
@@ -66,25 +74,52 @@ pub struct RunArgs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
 pub enum Module {
+    /// pam_otpgate over its direct socket to otpgated (the default setup).
     Otpgate,
+    /// pam_otpgate with `bus_only`, through dbus-daemon.
+    OtpgateBus,
+    /// pam_otpgate with `bus_only`, through dbus-broker.
+    OtpgateBroker,
     GoogleAuthenticator,
     PamOath,
     PamPermit,
 }
 
 impl Module {
+    pub const OTPGATES: [Module; 3] = [Module::Otpgate, Module::OtpgateBus, Module::OtpgateBroker];
+
     pub fn name(self) -> &'static str {
         match self {
-            Module::Otpgate => "otpgate",
+            Module::Otpgate => "otpgate (socket)",
+            Module::OtpgateBus => "otpgate (dbus-daemon)",
+            Module::OtpgateBroker => "otpgate (dbus-broker)",
             Module::GoogleAuthenticator => "google-authenticator",
             Module::PamOath => "pam_oath",
             Module::PamPermit => "pam_permit",
         }
     }
 
+    /// A name without spaces, for files.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Module::Otpgate => "otpgate",
+            Module::OtpgateBus => "otpgate-bus",
+            Module::OtpgateBroker => "otpgate-broker",
+            Module::GoogleAuthenticator => "google-authenticator",
+            Module::PamOath => "pam_oath",
+            Module::PamPermit => "pam_permit",
+        }
+    }
+
+    pub fn is_otpgate(self) -> bool {
+        Module::OTPGATES.contains(&self)
+    }
+
     pub fn service(self) -> &'static str {
         match self {
             Module::Otpgate => "bench-otpgate",
+            Module::OtpgateBus => "bench-otpgate-bus",
+            Module::OtpgateBroker => "bench-otpgate-broker",
             Module::GoogleAuthenticator => "bench-ga",
             Module::PamOath => "bench-oath",
             Module::PamPermit => "bench-permit",

@@ -18,12 +18,15 @@
 //! It prints one table and whether each performance target holds
 //! (bench/README.md lists them).
 
+mod broker;
 mod cli;
+mod logsink;
 mod measure;
 mod report;
 mod setup;
 mod worker;
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -31,7 +34,7 @@ use clap::Parser;
 use crate::cli::{Args, Cmd, Module, RunArgs};
 use crate::measure::{load_avg, measure, overhead_on_tmpfs, Extra, Row};
 use crate::report::{print_overhead, print_table, print_targets};
-use crate::setup::{security_dir, setup, users};
+use crate::setup::{security_dir, setup, users, Setup};
 use crate::worker::worker;
 use otpgate_bench::procfs::rss_kib;
 
@@ -41,6 +44,7 @@ fn main() {
         Cmd::Users { op } => users(op),
         Cmd::Run(a) => run(a),
         Cmd::Worker(a) => worker(a),
+        Cmd::LogSink { paths } => logsink::sink(paths),
     };
     if let Err(e) = r {
         eprintln!("otpgate-bench: {e}");
@@ -52,6 +56,8 @@ fn run(a: RunArgs) -> Result<(), String> {
     let modules: Vec<Module> = if a.modules.is_empty() {
         vec![
             Module::Otpgate,
+            Module::OtpgateBus,
+            Module::OtpgateBroker,
             Module::GoogleAuthenticator,
             Module::PamOath,
             Module::PamPermit,
@@ -71,6 +77,13 @@ fn run(a: RunArgs) -> Result<(), String> {
             ));
         }
     }
+    logsink::record(&format!("pid {}", std::process::id()));
+    // Log sockets first: otpgated connects to syslog when it starts.
+    let mut log_paths = vec![Path::new(logsink::DEV_LOG)];
+    if modules.contains(&Module::OtpgateBroker) {
+        log_paths.push(Path::new(logsink::JOURNAL_SOCKET));
+    }
+    let log_sockets = logsink::LogSockets::ensure(&log_paths)?;
     let started = Instant::now();
     println!(
         "otpgate-bench: {} cores, load average {} at start, rows of {} s, users {:?}, workers {:?}",
@@ -83,7 +96,7 @@ fn run(a: RunArgs) -> Result<(), String> {
     let mut rows: Vec<Row> = Vec::new();
     let mut extra: Vec<(usize, Extra)> = Vec::new();
     let shm_users = a.users.iter().copied().min().unwrap_or(0).min(100);
-    let on_tmpfs = if modules.contains(&Module::Otpgate) && shm_users > 0 {
+    let on_tmpfs = if modules.iter().any(|m| m.is_otpgate()) && shm_users > 0 {
         println!("\n== The module's own cost, with otpgated's state on tmpfs ({shm_users} users, no disk flush)");
         Some(overhead_on_tmpfs(shm_users, a.seconds.clamp(3, 10))?)
     } else {
@@ -103,12 +116,22 @@ fn run(a: RunArgs) -> Result<(), String> {
         setups.push(setup(n, &modules, &sec, a.enrol_threads)?);
         println!("N = {n}: set up in {:.0} s", t_n.elapsed().as_secs_f64());
     }
+    let env = environment(&setups, &modules, &log_sockets);
+    println!("\n== Environment");
+    for l in &env {
+        println!("  {l}");
+    }
     println!("\n== Rows (load average {})", load_avg());
     let (r, directs) = measure(&setups, &modules, &a)?;
     rows.extend(r);
     std::thread::sleep(Duration::from_secs(2));
     for (s, d) in setups.iter().zip(directs) {
-        let (rss_idle, hwm) = rss_kib(s.daemon.pid);
+        // Memory of the default instance (the one the socket rows used).
+        let pid = [Module::Otpgate, Module::OtpgateBus, Module::OtpgateBroker]
+            .iter()
+            .find_map(|&m| s.instance(m))
+            .map_or(0, |i| i.daemon.pid);
+        let (rss_idle, hwm) = rss_kib(pid);
         let e = Extra {
             rss_after_enrol_kib: s.rss_after_enrol_kib,
             rss_idle_after_load_kib: rss_idle,
@@ -127,8 +150,72 @@ fn run(a: RunArgs) -> Result<(), String> {
         started.elapsed().as_secs_f64(),
         load_avg()
     );
+    println!("Environment (the same for every module unless said):");
+    for l in &env {
+        println!("- {l}");
+    }
+    println!();
     print_table(&rows);
     print_overhead(&extra, on_tmpfs.as_ref());
     print_targets(&rows, &extra, on_tmpfs.as_ref(), &a);
     Ok(())
+}
+
+/// What every module ran with, and where they differ: printed above the
+/// table, so that a reader sees what the comparison was.
+fn environment(setups: &[Setup], modules: &[Module], logs: &logsink::LogSockets) -> Vec<String> {
+    let mut env = Vec::new();
+    for l in &logs.lines {
+        env.push(format!("syslog: {l}"));
+    }
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let lines = passwd.lines().count();
+    let first = passwd
+        .lines()
+        .position(|l| l.starts_with(setup::PREFIX))
+        .map_or(0, |p| p + 1);
+    env.push(format!(
+        "/etc/passwd: {lines} lines (NSS \"passwd: {}\"); bench user i is line {first} + i. otpgated (getpwnam + getpwuid per call, two calls per login) and google-authenticator (getpwnam + getpwuid per login: its secret file is the user's own, no `user=root`) look each user up; pam_oath and pam_permit do not",
+        nsswitch_passwd()
+    ));
+    for s in setups {
+        let mut fss = vec![format!("bench files {}", broker::fs_of(&s.private))];
+        for i in &s.instances {
+            fss.push(format!(
+                "{} state {}, bus socket {}",
+                i.module.name(),
+                broker::fs_of(&setup::Otpgated::state_dir(&i.daemon.dir)),
+                broker::fs_of(i.bus.dir())
+            ));
+            if let Some(p) = &i.pam_socket {
+                fss.push(format!("its direct socket {}", p.display()));
+            }
+        }
+        if modules.contains(&Module::GoogleAuthenticator) {
+            fss.push(format!(
+                "google-authenticator files {}",
+                broker::fs_of(&s.ga_dir())
+            ));
+        }
+        if modules.contains(&Module::PamOath) {
+            fss.push(format!("pam_oath usersfile {}", broker::fs_of(&s.private)));
+        }
+        env.push(format!("N = {}: {}", s.users, fss.join("; ")));
+        for (m, why) in &s.skipped {
+            env.push(format!("N = {}: {} not measured: {why}", s.users, m.name()));
+        }
+    }
+    env
+}
+
+fn nsswitch_passwd() -> String {
+    std::fs::read_to_string("/etc/nsswitch.conf")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("passwd:")
+                .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
+        })
+        .unwrap_or_else(|| "?".into())
 }

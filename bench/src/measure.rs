@@ -17,7 +17,7 @@ use otpgate_bench::{now, pam, stats, totp, user_name, wrong_code, State, PERIOD}
 use otpgate_tests::Bus;
 
 use crate::cli::{Mode, Module, RunArgs};
-use crate::setup::{enrol_otpgate, security_dir, Setup, DAEMON_TOML, PREFIX};
+use crate::setup::{enrol_otpgate, security_dir, Setup, DAEMON_TOML, NO_PAM_SOCKET, PREFIX};
 
 #[derive(Debug, Clone)]
 pub struct Row {
@@ -91,7 +91,7 @@ impl Row {
             0.0
         };
         self.client_cpu_us = self.client_cpu_total_us as f64 / self.attempts.max(1) as f64;
-        self.cpu_us = (self.module == Module::Otpgate && self.attempts > 0).then(|| {
+        self.cpu_us = (self.module.is_otpgate() && self.attempts > 0).then(|| {
             (
                 self.cpu_total_us.0 as f64 / self.attempts as f64,
                 self.cpu_total_us.1 as f64 / self.attempts as f64,
@@ -116,7 +116,7 @@ impl Row {
         );
         match self.cpu_us {
             Some((d, b)) => println!(
-                "  {label}  CPU per attempt: PAM client {:.0} µs, otpgated {d:.0} µs, dbus-daemon {b:.0} µs",
+                "  {label}  CPU per attempt: PAM client {:.0} µs, otpgated {d:.0} µs, bus {b:.0} µs",
                 self.client_cpu_us
             ),
             None => println!(
@@ -150,12 +150,16 @@ pub fn measure(
 ) -> Result<(Vec<Row>, Vec<Direct>), String> {
     let peers: Vec<Module> = [
         Module::Otpgate,
+        Module::OtpgateBus,
+        Module::OtpgateBroker,
         Module::GoogleAuthenticator,
         Module::PamOath,
     ]
     .into_iter()
     .filter(|m| modules.contains(m))
     .collect();
+    // An otpgate row kind runs where its instance could be started.
+    let runs = |s: &Setup, m: Module| !m.is_otpgate() || s.instance(m).is_some();
     let mut rows = Vec::new();
     let rounds = a.rounds.max(1);
     let slice = a.seconds as f64 / rounds as f64;
@@ -167,7 +171,7 @@ pub fn measure(
         let mut parts: BTreeMap<(usize, Module), Vec<Row>> = BTreeMap::new();
         for r in 0..rounds {
             for s in setups {
-                for &m in &peers {
+                for &m in peers.iter().filter(|&&m| runs(s, m)) {
                     if mode == Mode::Valid {
                         wait_for_valid_codes(s, m)?;
                     }
@@ -196,7 +200,7 @@ pub fn measure(
     }
     let mut directs = Vec::new();
     for s in setups {
-        directs.push(if peers.contains(&Module::Otpgate) {
+        directs.push(if s.instance(Module::OtpgateBus).is_some() {
             direct(s, a.seconds.clamp(3, 10))?
         } else {
             Direct::default()
@@ -327,7 +331,18 @@ pub fn row(
             }
         }
     }
-    let cpu_before = (cpu_time_us(s.daemon.pid), cpu_time_us(s.bus.pid));
+    // The daemon's and the bus's CPU: every thread of otpgated, and for
+    // dbus-broker both the launcher and the broker.
+    let inst = s.instance(m);
+    let cpu = || {
+        inst.map_or((0, 0), |i| {
+            (
+                cpu_time_us(i.daemon.pid),
+                i.bus.pids().into_iter().map(cpu_time_us).sum::<u64>(),
+            )
+        })
+    };
+    let cpu_before = cpu();
     for w in spawned.iter_mut() {
         let _ = w.child.stdin.as_mut().expect("piped").write_all(b"go\n");
         let _ = w.child.stdin.take();
@@ -349,7 +364,7 @@ pub fn row(
             }
         }
     }
-    let cpu_after = (cpu_time_us(s.daemon.pid), cpu_time_us(s.bus.pid));
+    let cpu_after = cpu();
     // Merge: latencies, results, and the per-user state for the next row.
     let mut st = if m == Module::PamPermit {
         State::new(s.users)
@@ -427,15 +442,22 @@ pub fn row(
 /// (c) a full PAM transaction with pam_otpgate.so, in this process;
 /// (d) a full PAM transaction with pam_permit.so.
 pub fn direct(s: &Setup, seconds: u64) -> Result<Direct, String> {
-    let m = Module::Otpgate;
+    let m = Module::OtpgateBus;
+    let inst = s.instance(m).ok_or("no dbus-daemon instance")?;
     let mut st = State::load(&s.state_path(m))?;
-    let d = direct_on(&s.bus.address, &s.confdir(), &s.secrets, &mut st, seconds);
+    let d = direct_on(
+        inst.bus.address(),
+        &s.confdir(),
+        &s.secrets,
+        &mut st,
+        seconds,
+    );
     st.save(&s.state_path(m))?;
     d
 }
 
 /// `direct` against the daemon on `address`, whose users and secrets are
-/// `secrets`, with `confdir`'s `bench-otpgate` service pointing at it.
+/// `secrets`, with `confdir`'s `bench-otpgate-bus` service pointing at it.
 pub fn direct_on(
     address: &str,
     confdir: &Path,
@@ -472,7 +494,7 @@ pub fn direct_on(
     let client = pam_otpgate::client::BusDaemon::new(&address, Duration::from_secs(5));
     let ctx = pam_otpgate::client::Context::default();
     let confdir = pam::cstring(&confdir.display().to_string());
-    let svc_otpgate = pam::cstring(Module::Otpgate.service());
+    let svc_otpgate = pam::cstring(Module::OtpgateBus.service());
     let svc_permit = pam::cstring(Module::PamPermit.service());
     let (mut kept, mut via_client, mut via_pam, mut permit) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -585,7 +607,7 @@ pub fn overhead_on_tmpfs(users: usize, seconds: u64) -> Result<Direct, String> {
     fs::write(
         &config,
         format!(
-            "[storage]\npath = \"{}\"\nkey_file = \"{}\"\n\n{DAEMON_TOML}",
+            "[storage]\npath = \"{}\"\nkey_file = \"{}\"\n\n{DAEMON_TOML}\n{NO_PAM_SOCKET}",
             dir.join("state").display(),
             dir.join("master.key").display()
         ),
@@ -625,9 +647,9 @@ pub fn overhead_on_tmpfs(users: usize, seconds: u64) -> Result<Direct, String> {
     let confdir = dir.join("pam.d");
     fs::create_dir(&confdir).map_err(|e| e.to_string())?;
     fs::write(
-        confdir.join(Module::Otpgate.service()),
+        confdir.join(Module::OtpgateBus.service()),
         format!(
-            "auth required {} bus={}\n",
+            "auth required {} bus={} bus_only\n",
             otpgate_tests::pam_module().display(),
             bus.address
         ),

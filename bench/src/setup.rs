@@ -3,15 +3,18 @@
 //! the peers' secret files, a PAM confdir and the per-user code states.
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use otpgate_bench::procfs::rss_kib;
 use otpgate_bench::{
     code_at_step, now, secret_hex, totp, user_name, userdb, write_private, State, PERIOD,
 };
-use otpgate_tests::{Bus, Daemon, TestDir};
+use otpgate_tests::{Bus, TestDir};
 
+use crate::broker::Broker;
 use crate::cli::{Module, UsersOp};
 
 /// Bench users are `PREFIX` + six digits; no test suite uses this prefix.
@@ -26,6 +29,10 @@ pub const GID: u32 = 65_534;
 /// (10 argon2 hashes per enrolment would make 100,000 enrolments take
 /// hours), and the lockout as high as the config allows.
 pub const DAEMON_TOML: &str = "[backup_codes]\ncount = 0\n\n[lockout]\nmax_failures = 100\n";
+
+/// For the instances the module reaches over a bus: no direct socket
+/// (otpgated's default, /run/otpgate/pam.socket, is the host's).
+pub const NO_PAM_SOCKET: &str = "[pam]\nsocket = \"\"\n";
 
 pub fn users(op: UsersOp) -> Result<(), String> {
     let etc = Path::new("/etc");
@@ -49,15 +56,155 @@ pub fn users(op: UsersOp) -> Result<(), String> {
     Ok(())
 }
 
-/// Everything one N needs: bus, daemon, secrets, PAM confdir, states.
+/// One otpgated and the bus it serves on.
+pub struct Instance {
+    pub module: Module,
+    pub bus: BusKind,
+    pub daemon: Otpgated,
+    /// The direct socket the module uses (the socket row only).
+    pub pam_socket: Option<PathBuf>,
+}
+
+pub enum BusKind {
+    DbusDaemon(Bus),
+    Broker(Broker),
+}
+
+impl BusKind {
+    pub fn address(&self) -> &str {
+        match self {
+            BusKind::DbusDaemon(b) => &b.address,
+            BusKind::Broker(b) => &b.address,
+        }
+    }
+    /// The processes that do the bus's work (their CPU is the bus's).
+    pub fn pids(&self) -> Vec<i32> {
+        match self {
+            BusKind::DbusDaemon(b) => vec![b.pid],
+            BusKind::Broker(b) => vec![b.launcher_pid, b.broker_pid],
+        }
+    }
+    pub fn dir(&self) -> &Path {
+        match self {
+            BusKind::DbusDaemon(b) => &b.dir.path,
+            BusKind::Broker(b) => &b.dir.path,
+        }
+    }
+}
+
+/// The real release otpgated with a state directory of the bench's.
+pub struct Otpgated {
+    pub dir: PathBuf,
+    pub pid: i32,
+    child: Option<std::process::Child>,
+    log_path: PathBuf,
+}
+
+impl Otpgated {
+    pub fn state_dir(dir: &Path) -> PathBuf {
+        dir.join("state")
+    }
+
+    /// Starts otpgated on `bus` with `dir/state` and `dir/master.key`
+    /// (created at first start) and `extra_toml` after the bench's config.
+    pub fn start(dir: &Path, bus: &str, extra_toml: &str) -> Result<Otpgated, String> {
+        let config = dir.join("otpgate.toml");
+        fs::write(
+            &config,
+            format!(
+                "[storage]\npath = \"{}\"\nkey_file = \"{}\"\n\n{DAEMON_TOML}\n{extra_toml}\n",
+                Otpgated::state_dir(dir).display(),
+                dir.join("master.key").display()
+            ),
+        )
+        .map_err(|e| format!("{}: {e}", config.display()))?;
+        let log_path = dir.join("otpgated.log");
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| format!("{}: {e}", log_path.display()))?;
+        let child = Command::new(otpgate_tests::bin("otpgated"))
+            .arg("--config")
+            .arg(&config)
+            .arg("--bus")
+            .arg(bus)
+            .env_remove("DBUS_SYSTEM_BUS_ADDRESS")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("start otpgated: {e}"))?;
+        let mut d = Otpgated {
+            dir: dir.to_path_buf(),
+            pid: child.id() as i32,
+            child: Some(child),
+            log_path,
+        };
+        let has_owner = |address: &str| {
+            let address = address.to_string();
+            zruntime::block_on(async move {
+                let conn = zbus::connection::Builder::address(address.as_str())
+                    .build()
+                    .await
+                    .ok()?;
+                let proxy = zbus::fdo::DBusProxy::new(&conn).await.ok()?;
+                let name = zbus::names::BusName::try_from(otpgate_proto::BUS_NAME).ok()?;
+                proxy.name_has_owner(name).await.ok()
+            })
+            .unwrap_or(false)
+        };
+        let mut exited = false;
+        let up = otpgate_tests::wait_until(Duration::from_secs(120), || {
+            exited = d
+                .child
+                .as_mut()
+                .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
+            exited || has_owner(bus)
+        });
+        if !up || exited {
+            let log = fs::read_to_string(&d.log_path).unwrap_or_default();
+            d.stop();
+            return Err(format!(
+                "otpgated did not start: {}",
+                log.lines().rev().take(3).collect::<Vec<_>>().join(" | ")
+            ));
+        }
+        Ok(d)
+    }
+
+    /// SIGTERM (a clean stop: the journal is checkpointed), SIGKILL after
+    /// 60 s.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            otpgate_tests::wait_or_kill(&mut c, Duration::from_secs(60));
+        }
+    }
+}
+
+impl Drop for Otpgated {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Everything one N needs: the otpgated instances, secrets, PAM confdir,
+/// states.
 pub struct Setup {
     pub users: usize,
-    pub bus: Bus,
-    pub daemon: Daemon,
+    /// One per otpgate row kind that could be started.
+    pub instances: Vec<Instance>,
     pub _dir: TestDir,
+    pub _trusted: TestDir,
     pub private: PathBuf,
     pub secrets: Vec<(String, String)>,
     pub rss_after_enrol_kib: u64,
+    /// Row kinds that could not be set up, and why.
+    pub skipped: Vec<(Module, String)>,
 }
 
 impl Setup {
@@ -68,7 +215,13 @@ impl Setup {
         self.private.join("secrets")
     }
     pub fn state_path(&self, m: Module) -> PathBuf {
-        self.private.join(format!("state-{}", m.name()))
+        self.private.join(format!("state-{}", m.file_name()))
+    }
+    pub fn instance(&self, m: Module) -> Option<&Instance> {
+        self.instances.iter().find(|i| i.module == m)
+    }
+    pub fn ga_dir(&self) -> PathBuf {
+        self._dir.join("ga")
     }
 }
 
@@ -86,20 +239,40 @@ pub fn security_dir() -> PathBuf {
     PathBuf::from("/lib/security")
 }
 
+/// `cp -a` of a daemon's state and key into another directory.
+fn copy_state(from: &Path, to: &Path) -> Result<(), String> {
+    fs::create_dir_all(to).map_err(|e| format!("{}: {e}", to.display()))?;
+    for f in ["state", "master.key"] {
+        let st = Command::new("cp")
+            .arg("-a")
+            .arg(from.join(f))
+            .arg(to.join(f))
+            .status()
+            .map_err(|e| format!("cp: {e}"))?;
+        if !st.success() {
+            return Err(format!("cp -a {} failed", from.join(f).display()));
+        }
+    }
+    Ok(())
+}
+
 pub fn setup(n: usize, modules: &[Module], sec: &Path, threads: usize) -> Result<Setup, String> {
-    let bus = Bus::start();
-    let daemon = Daemon::start(&bus, DAEMON_TOML);
     let dir = TestDir::new("bench");
+    // The module accepts only sockets whose directories are root's alone
+    // (not /tmp): bus and direct sockets live under /run/otpgate-tests.
+    let trusted = TestDir::trusted("bench-sockets");
     let private = dir.join("private");
     fs::create_dir(&private).map_err(|e| e.to_string())?;
-    fs::set_permissions(
-        &private,
-        std::os::unix::fs::PermissionsExt::from_mode(0o700),
-    )
-    .map_err(|e| e.to_string())?;
+    fs::set_permissions(&private, fs::Permissions::from_mode(0o700)).map_err(|e| e.to_string())?;
     let names: Vec<String> = (0..n).map(|i| user_name(PREFIX, i)).collect();
 
-    // otpgate: Enroll + Confirm over D-Bus, as root, like `otpgate enroll`.
+    // otpgate: Enroll + Confirm over D-Bus, as root, like `otpgate enroll`,
+    // into the dbus-daemon instance; the other instances get a copy of its
+    // state and key (enrolling 100,000 users takes minutes).
+    let bus = Bus::start();
+    let d_bus = dir.join(&format!("otpgated-{}", Module::OtpgateBus.file_name()));
+    fs::create_dir(&d_bus).map_err(|e| e.to_string())?;
+    let mut daemon = Otpgated::start(&d_bus, &bus.address, NO_PAM_SOCKET)?;
     let t = Instant::now();
     let enrolled = enrol_otpgate(&bus.address, &names, threads)?;
     let secs = t.elapsed().as_secs_f64();
@@ -107,6 +280,8 @@ pub fn setup(n: usize, modules: &[Module], sec: &Path, threads: usize) -> Result
         "setup: otpgate enrolled {n} users over D-Bus in {secs:.1} s ({:.0}/s, {threads} threads)",
         n as f64 / secs
     );
+    std::thread::sleep(Duration::from_secs(1));
+    let (rss, _) = rss_kib(daemon.pid);
     let secrets: Vec<(String, String)> = names
         .iter()
         .cloned()
@@ -117,29 +292,125 @@ pub fn setup(n: usize, modules: &[Module], sec: &Path, threads: usize) -> Result
         // The confirming code's step is used up.
         st.last_step[i] = *step;
     }
-    st.save(&private.join(format!("state-{}", Module::Otpgate.name())))?;
+    let wanted: Vec<Module> = Module::OTPGATES
+        .into_iter()
+        .filter(|m| modules.contains(m))
+        .collect();
+    let mut instances = Vec::new();
+    let mut skipped = Vec::new();
+    daemon.stop();
+    let t = Instant::now();
+    for m in [Module::Otpgate, Module::OtpgateBroker] {
+        if wanted.contains(&m) {
+            copy_state(&d_bus, &dir.join(&format!("otpgated-{}", m.file_name())))?;
+        }
+    }
+    println!(
+        "setup: copied otpgated's state for the other instances in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let mut bus = Some(bus);
+    for m in wanted {
+        let d = dir.join(&format!("otpgated-{}", m.file_name()));
+        let started: Result<(BusKind, Otpgated, Option<PathBuf>), String> = match m {
+            Module::OtpgateBus => {
+                let b = bus.take().expect("one dbus-daemon instance");
+                Otpgated::start(&d, &b.address, NO_PAM_SOCKET)
+                    .map(|dm| (BusKind::DbusDaemon(b), dm, None))
+            }
+            Module::Otpgate => {
+                // The direct socket's directory: root's, 0700.
+                let sdir = trusted.join("pam");
+                let sock = sdir.join("pam.socket");
+                let b = Bus::start();
+                fs::create_dir(&sdir)
+                    .and_then(|_| fs::set_permissions(&sdir, fs::Permissions::from_mode(0o700)))
+                    .map_err(|e| format!("{}: {e}", sdir.display()))
+                    .and_then(|_| {
+                        Otpgated::start(
+                            &d,
+                            &b.address,
+                            &format!("[pam]\nsocket = \"{}\"\n", sock.display()),
+                        )
+                    })
+                    .map(|dm| (BusKind::DbusDaemon(b), dm, Some(sock)))
+            }
+            Module::OtpgateBroker => Broker::start().and_then(|b| {
+                Otpgated::start(&d, &b.address, NO_PAM_SOCKET)
+                    .map(|dm| (BusKind::Broker(b), dm, None))
+            }),
+            _ => unreachable!("only otpgate instances"),
+        };
+        match started {
+            Ok((bk, dm, sock)) => {
+                st.save(&private.join(format!("state-{}", m.file_name())))?;
+                instances.push(Instance {
+                    module: m,
+                    bus: bk,
+                    daemon: dm,
+                    pam_socket: sock,
+                });
+            }
+            Err(e) => {
+                println!("setup: {}: not measured: {e}", m.name());
+                skipped.push((m, e));
+            }
+        }
+    }
     let mut lines = String::with_capacity(n * 48);
     for (u, s) in &secrets {
         lines.push_str(&format!("{u} {s}\n"));
     }
     write_private(&private.join("secrets"), lines.as_bytes()).map_err(|e| e.to_string())?;
 
-    // google-authenticator: one file per user, TOTP, no reuse, ±1 step.
+    // google-authenticator as it is normally deployed: each user's own
+    // secret file, owned by the user, in a directory of the user's (the
+    // module writes a temporary file next to it as the user), found
+    // through the user's passwd entry. So it looks the user up
+    // (getpwnam + getpwuid) on every login, as otpgated does: `user=root`
+    // would skip that and read root-owned files. TOTP, no reuse, ±1 step.
+    let ga = dir.join("ga");
     if modules.contains(&Module::GoogleAuthenticator) {
         let t = Instant::now();
-        let ga = private.join("ga");
         fs::create_dir(&ga).map_err(|e| e.to_string())?;
-        for (u, s) in &secrets {
+        fs::set_permissions(&ga, fs::Permissions::from_mode(0o711)).map_err(|e| e.to_string())?;
+        // The module opens the file as the user: every directory above
+        // must let others through, or every login fails.
+        for d in ga.ancestors().skip(1) {
+            let mode = fs::metadata(d)
+                .map_err(|e| e.to_string())?
+                .permissions()
+                .mode();
+            if mode & 0o001 == 0 {
+                return Err(format!(
+                    "{} is mode {:o}: google-authenticator, reading its files as each user, could not get through (set TMPDIR to a directory others may traverse)",
+                    d.display(),
+                    mode & 0o7777
+                ));
+            }
+        }
+        for (i, (u, s)) in secrets.iter().enumerate() {
+            let uid = nix::unistd::Uid::from_raw(UID_BASE + i as u32);
+            let gid = nix::unistd::Gid::from_raw(GID);
+            let home = ga.join(u);
+            fs::create_dir(&home).map_err(|e| format!("{}: {e}", home.display()))?;
+            fs::set_permissions(&home, fs::Permissions::from_mode(0o700))
+                .map_err(|e| e.to_string())?;
+            let f = home.join(".google_authenticator");
             write_private(
-                &ga.join(u),
+                &f,
                 format!("{s}\n\" TOTP_AUTH\n\" DISALLOW_REUSE\n\" WINDOW_SIZE 3\n").as_bytes(),
             )
             .map_err(|e| e.to_string())?;
+            for p in [&home, &f] {
+                nix::unistd::chown(p.as_path(), Some(uid), Some(gid))
+                    .map_err(|e| format!("chown {}: {e}", p.display()))?;
+            }
         }
         State::new(n)
-            .save(&private.join(format!("state-{}", Module::GoogleAuthenticator.name())))?;
+            .save(&private.join(format!("state-{}", Module::GoogleAuthenticator.file_name())))?;
         println!(
-            "setup: google-authenticator: {n} secret files in {:.1} s",
+            "setup: google-authenticator: {n} users' own secret files in {:.1} s",
             t.elapsed().as_secs_f64()
         );
     }
@@ -151,7 +422,7 @@ pub fn setup(n: usize, modules: &[Module], sec: &Path, threads: usize) -> Result
             text.push_str(&format!("HOTP/T30/6\t{u}\t-\t{}\n", secret_hex(s)?));
         }
         write_private(&private.join("users.oath"), text.as_bytes()).map_err(|e| e.to_string())?;
-        State::new(n).save(&private.join(format!("state-{}", Module::PamOath.name())))?;
+        State::new(n).save(&private.join(format!("state-{}", Module::PamOath.file_name())))?;
         println!(
             "setup: pam_oath: one usersfile of {} KiB in {:.1} s",
             text.len() / 1024,
@@ -162,21 +433,13 @@ pub fn setup(n: usize, modules: &[Module], sec: &Path, threads: usize) -> Result
     let confdir = private.join("pam.d");
     fs::create_dir(&confdir).map_err(|e| e.to_string())?;
     let module_so = otpgate_tests::pam_module();
-    let services = [
-        (
-            Module::Otpgate,
-            format!(
-                "auth required {} bus={}\n",
-                module_so.display(),
-                bus.address
-            ),
-        ),
+    let mut services = vec![
         (
             Module::GoogleAuthenticator,
             format!(
-                "auth required {} secret={}/${{USER}} user=root\n",
+                "auth required {} secret={}/${{USER}}/.google_authenticator\n",
                 sec.join("pam_google_authenticator.so").display(),
-                private.join("ga").display()
+                ga.display()
             ),
         ),
         (
@@ -192,19 +455,32 @@ pub fn setup(n: usize, modules: &[Module], sec: &Path, threads: usize) -> Result
             format!("auth required {}\n", sec.join("pam_permit.so").display()),
         ),
     ];
+    for i in &instances {
+        let opts = match &i.pam_socket {
+            Some(sock) => format!("socket={}", sock.display()),
+            None => "bus_only".to_string(),
+        };
+        services.push((
+            i.module,
+            format!(
+                "auth required {} bus={} {opts}\n",
+                module_so.display(),
+                i.bus.address()
+            ),
+        ));
+    }
     for (m, text) in services {
         fs::write(confdir.join(m.service()), text).map_err(|e| e.to_string())?;
     }
-    std::thread::sleep(Duration::from_secs(1));
-    let (rss, _) = rss_kib(daemon.pid);
     Ok(Setup {
         users: n,
-        bus,
-        daemon,
+        instances,
         _dir: dir,
+        _trusted: trusted,
         private,
         secrets,
         rss_after_enrol_kib: rss,
+        skipped,
     })
 }
 

@@ -73,7 +73,7 @@ pub fn worker(a: WorkerArgs) -> Result<(), String> {
                 (Module::PamPermit, _) => true,
                 (_, Mode::Valid) => state.valid_available(i, step),
                 // Only otpgate has a lockout to stay clear of.
-                (Module::Otpgate, Mode::Wrong) => state.wrong_available(i),
+                (m, Mode::Wrong) if m.is_otpgate() => state.wrong_available(i),
                 (_, Mode::Wrong) => true,
             };
             if free {
