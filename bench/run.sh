@@ -6,7 +6,9 @@
 #
 # --quick is --users 1000 --seconds 6. What it does (details in bench/README.md):
 #   1. installs libpam-google-authenticator, libpam-oath, dbus-broker (and
-#      what the build needs) when missing;
+#      what the build needs) when missing; on a host that boots with
+#      systemd it asks you to install dbus-broker yourself (Debian makes it
+#      the system bus from the next boot);
 #   2. builds otpgated, pam_otpgate.so and the load generator in release
 #      (target/release, or $CARGO_TARGET_DIR/release);
 #   3. backs up /etc/passwd and /etc/shadow, adds the bench's system users
@@ -31,7 +33,7 @@ while [ $# -gt 0 ]; do
     --seconds) seconds="$2"; shift 2 ;;
     --seconds=*) seconds="${1#*=}"; shift ;;
     --quick) users=1000; seconds=6; shift ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "bench/run.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -53,9 +55,17 @@ packages=(
   systemd                                   # systemd-socket-activate, to start dbus-broker-launch
   libpam0g-dev build-essential pkg-config   # building against libpam
 )
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+# Debian's dbus-broker package enables dbus-broker.service as dbus.service:
+# on a host that boots with systemd, installing it changes the system bus
+# from the next boot. Never do that behind the user's back.
+if [ -d /run/systemd/system ] && ! installed dbus-broker; then
+  echo "bench/run.sh: dbus-broker is not installed, and this host runs systemd: installing it would make it the system bus from the next boot. Install it yourself if you want that (apt-get install dbus-broker), or run the bench on a machine without systemd as PID 1." >&2
+  exit 1
+fi
 missing=()
 for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  installed "$p" || missing+=("$p")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "bench/run.sh: installing ${missing[*]}"
