@@ -244,6 +244,9 @@ async fn serve_one(stream: tokio::net::UnixStream, engine: Arc<Engine>) {
     loop {
         let used = conn.monitor_activity();
         tokio::select! {
+            // In this order: a message that arrived as the idle timer ran
+            // out is activity, not idleness.
+            biased;
             _ = conn.closed() => break,
             _ = used => continue,
             _ = tokio::time::sleep(IDLE) => {
