@@ -346,3 +346,32 @@ fn a_second_daemon_never_takes_over_a_live_socket() {
     );
     assert_outcome(&o, true, SUCCESS, PROMPT);
 }
+
+#[test]
+fn a_standard_peer_to_peer_client_can_ask_the_socket() {
+    require_root();
+    let bus = Bus::start();
+    let _d = Daemon::start(&bus, "");
+    let user = test_user("otpg-sock-dbussend");
+    enroll(&bus, &user.name);
+    // libdbus's dbus-send, not zbus: the socket speaks plain D-Bus.
+    let out = output_within(
+        std::process::Command::new("dbus-send")
+            .arg(format!("--peer=unix:path={}", bus.pam_socket().display()))
+            .args([
+                "--print-reply",
+                "/org/otpgate/Otpgate1",
+                "org.otpgate.Otpgate1.Manager.Status",
+            ])
+            .arg(format!("string:{}", user.name)),
+        Duration::from_secs(30),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("\"pending\""), "{text}");
+    assert!(!text.contains("secret"), "{text}");
+}
