@@ -304,10 +304,15 @@ mod tests {
         let p = d.join("log");
         let mine = UnixDatagram::bind(&p).unwrap();
         let ino = fs::symlink_metadata(&p).unwrap().ino();
-        // Someone else's socket took the path meanwhile: not touched.
+        // Someone else's socket took the path meanwhile: not touched. It is
+        // bound elsewhere while ours still exists and then moved into place,
+        // so the file system cannot hand it our freed inode number.
+        let elsewhere = d.join("theirs");
+        let _theirs = UnixDatagram::bind(&elsewhere).unwrap();
         drop(mine);
         fs::remove_file(&p).unwrap();
-        let _theirs = UnixDatagram::bind(&p).unwrap();
+        fs::rename(&elsewhere, &p).unwrap();
+        assert_ne!(fs::symlink_metadata(&p).unwrap().ino(), ino);
         let sub = d.join("made");
         fs::create_dir(&sub).unwrap();
         fs::write(sub.join("keep"), b"").unwrap();
