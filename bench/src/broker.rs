@@ -28,33 +28,6 @@ use otpgate_tests::TestDir;
 pub const LAUNCHER: &str = "dbus-broker-launch";
 pub const ACTIVATOR: &str = "systemd-socket-activate";
 
-/// The base of the harness's private system bus config (tests/src/lib.rs),
-/// with otpgate's real policy included.
-const POLICY: &str = r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <listen>unix:path=@SOCKET@</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <deny own="*"/>
-    <deny send_type="method_call"/>
-    <allow send_type="signal"/>
-    <allow send_requested_reply="true" send_type="method_return"/>
-    <allow send_requested_reply="true" send_type="error"/>
-    <allow receive_type="method_call"/>
-    <allow receive_type="method_return"/>
-    <allow receive_type="error"/>
-    <allow receive_type="signal"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
-  </policy>
-  <include>@OTPGATE@</include>
-</busconfig>
-"#;
-
 /// Whether a program is on PATH.
 pub fn have(program: &str) -> bool {
     std::env::var_os("PATH").is_some_and(|p| {
@@ -87,12 +60,9 @@ impl Broker {
         let dir = TestDir::trusted("broker");
         let socket = dir.join("bus.sock");
         let config = dir.join("bus.conf");
-        let policy = otpgate_tests::repo_root().join("packaging/dbus/org.otpgate.Otpgate1.conf");
         fs::write(
             &config,
-            POLICY
-                .replace("@SOCKET@", &socket.display().to_string())
-                .replace("@OTPGATE@", &policy.display().to_string()),
+            otpgate_tests::bus_config(&socket, &otpgate_tests::otpgate_policy()),
         )
         .map_err(|e| format!("{}: {e}", config.display()))?;
         let address = format!("unix:path={}", socket.display());

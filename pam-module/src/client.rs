@@ -98,30 +98,38 @@ impl BusDaemon {
     /// Runs one exchange: connect, check the owner, call `C`, close.
     fn exchange<C: Call>(&self, body: &C::Args<'_>) -> Result<C::Reply, Error> {
         let deadline = Instant::now() + self.timeout;
-        zruntime::block_on(async {
-            // The thread's runtime, held only for the deadline's timer; it is
-            // gone again when this future is.
-            let runtime =
-                zruntime::SharedRuntime::current().map_err(|e| Error::Bus(e.to_string()))?;
-            let bounded = runtime.timeout_at(deadline, async {
-                let conn = Builder::address(self.address.as_str())
-                    .method_timeout(self.timeout)
-                    .build()
-                    .await
-                    .map_err(|e| connect_failed(&self.address, e))?;
-                let result = call_owner::<C>(&conn, body).await;
-                // Closing here, inside block_on, rather than leaving it to a
-                // drop is what lets the reader task finish on this thread.
-                let _ = conn.close().await;
-                result
-            });
-            match bounded.await {
-                // A method timeout inside is the same deadline: say which.
-                Ok(Err(Error::TimedOut(_))) | Err(_) => Err(Error::TimedOut(self.timeout)),
-                Ok(result) => result,
-            }
+        within(deadline, self.timeout, async {
+            let conn = Builder::address(self.address.as_str())
+                .method_timeout(self.timeout)
+                .build()
+                .await
+                .map_err(|e| connect_failed(&self.address, e))?;
+            let result = call_owner::<C>(&conn, body).await;
+            // Closing here, inside block_on, rather than leaving it to a
+            // drop is what lets the reader task finish on this thread.
+            let _ = conn.close().await;
+            result
         })
     }
+}
+
+/// Runs one exchange inside one `zruntime::block_on`, given up at
+/// `deadline`. A method timeout inside is the same deadline, so both read
+/// as `TimedOut(timeout)`.
+fn within<T>(
+    deadline: Instant,
+    timeout: Duration,
+    exchange: impl std::future::Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    zruntime::block_on(async {
+        // The thread's runtime, held only for the deadline's timer; it is
+        // gone again when this future is.
+        let runtime = zruntime::SharedRuntime::current().map_err(|e| Error::Bus(e.to_string()))?;
+        match runtime.timeout_at(deadline, exchange).await {
+            Ok(Err(Error::TimedOut(_))) | Err(_) => Err(Error::TimedOut(timeout)),
+            Ok(result) => result,
+        }
+    })
 }
 
 impl Daemon for BusDaemon {
@@ -183,24 +191,16 @@ impl SocketDaemon {
                 creds.uid()
             )));
         }
-        zruntime::block_on(async {
-            let runtime =
-                zruntime::SharedRuntime::current().map_err(|e| Error::Bus(e.to_string()))?;
-            let bounded = runtime.timeout_at(deadline, async {
-                let conn = Builder::unix_stream(stream)
-                    .p2p()
-                    .method_timeout(self.timeout)
-                    .build()
-                    .await
-                    .map_err(|e| Error::Failed(format!("handshake on {}: {e}", self.path)))?;
-                let result = self.call::<C>(&conn, body).await;
-                let _ = conn.close().await;
-                result
-            });
-            match bounded.await {
-                Ok(Err(Error::TimedOut(_))) | Err(_) => Err(Error::TimedOut(self.timeout)),
-                Ok(result) => result,
-            }
+        within(deadline, self.timeout, async {
+            let conn = Builder::unix_stream(stream)
+                .p2p()
+                .method_timeout(self.timeout)
+                .build()
+                .await
+                .map_err(|e| Error::Failed(format!("handshake on {}: {e}", self.path)))?;
+            let result = self.call::<C>(&conn, body).await;
+            let _ = conn.close().await;
+            result
         })
     }
 

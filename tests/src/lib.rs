@@ -172,6 +172,22 @@ const BUS_BASE_POLICY: &str = r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD
 </busconfig>
 "#;
 
+/// The config of a private system-type bus listening on `socket`, with
+/// Debian's default policy and `extra_policy_xml` after it.
+pub fn bus_config(socket: &Path, extra_policy_xml: &str) -> String {
+    BUS_BASE_POLICY
+        .replace("@SOCKET@", &socket.display().to_string())
+        .replace("@EXTRA@", extra_policy_xml)
+}
+
+/// otpgate's real bus policy (packaging/dbus/), as an include: only root
+/// may own org.otpgate.Otpgate1, anyone may call it.
+pub fn otpgate_policy() -> String {
+    let policy = repo_root().join("packaging/dbus/org.otpgate.Otpgate1.conf");
+    assert!(policy.exists(), "{} missing", policy.display());
+    format!("<include>{}</include>", policy.display())
+}
+
 /// A private system-type bus.
 pub struct Bus {
     pub dir: TestDir,
@@ -185,9 +201,7 @@ impl Bus {
     /// With otpgate's real policy file (packaging/dbus/): only root may
     /// own org.otpgate.Otpgate1, anyone may call it.
     pub fn start() -> Bus {
-        let policy = repo_root().join("packaging/dbus/org.otpgate.Otpgate1.conf");
-        assert!(policy.exists(), "{} missing", policy.display());
-        Bus::start_with(&format!("<include>{}</include>", policy.display()))
+        Bus::start_with(&otpgate_policy())
     }
 
     /// A bus where anyone may own any name and call anything: the kind a
@@ -202,13 +216,7 @@ impl Bus {
         let dir = TestDir::trusted("bus");
         let socket = dir.join("bus.sock");
         let config = dir.join("bus.conf");
-        fs::write(
-            &config,
-            BUS_BASE_POLICY
-                .replace("@SOCKET@", &socket.display().to_string())
-                .replace("@EXTRA@", extra_policy_xml),
-        )
-        .expect("write bus config");
+        fs::write(&config, bus_config(&socket, extra_policy_xml)).expect("write bus config");
         let mut child = Command::new("dbus-daemon")
             .arg(format!("--config-file={}", config.display()))
             .arg("--nofork")

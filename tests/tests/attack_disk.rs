@@ -21,8 +21,6 @@ use otpgate_proto::{dict_u32, ServiceError};
 use otpgate_tests::*;
 use pam_common::*;
 
-const AUTHINFO_UNAVAIL: &str = "Authentication service cannot retrieve authentication info";
-const SUCCESS: &str = "successfully authenticated";
 const MSG_FAILED: &str = "otpgate could not check the code: second factor unavailable.";
 
 /// A tmpfs mounted on `path` for the test; unmounted when dropped (lazily

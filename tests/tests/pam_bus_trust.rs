@@ -16,10 +16,6 @@ use std::time::Duration;
 use otpgate_tests::*;
 use pam_common::*;
 
-const SUCCESS: &str = "successfully authenticated";
-const AUTH_ERR: &str = "Authentication failure";
-const AUTHINFO_UNAVAIL: &str = "Authentication service cannot retrieve authentication info";
-const PROMPT: &str = "Verification code: ";
 const NOT_TRUSTED: &str = "otpgate's configured bus is not trusted: second factor unavailable.";
 
 /// pamtester with its working directory set (a relative socket path

@@ -9,13 +9,8 @@ use std::time::Duration;
 use otpgate_tests::*;
 use pam_common::*;
 
-const SUCCESS: &str = "successfully authenticated";
-const AUTH_ERR: &str = "Authentication failure";
-const MAXTRIES: &str = "Have exhausted maximum number of retries";
-const AUTHINFO_UNAVAIL: &str = "Authentication service cannot retrieve authentication info";
 /// What libpam answers when the only module of a stack returns PAM_IGNORE.
 const ONLY_IGNORED: &str = "Permission denied";
-const PROMPT: &str = "Verification code: ";
 
 /// The two ways the module reaches the daemon: its direct socket (the
 /// default: socket first, bus if the socket is not there) and `bus_only`.
@@ -58,12 +53,6 @@ macro_rules! both_paths {
             }
         }
     };
-}
-
-fn assert_outcome(o: &Outcome, success: bool, pam_text: &str, user_line: &str) {
-    assert_eq!(o.success, success, "{o:#?}");
-    assert!(o.says(pam_text), "expected {pam_text:?}: {o:#?}");
-    assert!(o.says(user_line), "expected {user_line:?}: {o:#?}");
 }
 
 fn valid_code_passes_and_its_replay_is_refused(path: Path) {

@@ -13,17 +13,7 @@ use std::time::{Duration, Instant};
 use otpgate_tests::*;
 use pam_common::*;
 
-const SUCCESS: &str = "successfully authenticated";
-const AUTH_ERR: &str = "Authentication failure";
-const AUTHINFO_UNAVAIL: &str = "Authentication service cannot retrieve authentication info";
-const PROMPT: &str = "Verification code: ";
 const NOT_TRUSTED: &str = "otpgate's PAM socket is not trusted: second factor unavailable.";
-
-fn assert_outcome(o: &Outcome, success: bool, pam_text: &str, user_line: &str) {
-    assert_eq!(o.success, success, "{o:#?}");
-    assert!(o.says(pam_text), "expected {pam_text:?}: {o:#?}");
-    assert!(o.says(user_line), "expected {user_line:?}: {o:#?}");
-}
 
 #[test]
 fn logins_go_over_the_socket_and_bus_only_skips_it() {

@@ -103,6 +103,20 @@ pub fn etc_pam_service(label: &str, auth_lines: &str) -> (String, EtcFile) {
     (name, f)
 }
 
+/// What pamtester says for each PAM result, and the module's prompt.
+pub const SUCCESS: &str = "successfully authenticated";
+pub const AUTH_ERR: &str = "Authentication failure";
+pub const MAXTRIES: &str = "Have exhausted maximum number of retries";
+pub const AUTHINFO_UNAVAIL: &str = "Authentication service cannot retrieve authentication info";
+pub const PROMPT: &str = "Verification code: ";
+
+/// The outcome, libpam's word for it and the line the user was shown.
+pub fn assert_outcome(o: &Outcome, success: bool, pam_text: &str, user_line: &str) {
+    assert_eq!(o.success, success, "{o:#?}");
+    assert!(o.says(pam_text), "expected {pam_text:?}: {o:#?}");
+    assert!(o.says(user_line), "expected {user_line:?}: {o:#?}");
+}
+
 /// What a PAM client printed and how it ended.
 #[derive(Debug)]
 pub struct Outcome {
