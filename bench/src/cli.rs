@@ -24,6 +24,13 @@ pub enum Cmd {
     },
     /// Runs the benchmark and prints the table.
     Run(RunArgs),
+    /// What one call costs otpgated over its direct socket and over the
+    /// bus, apart from the rest of a login (bench/README.md).
+    PerCall {
+        /// PAM transactions (one call each) per path and round.
+        #[arg(long, default_value_t = 1000)]
+        calls: usize,
+    },
     /// One load-generating process (started by `run`).
     #[command(hide = true)]
     Worker(WorkerArgs),

@@ -5,6 +5,7 @@
 //! otpgate-bench users add --count N      # N system users otpgbn000000…, one batch
 //! otpgate-bench users remove             # every otpgbn* user, one batch
 //! otpgate-bench run --users 1000,10000,100000 [--seconds 10] [--workers 1,4]
+//! otpgate-bench per-call [--calls 1000]  # otpgated's CPU per call: socket vs bus
 //! ```
 //!
 //! `run`, for each N: starts a private dbus-daemon with the real policy and
@@ -22,6 +23,7 @@ mod broker;
 mod cli;
 mod logsink;
 mod measure;
+mod percall;
 mod report;
 mod setup;
 mod worker;
@@ -45,6 +47,7 @@ fn main() {
         Cmd::Run(a) => run(a),
         Cmd::Worker(a) => worker(a),
         Cmd::LogSink { paths } => logsink::sink(paths),
+        Cmd::PerCall { calls } => percall::per_call(calls),
     };
     if let Err(e) = r {
         eprintln!("otpgate-bench: {e}");
