@@ -22,6 +22,7 @@ pub use otpgate_proto as proto;
 
 pub mod inproc;
 pub mod libpam;
+pub mod pg;
 pub mod smtp;
 
 /// Generous: CI machines are shared and slow; a healthy start takes < 1 s.
