@@ -276,24 +276,30 @@ fn migrate_store(args: &Args) -> Result<bool, Error> {
                 continue;
             }
         };
-        let mut newer = None;
-        fleet.update(&k, &mut |current| match current {
-            Some(c) if c.updated_at > rec.updated_at => {
-                newer = Some(c.updated_at);
+        let mut refusal = None;
+        fleet.update(&k, &mut |current| {
+            refusal = match current {
+                Some(c) if c.name.is_some() && rec.name.is_some() && c.name != rec.name => {
+                    Some(format!(
+                        "the fleet's record of this uid belongs to {}: every host of a fleet must give a user the same uid",
+                        c.display_name()
+                    ))
+                }
+                Some(c) if c.updated_at > rec.updated_at => Some(format!(
+                    "the fleet's record is newer (updated at {}, this host's at {})",
+                    c.updated_at, rec.updated_at
+                )),
+                _ => None,
+            };
+            if refusal.is_some() {
                 Write::Keep
-            }
-            _ => {
-                newer = None;
+            } else {
                 Write::Put(rec.clone())
             }
         })?;
-        match newer {
-            Some(at) => {
-                println!(
-                    "kept {k} ({}): the fleet's record is newer (updated at {at}, this host's at {}); nothing copied",
-                    rec.display_name(),
-                    rec.updated_at
-                );
+        match refusal {
+            Some(why) => {
+                println!("kept {k} ({}): {why}; nothing copied", rec.display_name());
                 kept += 1;
             }
             None => {
@@ -303,7 +309,7 @@ fn migrate_store(args: &Args) -> Result<bool, Error> {
         }
     }
     println!(
-        "migrate-store: {moved} moved, {kept} kept back (the fleet's were newer), {unreadable} unreadable; {} left as it was",
+        "migrate-store: {moved} moved, {kept} kept back, {unreadable} unreadable; {} left as it was",
         config.storage.path.display()
     );
     Ok(kept == 0 && unreadable == 0)

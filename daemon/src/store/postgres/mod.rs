@@ -333,6 +333,10 @@ impl Store for PostgresStore {
             .collect())
     }
 
+    fn shared(&self) -> bool {
+        true
+    }
+
     fn sources(&self) -> Option<&dyn SourceCounter> {
         Some(self)
     }
