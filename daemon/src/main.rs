@@ -269,7 +269,17 @@ fn migrate_store(args: &Args) -> Result<bool, Error> {
     let (mut moved, mut kept, mut unreadable) = (0u32, 0u32, 0u32);
     for (k, rec) in local.list()? {
         let rec = match rec {
-            Ok(r) => r,
+            Ok(r) if otpgated::accounts::uid_of_key(&k).is_some() => r,
+            Ok(_) => {
+                // A fleet's hosts may not agree on what a name means at
+                // the moment it is moved: only uid keys go in.
+                println!(
+                    "skipped {k}: filed by user name, whose account this host does not know; \
+                     start otpgated on the local store once it resolves (the record then moves to its uid), or `otpgate reset {k}`"
+                );
+                unreadable += 1;
+                continue;
+            }
             Err(e) => {
                 println!("skipped {k}: {e}");
                 unreadable += 1;
@@ -309,7 +319,7 @@ fn migrate_store(args: &Args) -> Result<bool, Error> {
         }
     }
     println!(
-        "migrate-store: {moved} moved, {kept} kept back, {unreadable} unreadable; {} left as it was",
+        "migrate-store: {moved} moved, {kept} kept back, {unreadable} skipped; {} left as it was",
         config.storage.path.display()
     );
     Ok(kept == 0 && unreadable == 0)
