@@ -14,6 +14,7 @@ pub const KEY_LEN: usize = 32;
 const NONCE_LEN: usize = 24;
 /// Versioned so that a later change of algorithm can be told apart on disk.
 const AD_PREFIX: &[u8] = b"otpgate/secret/v1";
+const RECORD_AD_PREFIX: &[u8] = b"otpgate/record/v1";
 
 /// The 32-byte key that seals every secret. Never logged, never copied out.
 pub struct MasterKey(Zeroizing<[u8; KEY_LEN]>);
@@ -36,6 +37,12 @@ impl MasterKey {
         let mut k = Zeroizing::new([0u8; KEY_LEN]);
         getrandom::fill(k.as_mut())?;
         Ok(MasterKey(k))
+    }
+
+    /// A second owner of the same key (the fleet store seals whole records
+    /// with it); zeroized on drop like the first.
+    pub fn duplicate(&self) -> MasterKey {
+        MasterKey(Zeroizing::new(*self.0))
     }
 
     pub fn as_bytes(&self) -> &[u8; KEY_LEN] {
@@ -76,6 +83,67 @@ fn associated_data(user: &str, factor_id: &str) -> Vec<u8> {
     ad.push(0);
     ad.extend_from_slice(factor_id.as_bytes());
     ad
+}
+
+/// What a whole record is bound to when it is kept outside root's own
+/// disk (the fleet database): its key, under its own prefix so a sealed
+/// record can never pass for a sealed secret or the other way round.
+fn record_data(record_key: &str) -> Vec<u8> {
+    let mut ad = Vec::with_capacity(RECORD_AD_PREFIX.len() + record_key.len() + 1);
+    ad.extend_from_slice(RECORD_AD_PREFIX);
+    ad.push(0);
+    ad.extend_from_slice(record_key.as_bytes());
+    ad
+}
+
+/// Seals a whole serialised record for `record_key`: nonce then ciphertext.
+pub fn seal_record(
+    key: &MasterKey,
+    record_key: &str,
+    bytes: &[u8],
+) -> Result<Vec<u8>, CryptoError> {
+    let cipher = XChaCha20Poly1305::new(key.as_bytes().into());
+    let mut nonce = [0u8; NONCE_LEN];
+    getrandom::fill(&mut nonce).map_err(|e| CryptoError::Random(e.to_string()))?;
+    let ad = record_data(record_key);
+    let ciphertext = cipher
+        .encrypt(
+            &XNonce::from(nonce),
+            Payload {
+                msg: bytes,
+                aad: &ad,
+            },
+        )
+        .map_err(|_| CryptoError::Seal)?;
+    let mut out = nonce.to_vec();
+    out.extend_from_slice(&ciphertext);
+    Ok(out)
+}
+
+/// Opens what `seal_record` made for the same key; anything else (another
+/// record's row, a tampered one, another fleet's key) fails.
+pub fn open_record(
+    key: &MasterKey,
+    record_key: &str,
+    sealed: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    if sealed.len() < NONCE_LEN {
+        return Err(CryptoError::Open);
+    }
+    let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
+    let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| CryptoError::Open)?;
+    let cipher = XChaCha20Poly1305::new(key.as_bytes().into());
+    let ad = record_data(record_key);
+    cipher
+        .decrypt(
+            &XNonce::from(nonce),
+            Payload {
+                msg: ciphertext,
+                aad: &ad,
+            },
+        )
+        .map(Zeroizing::new)
+        .map_err(|_| CryptoError::Open)
 }
 
 pub fn seal(

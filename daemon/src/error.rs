@@ -39,6 +39,14 @@ pub enum Error {
     Corrupt { user: String, reason: String },
     #[error("{0}")]
     Crypto(#[from] crate::crypto::CryptoError),
+    /// The fleet database refused or failed: a setting or the database
+    /// itself needs an administrator.
+    #[error("database: {0}")]
+    Database(String),
+    /// The fleet database is down, unreachable or too slow: it may come
+    /// back by itself, and the daemon reconnects when it does.
+    #[error("database: {0}")]
+    DatabaseDown(String),
     /// Records filed by name could not be moved to their uid keys.
     #[error("cannot move the user records to their uid keys: {0}")]
     Migration(String),
@@ -59,6 +67,9 @@ impl From<Error> for ServiceError {
             Error::Corrupt { .. } => ServiceError::CorruptRecord(e.to_string()),
             Error::Io { .. } | Error::StateDir { .. } => ServiceError::Storage(format!(
                 "otpgated could not read or save its state ({e}); nothing was changed"
+            )),
+            Error::Database(_) | Error::DatabaseDown(_) => ServiceError::Storage(format!(
+                "otpgated cannot use its {e}; no code is accepted until it answers"
             )),
             other => ServiceError::Failed(other.to_string()),
         }

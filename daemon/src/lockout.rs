@@ -7,8 +7,9 @@
 //!
 //! Per source: many failures from one remote host across many users (a
 //! password-spraying pattern the per-user lock cannot see) refuse that host
-//! for the rest of a fixed window. This counter is in memory: it is a brake
-//! on a flood, not a record that must survive restarts.
+//! for the rest of a fixed window. On one host this counter is in memory:
+//! it is a brake on a flood, not a record that must survive restarts. A
+//! fleet counts in its shared database instead (`Store::sources`).
 //!
 //! Per caller: a local user who is not root may have a few calls in flight
 //! and a bounded number a minute, whatever they are (enrolments that mail,
@@ -20,6 +21,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use crate::config::LockoutConfig;
+use crate::error::Error;
 
 /// Duration of a lock that is the `streak`-th in a row (1 = the first).
 pub fn lock_duration(cfg: &LockoutConfig, streak: u32) -> u64 {
@@ -29,6 +31,35 @@ pub fn lock_duration(cfg: &LockoutConfig, streak: u32) -> u64 {
         .filter(|d| d >> doublings == cfg.duration_secs)
         .unwrap_or(u64::MAX)
         .min(cfg.max_duration_secs)
+}
+
+/// Failures per remote host, wherever they are counted: in this daemon's
+/// memory (`SourceLimiter`), or in a store the fleet shares, so that
+/// spreading guesses over hosts buys nothing.
+pub trait SourceCounter: Send + Sync {
+    /// If `source` is over its limit, the time its window ends.
+    fn blocked_until(
+        &self,
+        cfg: &LockoutConfig,
+        source: &str,
+        now: u64,
+    ) -> Result<Option<u64>, Error>;
+    /// Counts a failure from `source`; true if that reached the limit.
+    fn failure(&self, cfg: &LockoutConfig, source: &str, now: u64) -> Result<bool, Error>;
+}
+
+impl SourceCounter for SourceLimiter {
+    fn blocked_until(
+        &self,
+        cfg: &LockoutConfig,
+        source: &str,
+        now: u64,
+    ) -> Result<Option<u64>, Error> {
+        Ok(SourceLimiter::blocked_until(self, cfg, source, now))
+    }
+    fn failure(&self, cfg: &LockoutConfig, source: &str, now: u64) -> Result<bool, Error> {
+        Ok(SourceLimiter::failure(self, cfg, source, now))
+    }
 }
 
 /// Sources tracked at most; beyond it, entries whose window ended are

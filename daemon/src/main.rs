@@ -1,4 +1,4 @@
-//! `otpgated [--config FILE] [--bus ADDRESS] [--check-config]`
+//! `otpgated [--config FILE] [--bus ADDRESS] [--check-config] [--migrate-store-to postgres]`
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,7 +14,7 @@ use otpgated::email::Mailer;
 use otpgated::engine::Engine;
 use otpgated::error::Error;
 use otpgated::pam_socket::PamSocket;
-use otpgated::store::LocalStore;
+use otpgated::store::{LocalStore, PostgresStore, Store, Write};
 
 /// How long a stop waits for requests already being answered.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
@@ -35,6 +35,12 @@ struct Args {
     /// Validate the configuration and exit: 0 valid, 1 not.
     #[arg(long)]
     check_config: bool,
+    /// Copy every record of the local state directory ([storage] path) into
+    /// the database of [storage] url, then exit: 0 all moved, 1 some kept
+    /// back (named), 2 error. otpgated must be stopped. `otpgate admin
+    /// migrate-store --to postgres` runs this.
+    #[arg(long, value_name = "BACKEND", value_parser = ["postgres"])]
+    migrate_store_to: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -48,6 +54,16 @@ fn main() -> ExitCode {
             Err(e) => {
                 eprintln!("otpgated: {e}");
                 ExitCode::FAILURE
+            }
+        };
+    }
+    if args.migrate_store_to.is_some() {
+        return match migrate_store(&args) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(1),
+            Err(e) => {
+                eprintln!("otpgated: migrate-store: {e}");
+                ExitCode::from(2)
             }
         };
     }
@@ -111,20 +127,35 @@ fn run(args: &Args, audit: Audit) -> Result<(), Error> {
     harden();
     check_config_file_owner(&args.config)?;
     let config = Config::load(&args.config)?;
-    if config.storage.backend != Backend::Local {
-        return Err(Error::StateDir {
-            path: config.storage.path.clone(),
-            reason: "only the local backend is available in this build".into(),
-        });
-    }
-    let store = LocalStore::open(&config.storage.path)?;
-    for notice in store.notices() {
-        audit.log(
-            Level::Warning,
-            &format!("event=journal detail=\"{notice}\""),
-        );
-    }
     let key = load_key(&config)?;
+    let store: Box<dyn Store> = match config.storage.backend {
+        Backend::Local => {
+            let store = LocalStore::open(&config.storage.path)?;
+            for notice in store.notices() {
+                audit.log(
+                    Level::Warning,
+                    &format!("event=journal detail=\"{notice}\""),
+                );
+            }
+            Box::new(store)
+        }
+        Backend::Postgres => {
+            let opened = PostgresStore::open(&config.storage, &key)?;
+            if let Some(why) = &opened.down {
+                // Serve anyway: a daemon that is not there would let a
+                // `failmode=open` module wave everyone through.
+                audit.log(
+                    Level::Error,
+                    &format!("event=database-down error=\"{why}\" (every code is refused until it answers; otpgated reconnects by itself)"),
+                );
+            }
+            audit.log(
+                Level::Info,
+                &format!("event=database server={}", opened.store.server()),
+            );
+            Box::new(opened.store)
+        }
+    };
     let address = bus_address(args);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -141,7 +172,7 @@ fn run(args: &Args, audit: Audit) -> Result<(), Error> {
     let engine = Arc::new(
         Engine::new(
             config,
-            Box::new(store),
+            store,
             key,
             Arc::new(SystemClock),
             audit,
@@ -207,6 +238,75 @@ fn run(args: &Args, audit: Audit) -> Result<(), Error> {
         );
         Ok(())
     })
+}
+
+/// `--migrate-store-to postgres`: this host's local records into the fleet
+/// database. Each record moves in one transaction, so a record another
+/// host changed meanwhile is judged on its latest state; a fleet record
+/// newer than the local one is never overwritten. True when every record
+/// moved.
+fn migrate_store(args: &Args) -> Result<bool, Error> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(Error::NotRoot);
+    }
+    check_config_file_owner(&args.config)?;
+    let config = Config::load(&args.config)?;
+    if config.storage.backend != Backend::Postgres {
+        return Err(Error::Database(format!(
+            "{}: set [storage] backend = \"postgres\" and url first (the records are read from [storage] path)",
+            args.config.display()
+        )));
+    }
+    // Holds the directory's lock: refused while otpgated runs on it, so no
+    // login can change a record after it was copied.
+    let local = LocalStore::open(&config.storage.path)?;
+    let key = load_key(&config)?;
+    let opened = PostgresStore::open(&config.storage, &key)?;
+    if let Some(why) = opened.down {
+        return Err(Error::DatabaseDown(why));
+    }
+    let fleet = opened.store;
+    let (mut moved, mut kept, mut unreadable) = (0u32, 0u32, 0u32);
+    for (k, rec) in local.list()? {
+        let rec = match rec {
+            Ok(r) => r,
+            Err(e) => {
+                println!("skipped {k}: {e}");
+                unreadable += 1;
+                continue;
+            }
+        };
+        let mut newer = None;
+        fleet.update(&k, &mut |current| match current {
+            Some(c) if c.updated_at > rec.updated_at => {
+                newer = Some(c.updated_at);
+                Write::Keep
+            }
+            _ => {
+                newer = None;
+                Write::Put(rec.clone())
+            }
+        })?;
+        match newer {
+            Some(at) => {
+                println!(
+                    "kept {k} ({}): the fleet's record is newer (updated at {at}, this host's at {}); nothing copied",
+                    rec.display_name(),
+                    rec.updated_at
+                );
+                kept += 1;
+            }
+            None => {
+                println!("moved {k} ({})", rec.display_name());
+                moved += 1;
+            }
+        }
+    }
+    println!(
+        "migrate-store: {moved} moved, {kept} kept back (the fleet's were newer), {unreadable} unreadable; {} left as it was",
+        config.storage.path.display()
+    );
+    Ok(kept == 0 && unreadable == 0)
 }
 
 /// The systemd credential holding the master key (`LoadCredential=` or

@@ -48,6 +48,10 @@ pub const MSG_BUS_NOT_TRUSTED: &str =
 pub const MSG_SOCKET_NOT_TRUSTED: &str =
     "otpgate's PAM socket is not trusted: second factor unavailable.";
 pub const MSG_FAILED: &str = "otpgate could not check the code: second factor unavailable.";
+/// The daemon answered but cannot read or save records: a full or failed
+/// disk, or the fleet's database down or too slow.
+pub const MSG_STORAGE: &str =
+    "otpgate cannot reach its records (disk or database): second factor unavailable.";
 pub const MSG_BAD_REPLY: &str = "otpgate gave an answer this login does not understand: refused.";
 pub const MSG_NOT_ENROLLED: &str =
     "No second factor is set up for this account: run `otpgate enroll` or ask an administrator.";
@@ -62,6 +66,7 @@ pub const MSG_DENIED: &str =
 
 const ERROR_INVALID_USER: &str = "org.otpgate.Otpgate1.Error.InvalidUser";
 const ERROR_TOO_MANY: &str = "org.otpgate.Otpgate1.Error.TooManyRequests";
+const ERROR_STORAGE: &str = "org.otpgate.Otpgate1.Error.Storage";
 
 /// Longest daemon message shown to a user.
 const MAX_SHOWN: usize = 200;
@@ -275,6 +280,9 @@ impl<P: PamIo> Flow<'_, P> {
             Error::TimedOut(_) => (MSG_TIMED_OUT, PamCode::AuthinfoUnavail),
             Error::Service { name, .. } if name == ERROR_INVALID_USER => {
                 (MSG_UNKNOWN_USER, PamCode::UserUnknown)
+            }
+            Error::Service { name, .. } if name == ERROR_STORAGE => {
+                (MSG_STORAGE, PamCode::AuthinfoUnavail)
             }
             Error::Service { name, .. } if name == ERROR_TOO_MANY => {
                 (MSG_TOO_MANY, PamCode::AuthinfoUnavail)
@@ -650,7 +658,7 @@ mod tests {
 
     #[test]
     fn impostor_garbage_and_errors_refuse_even_with_failmode_open() {
-        let cases: [(Answer<ChallengeReply>, PamCode, &str); 7] = [
+        let cases: [(Answer<ChallengeReply>, PamCode, &str); 8] = [
             // Found, then silent or failing: slowness can be caused by a
             // local user, absence cannot.
             (
@@ -698,6 +706,16 @@ mod tests {
                     Err(Error::Service {
                         name: "org.otpgate.Otpgate1.Error.Storage".into(),
                         message: "disk full".into(),
+                    })
+                },
+                PamCode::AuthinfoUnavail,
+                MSG_STORAGE,
+            ),
+            (
+                || {
+                    Err(Error::Service {
+                        name: "org.otpgate.Otpgate1.Error.Failed".into(),
+                        message: "internal".into(),
                     })
                 },
                 PamCode::AuthinfoUnavail,

@@ -21,7 +21,8 @@ use otpgate_proto::{dict_u32, ServiceError};
 use otpgate_tests::*;
 use pam_common::*;
 
-const MSG_FAILED: &str = "otpgate could not check the code: second factor unavailable.";
+const MSG_STORAGE: &str =
+    "otpgate cannot reach its records (disk or database): second factor unavailable.";
 
 /// A tmpfs mounted on `path` for the test; unmounted when dropped (lazily
 /// if something still holds it).
@@ -199,7 +200,7 @@ fn while_unwritable(s: &mut Setup, reason: &str) -> (String, String) {
     // Through PAM: a refusal, with the line the module shows for it.
     let o = pamtester(&s.svc, &s.b.user, &right_b);
     assert!(!o.success, "{o:#?}");
-    assert!(o.says(AUTHINFO_UNAVAIL) && o.says(MSG_FAILED), "{o:#?}");
+    assert!(o.says(AUTHINFO_UNAVAIL) && o.says(MSG_STORAGE), "{o:#?}");
 
     // Why, in the log; the stored state untouched; no debris.
     let log = s.d.log();

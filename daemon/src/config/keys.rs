@@ -116,10 +116,14 @@ use Preset::{Str, Unset};
 #[rustfmt::skip]
 pub(crate) static SECTIONS: &[Section] = &[
     Section { name: "storage", doc: "", keys: &[
-        key("backend", text(check_backend, "local"), Str("local"), "where records live: \"local\" is the embedded store, no server; \"postgres\" is refused by this build"),
+        key("backend", Kind::Choice { values: &["local", "postgres"], hint: "" }, Str("local"), "where records live: \"local\" is the embedded store under path; \"postgres\" a database every host of a fleet shares"),
         key("path", Kind::Path, Str("/var/lib/otpgate"), "local state directory (root only, forced to 0700)"),
         key("key_file", Kind::Path, Str("/etc/otpgate/master.key"), "32-byte secret-encryption key; created 0400 root if missing"),
-        key("url", Kind::Secret { check: anything, allowed: "postgres://USER@HOST/DATABASE" }, Unset("postgres://otpgate@db/otpgate"), "database URL, for backend = \"postgres\" only"),
+        key("url", Kind::Secret { check: check_db_url, allowed: "postgres://USER@HOST[:PORT]/DATABASE[?sslmode=…&sslrootcert=…]" }, Unset("postgres://otpgate@db.example/otpgate?sslmode=verify-full"), "database, for backend = \"postgres\" (required there); no password in it"),
+        key("password_file", Kind::Path, Unset("/etc/otpgate/db.password"), "the database password, in a file root alone may read; unset for peer or certificate login"),
+        // Below the module's 5 s default, so the daemon's "database unreachable" answer arrives before the module gives up.
+        int("timeout_ms", 100, 60_000, 2_000, "longest wait for the database in one call; the call then fails closed"),
+        int("pool_size", 1, 64, 8, "database connections each otpgated keeps at most"),
     ], note: "\
 Instead of the key file, systemd can hand the key over as the encrypted
 credential \"otpgate-master-key\" (LoadCredentialEncrypted= in the unit);
@@ -200,12 +204,8 @@ fn check_socket_path(s: &str) -> Result<(), &'static str> {
 }
 
 /// "postgres" is recognised so that the refusal can say why.
-fn check_backend(s: &str) -> Result<(), &'static str> {
-    match s {
-        "local" => Ok(()),
-        "postgres" => Err("not available in this build; use \"local\""),
-        _ => Err("must be \"local\" or \"postgres\""),
-    }
+fn check_db_url(s: &str) -> Result<(), &'static str> {
+    crate::store::DbUrl::parse(s).map(drop)
 }
 
 fn check_issuer(s: &str) -> Result<(), &'static str> {

@@ -56,8 +56,7 @@ pub enum Backend {
     /// Embedded store under `storage.path`; no server.
     #[default]
     Local,
-    /// A shared PostgreSQL database. Recognised so that the error can say so,
-    /// but refused by [`Config::parse`] until an engine exists for it.
+    /// A PostgreSQL database that every host of a fleet shares.
     Postgres,
 }
 
@@ -76,9 +75,12 @@ pub struct StorageConfig {
     pub backend: Backend,
     pub path: PathBuf,
     pub key_file: PathBuf,
-    /// Database URL for `backend = "postgres"`; may hold a password, so
-    /// `Debug` does not print it.
+    /// Database URL for `backend = "postgres"`. The parser refuses a
+    /// password in it; `Debug` still does not print it.
     pub url: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub timeout_ms: u64,
+    pub pool_size: usize,
 }
 
 impl fmt::Debug for StorageConfig {
@@ -88,6 +90,9 @@ impl fmt::Debug for StorageConfig {
             .field("path", &self.path)
             .field("key_file", &self.key_file)
             .field("url", &self.url.as_ref().map(|_| "<redacted>"))
+            .field("password_file", &self.password_file)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("pool_size", &self.pool_size)
             .finish()
     }
 }
@@ -340,6 +345,9 @@ impl Config {
                 path: path("storage", "path").unwrap_or_default(),
                 key_file: path("storage", "key_file").unwrap_or_default(),
                 url: v.string("storage", "url"),
+                password_file: path("storage", "password_file"),
+                timeout_ms: v.int("storage", "timeout_ms"),
+                pool_size: v.int("storage", "pool_size"),
             },
             totp: TotpConfig {
                 issuer: text("totp", "issuer"),
@@ -382,14 +390,25 @@ impl Config {
 
 /// The rules no single key can state, after every key has passed its own.
 fn cross_checks(src: &Source<'_>, v: &Values) -> Result<(), ConfigError> {
-    if let Some(at) = v.set_at("storage", "url") {
-        // Reached only with the local backend (postgres is refused by its
-        // key's own check): a URL there means the administrator believes a
-        // database is in use.
+    let postgres = v.string("storage", "backend").as_deref() == Some("postgres");
+    if !postgres {
+        // A database setting with the local backend means the administrator
+        // believes a database is in use.
+        for k in ["url", "password_file"] {
+            if let Some(at) = v.set_at("storage", k) {
+                return Err(src.invalid(
+                    at,
+                    format!("[storage] {k}"),
+                    "only used with backend = \"postgres\"; remove it or set the backend",
+                ));
+            }
+        }
+    } else if v.string("storage", "url").is_none() {
+        let at = v.set_at("storage", "backend").unwrap_or(0);
         return Err(src.invalid(
             at,
             "[storage] url".to_owned(),
-            "only used with backend = \"postgres\"; remove it or set the backend",
+            "is required with backend = \"postgres\": postgres://USER@HOST/DATABASE",
         ));
     }
     if let (Some(at), None) = (v.set_at("email", "smtp_url"), v.set_at("email", "from")) {

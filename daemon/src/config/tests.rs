@@ -304,23 +304,35 @@ fn bad_strings_name_line_and_key() {
 }
 
 #[test]
-fn postgres_is_refused_for_now() {
-    let m = err("[storage]\nbackend = \"postgres\"\nurl = \"postgres://u:pw@db/otpgate\"\n");
-    assert_eq!(
-        m,
-        format!(
-            "{FILE}:2: [storage] backend = \"postgres\": \
-             not available in this build; use \"local\""
-        )
+fn postgres_needs_a_url_without_a_password() {
+    let c = parse(
+        "[storage]\nbackend = \"postgres\"\nurl = \"postgres://otpgate@db/otpgate?sslmode=verify-full\"\npassword_file = \"/etc/otpgate/db.password\"\n",
+    )
+    .unwrap();
+    assert_eq!(c.storage.backend, Backend::Postgres);
+    assert_eq!(c.storage.timeout_ms, 2000);
+    let m = err("[storage]\nbackend = \"postgres\"\n");
+    assert!(
+        m.starts_with(&format!("{FILE}:2: [storage] url: is required")),
+        "{m}"
     );
-    // A URL with the local backend is a misunderstanding; the password
-    // stays out of the message.
-    let m = err("[storage]\nurl = \"postgres://u:hunter2@db/otpgate\"\n");
+    let m = err("[storage]\nbackend = \"postgres\"\nurl = \"postgres://u:hunter2@db/otpgate\"\n");
+    assert!(m.contains("password_file"), "{m}");
+    assert!(!m.contains("hunter2"), "{m}");
+    // Database settings with the local backend are a misunderstanding;
+    // the password stays out of the message.
+    let m = err("[storage]\nurl = \"postgres://u@db/otpgate\"\n");
     assert!(
         m.starts_with(&format!("{FILE}:2: [storage] url: only used with")),
         "{m}"
     );
-    assert!(!m.contains("hunter2"), "{m}");
+    let m = err("[storage]\npassword_file = \"/etc/otpgate/db.password\"\n");
+    assert!(
+        m.starts_with(&format!(
+            "{FILE}:2: [storage] password_file: only used with"
+        )),
+        "{m}"
+    );
 }
 
 #[test]
@@ -598,7 +610,12 @@ fn every_key_is_wired_to_its_field() {
                 }
                 _ => continue,
             };
-            let text = format!("[{}]\n{} = {value}\n", s.name, k.name);
+            // Database keys count only with the database backend.
+            let text = if s.name == "storage" {
+                format!("[storage]\nbackend = \"postgres\"\nurl = \"postgres://u@db/x\"\n{} = {value}\n", k.name)
+            } else {
+                format!("[{}]\n{} = {value}\n", s.name, k.name)
+            };
             let c = parse(&text).unwrap_or_else(|e| panic!("{text:?}: {e}"));
             let debug = format!("{c:?}");
             let field = format!(" {}: {shown}", k.name);

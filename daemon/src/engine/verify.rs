@@ -251,6 +251,47 @@ pub(crate) fn decide(
 }
 
 impl Engine {
+    /// Whether `source` is over the per-source limit, asked of the shared
+    /// store when there is one (on the blocking pool: it is a database
+    /// round trip), else of this daemon's memory.
+    async fn source_blocked_until(
+        self: &Arc<Self>,
+        source: &str,
+    ) -> Result<Option<u64>, ServiceError> {
+        if source.is_empty() || self.config.lockout.source_max_failures == 0 {
+            return Ok(None);
+        }
+        let now = self.clock.now();
+        if self.store.sources().is_none() {
+            return Ok(self
+                .sources
+                .blocked_until(&self.config.lockout, source, now));
+        }
+        let source = source.to_string();
+        self.run(None, move |e| {
+            let shared = e.store.sources().expect("checked above");
+            Ok(shared.blocked_until(&e.config.lockout, &source, now)?)
+        })
+        .await
+    }
+
+    /// Counts a failed code from `source`; true if that reached the limit.
+    async fn source_failure(self: &Arc<Self>, source: &str) -> Result<bool, ServiceError> {
+        if source.is_empty() || self.config.lockout.source_max_failures == 0 {
+            return Ok(false);
+        }
+        let now = self.clock.now();
+        if self.store.sources().is_none() {
+            return Ok(self.sources.failure(&self.config.lockout, source, now));
+        }
+        let source = source.to_string();
+        self.run(None, move |e| {
+            let shared = e.store.sources().expect("checked above");
+            Ok(shared.failure(&e.config.lockout, &source, now)?)
+        })
+        .await
+    }
+
     pub async fn verify(
         self: &Arc<Self>,
         caller: &Caller,
@@ -266,9 +307,7 @@ impl Engine {
         } else {
             String::new()
         };
-        let blocked = self
-            .sources
-            .blocked_until(&self.config.lockout, &source, self.clock.now());
+        let blocked = self.source_blocked_until(&source).await?;
         let mut outcome = self
             .transact(&account, &ctx, caller.uid, {
                 let source = source.clone();
@@ -279,11 +318,7 @@ impl Engine {
             outcome.result,
             VerifyResult::Invalid | VerifyResult::Replayed
         );
-        if failed
-            && self
-                .sources
-                .failure(&self.config.lockout, &source, self.clock.now())
-        {
+        if failed && self.source_failure(&source).await? {
             self.audit.event(
                 Level::Warning,
                 "source-limited",

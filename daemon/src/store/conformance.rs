@@ -1,7 +1,7 @@
 //! The storage contract as tests: the same test code runs against every
-//! implementation (`MemoryStore` and `LocalStore` here; a database store
-//! adds its own line to `every_store!`). What the engine relies on is
-//! exactly what is checked here.
+//! implementation (`MemoryStore` and `LocalStore` here; `PostgresStore` in
+//! tests/tests/store_postgres.rs, against a real server, through
+//! [`SUITE`]). What the engine relies on is exactly what is checked here.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -11,14 +11,32 @@ use crate::error::Error;
 use crate::record::UserRecord;
 
 /// Makes a fresh, empty store; the returned value keeps its backing (a
-/// temporary directory) alive.
-pub(crate) type Factory = fn() -> (Arc<dyn Store>, Box<dyn std::any::Any>);
+/// temporary directory, a database) alive.
+pub type Factory<'a> = &'a dyn Fn() -> (Arc<dyn Store>, Box<dyn std::any::Any>);
 
-pub(crate) fn memory() -> (Arc<dyn Store>, Box<dyn std::any::Any>) {
+/// One test of the contract.
+pub type Check = fn(Factory);
+
+/// Every test of the contract, by name.
+pub const SUITE: &[(&str, Check)] = &[
+    (
+        "concurrent_updates_are_atomic",
+        concurrent_updates_are_atomic,
+    ),
+    ("a_mark_is_taken_once", a_mark_is_taken_once),
+    ("lockout_is_exact_under_races", lockout_is_exact_under_races),
+    ("keep_delete_remove_and_list", keep_delete_remove_and_list),
+    (
+        "bad_keys_and_misfiled_records_are_refused",
+        bad_keys_and_misfiled_records_are_refused,
+    ),
+];
+
+pub fn memory() -> (Arc<dyn Store>, Box<dyn std::any::Any>) {
     (Arc::new(MemoryStore::new()), Box::new(()))
 }
 
-pub(crate) fn local() -> (Arc<dyn Store>, Box<dyn std::any::Any>) {
+pub fn local() -> (Arc<dyn Store>, Box<dyn std::any::Any>) {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = LocalStore::open(&dir.path().join("state")).expect("open");
     (Arc::new(store), Box::new(dir))
@@ -29,7 +47,7 @@ fn rec(key: &str) -> UserRecord {
 }
 
 /// Many writers, one record: every increment lands (no lost update).
-pub(crate) fn concurrent_updates_are_atomic(make: Factory) {
+pub fn concurrent_updates_are_atomic(make: Factory) {
     let (store, _keep) = make();
     let threads = 16;
     let each = 25;
@@ -55,7 +73,7 @@ pub(crate) fn concurrent_updates_are_atomic(make: Factory) {
 
 /// A one-time mark (a replay mark, a used backup code): of many racing
 /// attempts to take it, exactly one sees it free.
-pub(crate) fn a_mark_is_taken_once(make: Factory) {
+pub fn a_mark_is_taken_once(make: Factory) {
     let (store, _keep) = make();
     store
         .update("uid:7", &mut |_| Write::Put(rec("uid:7")))
@@ -89,7 +107,7 @@ pub(crate) fn a_mark_is_taken_once(make: Factory) {
 
 /// Lockout exactness: with a limit of 5, 50 racing failures leave exactly
 /// 5 counted before the lock and the rest refused by it.
-pub(crate) fn lockout_is_exact_under_races(make: Factory) {
+pub fn lockout_is_exact_under_races(make: Factory) {
     let (store, _keep) = make();
     let judged = AtomicU32::new(0);
     std::thread::scope(|s| {
@@ -123,7 +141,7 @@ pub(crate) fn lockout_is_exact_under_races(make: Factory) {
 
 /// Keep writes nothing; Delete removes; a removed record is gone for get,
 /// keys and list; remove says whether there was one.
-pub(crate) fn keep_delete_remove_and_list(make: Factory) {
+pub fn keep_delete_remove_and_list(make: Factory) {
     let (store, _keep) = make();
     store.update("uid:1", &mut |_| Write::Keep).unwrap();
     assert!(store.get("uid:1").unwrap().is_none());
@@ -150,7 +168,7 @@ pub(crate) fn keep_delete_remove_and_list(make: Factory) {
 
 /// A decision that files a record under another key is refused, and keys
 /// that could name a path are refused before anything is touched.
-pub(crate) fn bad_keys_and_misfiled_records_are_refused(make: Factory) {
+pub fn bad_keys_and_misfiled_records_are_refused(make: Factory) {
     let (store, _keep) = make();
     let r = store.update("uid:3", &mut |_| Write::Put(rec("uid:4")));
     assert!(matches!(r, Err(Error::Corrupt { .. })), "{r:?}");
@@ -163,17 +181,19 @@ pub(crate) fn bad_keys_and_misfiled_records_are_refused(make: Factory) {
     }
 }
 
+#[cfg(test)]
 macro_rules! every_store {
     ($($test:ident),* $(,)?) => {
         mod memory_store {
-            $(#[test] fn $test() { super::$test(super::memory) })*
+            $(#[test] fn $test() { super::$test(&super::memory) })*
         }
         mod local_store {
-            $(#[test] fn $test() { super::$test(super::local) })*
+            $(#[test] fn $test() { super::$test(&super::local) })*
         }
     };
 }
 
+#[cfg(test)]
 every_store!(
     concurrent_updates_are_atomic,
     a_mark_is_taken_once,
@@ -185,6 +205,7 @@ every_store!(
 /// Durability where the engine promises it: what `update` acknowledged
 /// is there after the store is dropped without a checkpoint (a crash) and
 /// opened again, also when the user files were lost.
+#[cfg(test)]
 #[test]
 fn local_updates_survive_a_crash_without_checkpoint() {
     let dir = tempfile::tempdir().unwrap();

@@ -16,14 +16,18 @@
 //!   cannot be read): the administrator's way out of a corrupt record.
 //!
 //! Implementations: `LocalStore` (files and a journal, one daemon per
-//! directory by a lock on it), `MemoryStore` (tests), and the conformance
-//! suite that every implementation must pass (`conformance`, tests only).
+//! directory by a lock on it), `PostgresStore` (one database a fleet
+//! shares), `MemoryStore` (tests), and the conformance suite that every
+//! implementation must pass (`conformance`: the unit tests run it on the
+//! first two, the end-to-end tests on PostgreSQL against a real server).
 
 mod local;
 mod memory;
+mod postgres;
 
-#[cfg(test)]
-pub(crate) mod conformance;
+#[cfg(any(test, feature = "conformance"))]
+#[doc(hidden)]
+pub mod conformance;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -32,10 +36,12 @@ use otpgate_proto::valid_user_name;
 
 use crate::accounts::uid_of_key;
 use crate::error::Error;
+use crate::lockout::SourceCounter;
 use crate::record::UserRecord;
 
 pub use local::LocalStore;
 pub use memory::MemoryStore;
+pub use postgres::{DbUrl, Opened, PostgresStore, TlsMode};
 
 /// What a decision writes back. One lives for one transaction, so the
 /// record is not boxed.
@@ -84,6 +90,13 @@ pub trait Store: Send + Sync {
                 Err(e) => Some((k, Err(e))),
             })
             .collect())
+    }
+
+    /// For a store several daemons share: its per-source failure counts,
+    /// so the limit holds across the fleet. `None`: each daemon counts in
+    /// its own memory.
+    fn sources(&self) -> Option<&dyn SourceCounter> {
+        None
     }
 
     /// Called at a clean stop: afterwards the store needs no recovery at
