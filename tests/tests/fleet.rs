@@ -126,6 +126,18 @@ impl Fleet {
     }
 }
 
+impl Fleet {
+    /// Both daemons' logs and the database's, for a failing test to show.
+    fn logs(&self) -> String {
+        format!(
+            "otpgated A:\n{}\notpgated B:\n{}\npostgres:\n{}",
+            self.a.daemon.log(),
+            self.b.daemon.log(),
+            self.pg.log()
+        )
+    }
+}
+
 /// Enrolled through the CLI as root, confirmed with an oathtool code.
 fn enroll_cli(node: &Node, user: &str) -> Enrolled {
     let e = node.cli(&["enroll", "--user", user]).json();
@@ -257,7 +269,11 @@ fn the_per_source_limit_counts_failures_on_a_and_b_together() {
     // either alone, at it together.
     for (node, who) in [(&f.a, &e[0]), (&f.b, &e[1]), (&f.b, &e[0]), (&f.a, &e[1])] {
         let o = node.login(&who.user, &wrong_code(&who.secret), attacker);
-        assert_outcome(&o, false, AUTH_ERR, "Wrong code.");
+        assert!(
+            !o.success && o.says(AUTH_ERR) && o.says("Wrong code."),
+            "{o:#?}\n{}",
+            f.logs()
+        );
     }
     // The host is refused on both now, for a third user with a right code.
     let right = oathtool_at(&e[2].secret, e[2].confirmed_at + 30);
@@ -749,13 +765,15 @@ fn the_database_holds_no_secret_and_no_backup_code() {
     }
 }
 
-/// `otpgate admin migrate-store --to postgres --config CONFIG` as root.
+/// `otpgated --config CONFIG --migrate-store-to postgres` as root (what
+/// `otpgate admin migrate-store --to postgres` is to run).
 fn migrate(config: &Path) -> Out {
-    let mut cmd = Command::new(bin("otpgate"));
-    cmd.args(["admin", "migrate-store", "--to", "postgres", "--config"])
+    let mut cmd = Command::new(bin("otpgated"));
+    cmd.arg("--config")
         .arg(config)
+        .args(["--migrate-store-to", "postgres"])
         .env_remove("DBUS_SYSTEM_BUS_ADDRESS");
-    run_bounded(cmd, "", "otpgate admin migrate-store")
+    run_bounded(cmd, "", "otpgated --migrate-store-to postgres")
 }
 
 #[test]
@@ -809,7 +827,11 @@ fn migrate_store_keeps_locks_and_used_codes_and_never_overwrites_a_newer_record(
     // The fleet's record of `used` is newer than the local one now.
     let out = migrate(&config);
     assert_eq!(out.code, 1, "{out:#?}");
-    assert!(out.stderr.contains(&used.name), "{out:#?}");
+    let said = format!("{}{}", out.stdout, out.stderr);
+    assert!(
+        said.lines().any(|l| l.contains(&used.name) && l.contains("newer")),
+        "{out:#?}"
+    );
 
     fleet.restart(&bus);
     // Not overwritten by the older local record, which has c2 unused.
