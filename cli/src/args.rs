@@ -118,6 +118,40 @@ pub enum Command {
             otpgate import --user alice --google-authenticator ~alice/.google_authenticator"
     )]
     Import(ImportArgs),
+
+    /// Administrator: operations on this host's otpgated itself
+    #[command(subcommand, after_help = "Example:\n  otpgate admin migrate-store --to postgres")]
+    Admin(AdminCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AdminCommand {
+    /// Move this host's users into the fleet database ([storage] backend = "postgres")
+    #[command(
+        long_about = "Move this host's users into the fleet database.\n\n\
+            Copies every record of the local state directory ([storage] path) into the \
+            PostgreSQL database of [storage] url, with their locks, replay marks and \
+            used backup codes. A record the fleet already holds in a newer state is never \
+            overwritten: it is named and the exit status is 1. otpgated must be stopped \
+            (it holds the state directory), and the config must already say \
+            backend = \"postgres\" with the fleet's url and key_file; start otpgated \
+            afterwards. The local directory is left as it was.",
+        after_help = "Example:\n  \
+            systemctl stop otpgated && otpgate admin migrate-store --to postgres && systemctl start otpgated\n\n\
+            Exit status: 0 every record moved, 1 some kept back or unreadable (named), 2 error."
+    )]
+    MigrateStore(MigrateStoreArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct MigrateStoreArgs {
+    /// The engine to move to
+    #[arg(long, value_name = "BACKEND", value_parser = ["postgres"])]
+    pub to: String,
+
+    /// otpgated's configuration file
+    #[arg(long, value_name = "FILE", default_value = "/etc/otpgate/otpgate.toml", value_hint = clap::ValueHint::FilePath)]
+    pub config: PathBuf,
 }
 
 /// The factor to enrol.

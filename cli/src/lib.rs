@@ -12,7 +12,7 @@ pub mod term;
 
 use clap::Parser;
 
-use args::{Cli, Command, MethodArg};
+use args::{AdminCommand, Cli, Command, MethodArg};
 use commands::Ctx;
 use error::CliError;
 
@@ -22,6 +22,12 @@ use error::CliError;
 pub fn main() -> i32 {
     let cli = Cli::parse();
     check_usage(&cli);
+    // Works on the daemon's files with the daemon stopped: no bus.
+    if let Command::Admin(AdminCommand::MigrateStore(a)) = &cli.command {
+        let e = commands::admin::migrate_store(a);
+        eprintln!("otpgate: {}", e.line());
+        return 2;
+    }
     match zruntime::block_on(run(&cli)) {
         Ok(()) => 0,
         Err(e) => {
@@ -76,5 +82,6 @@ async fn run(cli: &Cli) -> Result<(), CliError> {
         Command::List => commands::admin::list(&ctx).await,
         Command::Stats => commands::admin::stats(&ctx).await,
         Command::Import(a) => commands::import::import(&ctx, a).await,
+        Command::Admin(AdminCommand::MigrateStore(_)) => unreachable!("handled in main"),
     }
 }

@@ -16,6 +16,9 @@ _otpgate() {
             ",$1")
                 cmd="otpgate"
                 ;;
+            otpgate,admin)
+                cmd="otpgate__subcmd__admin"
+                ;;
             otpgate,backup-codes)
                 cmd="otpgate__subcmd__backup__subcmd__codes"
                 ;;
@@ -48,6 +51,21 @@ _otpgate() {
                 ;;
             otpgate,unlock)
                 cmd="otpgate__subcmd__unlock"
+                ;;
+            otpgate__subcmd__admin,help)
+                cmd="otpgate__subcmd__admin__subcmd__help"
+                ;;
+            otpgate__subcmd__admin,migrate-store)
+                cmd="otpgate__subcmd__admin__subcmd__migrate__subcmd__store"
+                ;;
+            otpgate__subcmd__admin__subcmd__help,help)
+                cmd="otpgate__subcmd__admin__subcmd__help__subcmd__help"
+                ;;
+            otpgate__subcmd__admin__subcmd__help,migrate-store)
+                cmd="otpgate__subcmd__admin__subcmd__help__subcmd__migrate__subcmd__store"
+                ;;
+            otpgate__subcmd__help,admin)
+                cmd="otpgate__subcmd__help__subcmd__admin"
                 ;;
             otpgate__subcmd__help,backup-codes)
                 cmd="otpgate__subcmd__help__subcmd__backup__subcmd__codes"
@@ -82,6 +100,9 @@ _otpgate() {
             otpgate__subcmd__help,unlock)
                 cmd="otpgate__subcmd__help__subcmd__unlock"
                 ;;
+            otpgate__subcmd__help__subcmd__admin,migrate-store)
+                cmd="otpgate__subcmd__help__subcmd__admin__subcmd__migrate__subcmd__store"
+                ;;
             *)
                 ;;
         esac
@@ -89,12 +110,109 @@ _otpgate() {
 
     case "${cmd}" in
         otpgate)
-            opts="-h -V --bus --json --help --version enroll confirm status disable backup-codes unlock reset list stats import help"
+            opts="-h -V --bus --json --help --version enroll confirm status disable backup-codes unlock reset list stats import admin help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --bus)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpgate__subcmd__admin)
+            opts="-h -V --bus --json --help --version migrate-store help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --bus)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpgate__subcmd__admin__subcmd__help)
+            opts="migrate-store help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpgate__subcmd__admin__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpgate__subcmd__admin__subcmd__help__subcmd__migrate__subcmd__store)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpgate__subcmd__admin__subcmd__migrate__subcmd__store)
+            opts="-h -V --to --config --bus --json --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --to)
+                    COMPREPLY=($(compgen -W "postgres" -- "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
+                    return 0
+                    ;;
                 --bus)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -226,8 +344,36 @@ _otpgate() {
             return 0
             ;;
         otpgate__subcmd__help)
-            opts="enroll confirm status disable backup-codes unlock reset list stats import help"
+            opts="enroll confirm status disable backup-codes unlock reset list stats import admin help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpgate__subcmd__help__subcmd__admin)
+            opts="migrate-store"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpgate__subcmd__help__subcmd__admin__subcmd__migrate__subcmd__store)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

@@ -1,9 +1,10 @@
-//! The administrator commands: `unlock`, `reset`, `list`, `stats`.
+//! The administrator commands: `unlock`, `reset`, `list`, `stats`,
+//! `admin migrate-store`.
 
 use otpgate_proto::codec::Stats;
 
 use super::Ctx;
-use crate::args::TargetArgs;
+use crate::args::{MigrateStoreArgs, TargetArgs};
 use crate::error::CliError;
 use crate::output::{self, table, Align, StatusText};
 
@@ -190,4 +191,35 @@ mod tests {
         assert!(lines[1..].iter().all(|l| l.len() == width), "{text}");
         assert!(lines[3].ends_with("3400"));
     }
+}
+
+/// `admin migrate-store`: the daemon's binary does the work, offline, as it
+/// alone reads the key and the records; this replaces the process with it
+/// and returns only if that could not be started.
+pub fn migrate_store(args: &MigrateStoreArgs) -> CliError {
+    use std::os::unix::process::CommandExt;
+    if !nix::unistd::geteuid().is_root() {
+        return CliError::Input("admin migrate-store must be run as root".into());
+    }
+    let daemon = otpgated_binary();
+    let err = std::process::Command::new(&daemon)
+        .arg("--config")
+        .arg(&args.config)
+        .arg("--migrate-store-to")
+        .arg(&args.to)
+        .exec();
+    CliError::Io {
+        what: format!("cannot run {}", daemon.display()),
+        reason: err.to_string(),
+    }
+}
+
+/// The otpgated installed with this otpgate: beside it (a build tree), else
+/// where the package puts it.
+fn otpgated_binary() -> std::path::PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join("otpgated")))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| "/usr/sbin/otpgated".into())
 }
