@@ -120,7 +120,10 @@ pub enum Command {
     Import(ImportArgs),
 
     /// Administrator: operations on this host's otpgated itself
-    #[command(subcommand, after_help = "Example:\n  otpgate admin migrate-store --to postgres")]
+    #[command(
+        subcommand,
+        after_help = "Example:\n  otpgate admin migrate-store --to postgres"
+    )]
     Admin(AdminCommand),
 }
 

@@ -765,15 +765,13 @@ fn the_database_holds_no_secret_and_no_backup_code() {
     }
 }
 
-/// `otpgated --config CONFIG --migrate-store-to postgres` as root (what
-/// `otpgate admin migrate-store --to postgres` is to run).
+/// `otpgate admin migrate-store --to postgres --config CONFIG` as root.
 fn migrate(config: &Path) -> Out {
-    let mut cmd = Command::new(bin("otpgated"));
-    cmd.arg("--config")
+    let mut cmd = Command::new(bin("otpgate"));
+    cmd.args(["admin", "migrate-store", "--to", "postgres", "--config"])
         .arg(config)
-        .args(["--migrate-store-to", "postgres"])
         .env_remove("DBUS_SYSTEM_BUS_ADDRESS");
-    run_bounded(cmd, "", "otpgated --migrate-store-to postgres")
+    run_bounded(cmd, "", "otpgate admin migrate-store --to postgres")
 }
 
 #[test]
@@ -829,7 +827,8 @@ fn migrate_store_keeps_locks_and_used_codes_and_never_overwrites_a_newer_record(
     assert_eq!(out.code, 1, "{out:#?}");
     let said = format!("{}{}", out.stdout, out.stderr);
     assert!(
-        said.lines().any(|l| l.contains(&used.name) && l.contains("newer")),
+        said.lines()
+            .any(|l| l.contains(&used.name) && l.contains("newer")),
         "{out:#?}"
     );
 
