@@ -24,7 +24,6 @@ packages=(
   dbus systemd strace dpkg-dev libpam-runtime  # the packaging tests: system bus, systemd-analyze/-creds, the sandbox trace, the .deb
   vlock tmux                   # a real console locker (PAM service vlock) and login(1), on tmux pseudo-terminals
   postgresql                   # fleet mode: a private PostgreSQL cluster per test (initdb, postgres, pg_basebackup, pg_dump)
-  libssl-dev                   # the daemon's TLS to PostgreSQL links OpenSSL
   openssl                      # the test CA and the database server's certificate
 )
 missing=()

@@ -269,31 +269,47 @@ fn migrate_store(args: &Args) -> Result<bool, Error> {
     let (mut moved, mut kept, mut unreadable) = (0u32, 0u32, 0u32);
     for (k, rec) in local.list()? {
         let rec = match rec {
-            Ok(r) => r,
+            Ok(r) if otpgated::accounts::uid_of_key(&k).is_some() => r,
+            Ok(_) => {
+                // A fleet's hosts may not agree on what a name means at
+                // the moment it is moved: only uid keys go in.
+                println!(
+                    "skipped {k}: filed by user name, whose account this host does not know; \
+                     start otpgated on the local store once it resolves (the record then moves to its uid), or `otpgate reset {k}`"
+                );
+                unreadable += 1;
+                continue;
+            }
             Err(e) => {
                 println!("skipped {k}: {e}");
                 unreadable += 1;
                 continue;
             }
         };
-        let mut newer = None;
-        fleet.update(&k, &mut |current| match current {
-            Some(c) if c.updated_at > rec.updated_at => {
-                newer = Some(c.updated_at);
+        let mut refusal = None;
+        fleet.update(&k, &mut |current| {
+            refusal = match current {
+                Some(c) if c.name.is_some() && rec.name.is_some() && c.name != rec.name => {
+                    Some(format!(
+                        "the fleet's record of this uid belongs to {}: every host of a fleet must give a user the same uid",
+                        c.display_name()
+                    ))
+                }
+                Some(c) if c.updated_at > rec.updated_at => Some(format!(
+                    "the fleet's record is newer (updated at {}, this host's at {})",
+                    c.updated_at, rec.updated_at
+                )),
+                _ => None,
+            };
+            if refusal.is_some() {
                 Write::Keep
-            }
-            _ => {
-                newer = None;
+            } else {
                 Write::Put(rec.clone())
             }
         })?;
-        match newer {
-            Some(at) => {
-                println!(
-                    "kept {k} ({}): the fleet's record is newer (updated at {at}, this host's at {}); nothing copied",
-                    rec.display_name(),
-                    rec.updated_at
-                );
+        match refusal {
+            Some(why) => {
+                println!("kept {k} ({}): {why}; nothing copied", rec.display_name());
                 kept += 1;
             }
             None => {
@@ -303,7 +319,7 @@ fn migrate_store(args: &Args) -> Result<bool, Error> {
         }
     }
     println!(
-        "migrate-store: {moved} moved, {kept} kept back (the fleet's were newer), {unreadable} unreadable; {} left as it was",
+        "migrate-store: {moved} moved, {kept} kept back, {unreadable} skipped; {} left as it was",
         config.storage.path.display()
     );
     Ok(kept == 0 && unreadable == 0)

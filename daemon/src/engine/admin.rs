@@ -304,7 +304,14 @@ impl Engine {
     /// At start: moves every record still filed under a name whose account
     /// the name service knows to its uid key. A record of a name it does
     /// not know stays, and is moved when the name resolves again.
+    ///
+    /// A fleet's store holds uid keys only (`migrate-store` moves no name
+    /// keys): nothing to look for, and no extra read at every login.
     pub async fn migrate_legacy_records(self: &Arc<Self>) -> Result<usize, ServiceError> {
+        if self.store.shared() {
+            self.legacy_left.store(false, Ordering::Relaxed);
+            return Ok(0);
+        }
         let this = Arc::clone(self);
         self.blocking(move || {
             let keys = this.store.keys().map_err(|e| this.storage_error("*", e))?;

@@ -617,3 +617,79 @@ async fn a_corrupt_record_is_an_error_for_that_user_only_until_reset() {
         "{lines:?}"
     );
 }
+
+/// A store other hosts share, as the engine sees one.
+struct FleetStore(Arc<MemoryStore>);
+
+impl Store for FleetStore {
+    fn get(&self, key: &str) -> Result<Option<crate::record::UserRecord>, crate::error::Error> {
+        self.0.get(key)
+    }
+    fn update(
+        &self,
+        key: &str,
+        decide: &mut dyn FnMut(Option<crate::record::UserRecord>) -> crate::store::Write,
+    ) -> Result<(), crate::error::Error> {
+        self.0.update(key, decide)
+    }
+    fn remove(&self, key: &str) -> Result<bool, crate::error::Error> {
+        self.0.remove(key)
+    }
+    fn keys(&self) -> Result<Vec<String>, crate::error::Error> {
+        self.0.keys()
+    }
+    fn shared(&self) -> bool {
+        true
+    }
+}
+
+/// Two hosts of a fleet that disagree on uid 1001 (alice on one, mallory
+/// on the other): mallory's logins never use alice's record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_host_that_gives_a_uid_another_name_decides_nothing() {
+    let h = harness("");
+    let key = *MasterKey::generate().unwrap().as_bytes();
+    let records = Arc::new(MemoryStore::new());
+    let host = |accounts: Vec<(String, u32)>| {
+        let config =
+            Config::parse("[backup_codes]\ncount = 2\n", std::path::Path::new("t")).unwrap();
+        Arc::new(
+            Engine::new(
+                config,
+                Box::new(FleetStore(Arc::clone(&records))),
+                MasterKey::from_bytes(key),
+                h.clock.clone(),
+                Audit::kept(),
+                tokio::runtime::Handle::current(),
+            )
+            .with_accounts(Arc::new(TableAccounts(accounts)))
+            .with_hostname("testhost"),
+        )
+    };
+    let a = host(vec![("alice".into(), ALICE)]);
+    let b = host(vec![("mallory".into(), ALICE)]);
+    let Enrollment::Totp { secret, .. } = a.enroll(&root(), "alice", None, None).await.unwrap()
+    else {
+        panic!("not a TOTP enrolment")
+    };
+    let secret = secret.to_string();
+    a.confirm(&root(), "alice", code(&oathtool(&secret, h.clock.now())))
+        .await
+        .unwrap();
+    h.clock.advance(30);
+    let c = oathtool(&secret, h.clock.now());
+    let e = b
+        .verify(&root(), "mallory", code(&c), Context::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, ServiceError::Storage(m) if m.contains("same uid")),
+        "{e:?}"
+    );
+    // Untouched: the code is still alice's to use, on her host.
+    let out = a
+        .verify(&root(), "alice", code(&c), Context::default())
+        .await
+        .unwrap();
+    assert_eq!(out.result, VerifyResult::Ok);
+}

@@ -83,8 +83,21 @@ impl Engine {
             account,
         };
         let mut out = None;
+        let mut clash = None;
         let key = account.key();
+        let shared = self.store.shared();
         let stored = self.store.update(&key, &mut |rec| {
+            // Records are keyed by uid. On one host a uid is one account;
+            // across a fleet only if every host agrees, and hosts with
+            // their own /etc/passwd often do not: a record written for
+            // another name is never decided on here.
+            clash = rec
+                .as_ref()
+                .and_then(|r| r.name.clone())
+                .filter(|n| shared && *n != account.name);
+            if clash.is_some() {
+                return Write::Keep;
+            }
             let mut d = decide(rec, &env);
             if let Write::Put(r) = &mut d.write {
                 r.updated_at = env.now;
@@ -102,6 +115,16 @@ impl Engine {
             other => other,
         });
         if let Err(e) = stored {
+            return Err(self.storage_error(&account.name, e));
+        }
+        if let Some(other) = clash {
+            let e = Error::Database(format!(
+                "uid {} is {} on this host but the fleet's record for it was written for {}: \
+                 every host of a fleet must give a user the same uid; nothing was changed",
+                account.uid,
+                crate::audit::clean(&account.name),
+                crate::audit::clean(&other)
+            ));
             return Err(self.storage_error(&account.name, e));
         }
         let (answer, events) = out.expect("update called the decision");

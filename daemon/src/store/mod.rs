@@ -92,6 +92,12 @@ pub trait Store: Send + Sync {
             .collect())
     }
 
+    /// Whether other daemons (other hosts) share these records: their
+    /// uid keys then mean the same account only if every host agrees.
+    fn shared(&self) -> bool {
+        false
+    }
+
     /// For a store several daemons share: its per-source failure counts,
     /// so the limit holds across the fleet. `None`: each daemon counts in
     /// its own memory.

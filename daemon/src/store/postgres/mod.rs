@@ -214,6 +214,14 @@ fn as_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+/// Why an attempt at an update failed.
+enum AttemptError {
+    /// Before anything was sent that could write: safe to try again.
+    Stale(Error),
+    Failed(Error),
+}
+use AttemptError::{Failed, Stale};
+
 /// The outcome of one attempt at an update.
 enum Attempt {
     Done,
@@ -225,14 +233,22 @@ impl Store for PostgresStore {
     fn get(&self, key: &str) -> Result<Option<UserRecord>, Error> {
         check(key)?;
         let body = self.call(async {
-            let c = self.pool.get().await?;
-            let row = c
-                .client
-                .query_opt(&c.st.get, &[&key])
-                .await
-                .map_err(|e| db_error(&e))?;
-            c.release();
-            Ok(row.map(|r| r.get::<_, Vec<u8>>(0)))
+            let mut fresh_tried = false;
+            loop {
+                let c = self.pool.get().await?;
+                match c.client.query_opt(&c.st.get, &[&key]).await {
+                    Ok(row) => {
+                        c.release();
+                        return Ok(row.map(|r| r.get::<_, Vec<u8>>(0)));
+                    }
+                    // A read is safe to repeat on a fresh connection.
+                    Err(_) if c.client.is_closed() && !fresh_tried => {
+                        fresh_tried = true;
+                        self.pool.clear();
+                    }
+                    Err(e) => return Err(db_error(&e)),
+                }
+            }
         })?;
         body.map(|b| self.decode(key, &b)).transpose()
     }
@@ -244,10 +260,19 @@ impl Store for PostgresStore {
     ) -> Result<(), Error> {
         check(key)?;
         self.call(async {
+            let mut fresh_tried = false;
             loop {
-                match self.attempt(key, decide).await? {
-                    Attempt::Done => return Ok(()),
-                    Attempt::LostInsert => continue,
+                match self.attempt(key, decide).await {
+                    Ok(Attempt::Done) => return Ok(()),
+                    Ok(Attempt::LostInsert) => continue,
+                    // Nothing was written yet: a pooled connection that
+                    // died with a restarted server costs a retry, not a
+                    // refused login.
+                    Err(Stale(_)) if !fresh_tried => {
+                        fresh_tried = true;
+                        self.pool.clear();
+                    }
+                    Err(Stale(e)) | Err(Failed(e)) => return Err(e),
                 }
             }
         })
@@ -308,6 +333,10 @@ impl Store for PostgresStore {
             .collect())
     }
 
+    fn shared(&self) -> bool {
+        true
+    }
+
     fn sources(&self) -> Option<&dyn SourceCounter> {
         Some(self)
     }
@@ -318,9 +347,8 @@ impl PostgresStore {
         &self,
         key: &str,
         decide: &mut dyn FnMut(Option<UserRecord>) -> Write,
-    ) -> Result<Attempt, Error> {
-        let c = self.pool.get().await?;
-        let err = |e: tokio_postgres::Error| db_error(&e);
+    ) -> Result<Attempt, AttemptError> {
+        let c = self.pool.get().await.map_err(Failed)?;
         // Sent together: one round trip to open the transaction and lock
         // the row.
         let params: [&(dyn ToSql + Sync); 1] = [&key];
@@ -328,14 +356,34 @@ impl PostgresStore {
             c.client.batch_execute("BEGIN"),
             c.client.query_opt(&c.st.lock, &params)
         );
-        begun.map_err(err)?;
-        let body: Option<Vec<u8>> = row.map_err(err)?.map(|r| r.get(0));
+        let first = begun.and(row);
+        let row = match first {
+            Ok(row) => row,
+            Err(e) if c.client.is_closed() => return Err(Stale(db_error(&e))),
+            Err(e) => return Err(Failed(db_error(&e))),
+        };
+        let result = self.finish(&c, key, row.map(|r| r.get(0)), decide).await;
+        if result.is_ok() {
+            c.release();
+        }
+        result.map_err(Failed)
+    }
+
+    /// The rest of `attempt`, inside the transaction.
+    async fn finish(
+        &self,
+        c: &pool::Conn<'_>,
+        key: &str,
+        body: Option<Vec<u8>>,
+        decide: &mut dyn FnMut(Option<UserRecord>) -> Write,
+    ) -> Result<Attempt, Error> {
+        let err = |e: tokio_postgres::Error| db_error(&e);
+        let params: [&(dyn ToSql + Sync); 1] = [&key];
         let existed = body.is_some();
         let current = match body.map(|b| self.decode(key, &b)).transpose() {
             Ok(r) => r,
             Err(e) => {
                 c.client.batch_execute("ROLLBACK").await.map_err(err)?;
-                c.release();
                 return Err(e);
             }
         };
@@ -345,7 +393,6 @@ impl PostgresStore {
             Write::Put(rec) => {
                 if rec.user != key {
                     c.client.batch_execute("ROLLBACK").await.map_err(err)?;
-                    c.release();
                     return Err(Error::Corrupt {
                         user: key.into(),
                         reason: format!("a decision filed a record of {:?} under it", rec.user),
@@ -374,13 +421,9 @@ impl PostgresStore {
             None => c.client.batch_execute("COMMIT").await.map_err(err)?,
             // An insert that found the row already there (another host
             // made it since our read): nothing was written.
-            Some((0, ())) if !existed => {
-                c.release();
-                return Ok(Attempt::LostInsert);
-            }
+            Some((0, ())) if !existed => return Ok(Attempt::LostInsert),
             Some(_) => {}
         }
-        c.release();
         Ok(Attempt::Done)
     }
 }
