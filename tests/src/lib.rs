@@ -21,6 +21,7 @@ use nix::unistd::Pid;
 pub use otpgate_proto as proto;
 
 pub mod inproc;
+pub mod leaks;
 pub mod libpam;
 pub mod pg;
 pub mod smtp;
@@ -309,22 +310,43 @@ impl Daemon {
     /// Unless `extra_toml` has a `[pam]` section, the daemon's direct
     /// socket is [`Bus::pam_socket`].
     pub fn start(bus: &Bus, extra_toml: &str) -> Daemon {
+        Daemon::start_with_storage(bus, None, extra_toml)
+    }
+
+    /// With `storage` = (the whole `[storage]` section, the key file it
+    /// names): a daemon of a fleet, whose records are in a shared database
+    /// (see [`pg::FleetDb::storage_toml`]). None: a local store in the
+    /// daemon's own directory, as [`Daemon::start`].
+    pub fn start_with_storage(
+        bus: &Bus,
+        storage: Option<(&str, &Path)>,
+        extra_toml: &str,
+    ) -> Daemon {
         let dir = TestDir::new("daemon");
         let state_dir = dir.join("state");
-        let key_file = dir.join("master.key");
         let config = dir.join("otpgate.toml");
         let pam_socket = (!extra_toml.contains("[pam]")).then(|| bus.pam_socket());
         let pam_section = pam_socket
             .as_ref()
             .map(|p| format!("[pam]\nsocket = \"{}\"\n\n", p.display()))
             .unwrap_or_default();
+        let (storage_section, key_file) = match storage {
+            Some((section, key_file)) => (section.to_string(), key_file.to_path_buf()),
+            None => {
+                let key_file = dir.join("master.key");
+                (
+                    format!(
+                        "[storage]\npath = \"{}\"\nkey_file = \"{}\"\n",
+                        state_dir.display(),
+                        key_file.display()
+                    ),
+                    key_file,
+                )
+            }
+        };
         fs::write(
             &config,
-            format!(
-                "{pam_section}[storage]\npath = \"{}\"\nkey_file = \"{}\"\n\n{extra_toml}\n",
-                state_dir.display(),
-                key_file.display()
-            ),
+            format!("{pam_section}{storage_section}\n{extra_toml}\n"),
         )
         .expect("write config");
         let log_path = dir.join("otpgated.log");

@@ -471,7 +471,8 @@ impl SourceCounter for PostgresStore {
                 // table stays as small as the current attacks.
                 c.client
                     .execute(
-                        "DELETE FROM otpgate_sources WHERE window_start < $1 - $2",
+                        // Typed: `$1 - $2` alone is ambiguous to the server.
+                        "DELETE FROM otpgate_sources WHERE window_start < $1::bigint - $2::bigint",
                         &[&now_i, &window],
                     )
                     .await
