@@ -174,3 +174,30 @@ fn a_database_that_goes_away_and_comes_back() {
     }
     assert!(store.get("uid:1").unwrap().is_some());
 }
+
+/// The deadline is the database's: a decision that takes longer than
+/// `timeout_ms` itself (hashing ten backup codes at an enrolment) still
+/// lands, while a database that does not answer is refused in time.
+#[test]
+fn the_deadline_covers_the_database_not_the_decision() {
+    let mut pg = PgServer::start();
+    let fleet = pg.fleet_db();
+    let key = MasterKey::generate().unwrap();
+    let mut cfg = storage(&fleet, pg.port(), "otpgate");
+    cfg.timeout_ms = 300;
+    let store = open(&cfg, &key);
+    store
+        .update("uid:9001", &mut |_| {
+            std::thread::sleep(std::time::Duration::from_millis(600));
+            Write::Put(UserRecord::new("uid:9001", 1))
+        })
+        .expect("a slow decision is not a slow database");
+    assert!(store.get("uid:9001").unwrap().is_some());
+    pg.freeze();
+    let started = std::time::Instant::now();
+    let e = store.get("uid:9001").unwrap_err();
+    let took = started.elapsed();
+    pg.thaw();
+    assert!(matches!(e, Error::DatabaseDown(_)), "{e}");
+    assert!(took < std::time::Duration::from_secs(5), "{took:?}");
+}

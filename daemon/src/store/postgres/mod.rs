@@ -112,23 +112,33 @@ impl PostgresStore {
 
     /// Runs `f` on the store's runtime under the deadline.
     fn call<T>(&self, f: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
+        self.run(self.within(f))
+    }
+
+    /// Runs `f` on the store's runtime; `f` puts its own deadlines on its
+    /// round trips (an update, whose decision may hash backup codes for a
+    /// while, which is no fault of the database).
+    fn run<T>(&self, f: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
         let rt = self.runtime.as_ref().expect("present until drop");
-        // The timer must be made inside the runtime, hence the async block.
-        match rt.block_on(async { tokio::time::timeout(self.timeout, f).await }) {
-            Ok(Err(e @ Error::DatabaseDown(_))) => {
-                // The server went away: the idle sessions are dead too.
-                self.pool.clear();
-                Err(e)
-            }
+        let r = rt.block_on(f);
+        if let Err(Error::DatabaseDown(_)) = &r {
+            // The server went away or stalled: the idle sessions are no
+            // better.
+            self.pool.clear();
+        }
+        r
+    }
+
+    /// `f` within `timeout_ms`, else "down". Only inside `run`: the timer
+    /// needs the runtime.
+    async fn within<T>(&self, f: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
+        match tokio::time::timeout(self.timeout, f).await {
             Ok(r) => r,
-            Err(_) => {
-                self.pool.clear();
-                Err(Error::DatabaseDown(format!(
-                    "{} did not answer within {} ms",
-                    self.server(),
-                    self.timeout.as_millis()
-                )))
-            }
+            Err(_) => Err(Error::DatabaseDown(format!(
+                "{} did not answer within {} ms",
+                self.server(),
+                self.timeout.as_millis()
+            ))),
         }
     }
 
@@ -259,7 +269,7 @@ impl Store for PostgresStore {
         decide: &mut dyn FnMut(Option<UserRecord>) -> Write,
     ) -> Result<(), Error> {
         check(key)?;
-        self.call(async {
+        self.run(async {
             let mut fresh_tried = false;
             loop {
                 match self.attempt(key, decide).await {
@@ -348,20 +358,25 @@ impl PostgresStore {
         key: &str,
         decide: &mut dyn FnMut(Option<UserRecord>) -> Write,
     ) -> Result<Attempt, AttemptError> {
-        let c = self.pool.get().await.map_err(Failed)?;
+        let c = self.within(self.pool.get()).await.map_err(Failed)?;
         // Sent together: one round trip to open the transaction and lock
         // the row.
         let params: [&(dyn ToSql + Sync); 1] = [&key];
-        let (begun, row) = tokio::join!(
-            c.client.batch_execute("BEGIN"),
-            c.client.query_opt(&c.st.lock, &params)
-        );
-        let first = begun.and(row);
-        let row = match first {
-            Ok(row) => row,
-            Err(e) if c.client.is_closed() => return Err(Stale(db_error(&e))),
-            Err(e) => return Err(Failed(db_error(&e))),
-        };
+        let first = self
+            .within(async {
+                let (begun, row) = tokio::join!(
+                    c.client.batch_execute("BEGIN"),
+                    c.client.query_opt(&c.st.lock, &params)
+                );
+                match begun.and(row) {
+                    Ok(row) => Ok(Ok(row)),
+                    Err(e) if c.client.is_closed() => Ok(Err(Stale(db_error(&e)))),
+                    Err(e) => Ok(Err(Failed(db_error(&e)))),
+                }
+            })
+            .await
+            .map_err(Failed)?;
+        let row = first?;
         let result = self.finish(&c, key, row.map(|r| r.get(0)), decide).await;
         if result.is_ok() {
             c.release();
@@ -369,7 +384,8 @@ impl PostgresStore {
         result.map_err(Failed)
     }
 
-    /// The rest of `attempt`, inside the transaction.
+    /// The rest of `attempt`, inside the transaction. On an error the
+    /// caller drops the connection, and the server rolls back.
     async fn finish(
         &self,
         c: &pool::Conn<'_>,
@@ -377,54 +393,61 @@ impl PostgresStore {
         body: Option<Vec<u8>>,
         decide: &mut dyn FnMut(Option<UserRecord>) -> Write,
     ) -> Result<Attempt, Error> {
-        let err = |e: tokio_postgres::Error| db_error(&e);
-        let params: [&(dyn ToSql + Sync); 1] = [&key];
         let existed = body.is_some();
-        let current = match body.map(|b| self.decode(key, &b)).transpose() {
-            Ok(r) => r,
-            Err(e) => {
-                c.client.batch_execute("ROLLBACK").await.map_err(err)?;
-                return Err(e);
-            }
-        };
+        let current = body.map(|b| self.decode(key, &b)).transpose()?;
+        // Not under the deadline: a decision may hash backup codes, which
+        // is no fault of the database.
         let write = decide(current);
-        let written = match &write {
-            Write::Keep => None,
+        let (stmt, body) = match &write {
+            Write::Keep => (None, None),
+            Write::Delete if !existed => (None, None),
             Write::Put(rec) => {
                 if rec.user != key {
-                    c.client.batch_execute("ROLLBACK").await.map_err(err)?;
                     return Err(Error::Corrupt {
                         user: key.into(),
                         reason: format!("a decision filed a record of {:?} under it", rec.user),
                     });
                 }
-                let body = self.encode(key, rec)?;
-                let updated = as_i64(rec.updated_at);
                 let stmt = if existed { &c.st.update } else { &c.st.insert };
-                let params: [&(dyn ToSql + Sync); 3] = [&key, &body, &updated];
-                let (n, committed) = tokio::join!(
-                    c.client.execute(stmt, &params),
-                    c.client.batch_execute("COMMIT")
-                );
-                Some((n.map_err(err)?, committed.map_err(err)?))
+                (
+                    Some(stmt),
+                    Some((self.encode(key, rec)?, as_i64(rec.updated_at))),
+                )
             }
-            Write::Delete if existed => {
-                let (n, committed) = tokio::join!(
-                    c.client.execute(&c.st.delete, &params),
-                    c.client.batch_execute("COMMIT")
-                );
-                Some((n.map_err(err)?, committed.map_err(err)?))
-            }
-            Write::Delete => None,
+            Write::Delete => (Some(&c.st.delete), None),
         };
+        let written = self
+            .within(async {
+                let err = |e: tokio_postgres::Error| db_error(&e);
+                let Some(stmt) = stmt else {
+                    c.client.batch_execute("COMMIT").await.map_err(err)?;
+                    return Ok(None);
+                };
+                let one: [&(dyn ToSql + Sync); 1] = [&key];
+                let three: [&(dyn ToSql + Sync); 3];
+                let params: &[&(dyn ToSql + Sync)] = match &body {
+                    Some((bytes, updated)) => {
+                        three = [&key, bytes, updated];
+                        &three
+                    }
+                    None => &one,
+                };
+                // Sent together: the write and its commit, one round trip.
+                let (n, committed) = tokio::join!(
+                    c.client.execute(stmt, params),
+                    c.client.batch_execute("COMMIT")
+                );
+                let n = n.map_err(err)?;
+                committed.map_err(err)?;
+                Ok(Some(n))
+            })
+            .await?;
         match written {
-            None => c.client.batch_execute("COMMIT").await.map_err(err)?,
             // An insert that found the row already there (another host
             // made it since our read): nothing was written.
-            Some((0, ())) if !existed => return Ok(Attempt::LostInsert),
-            Some(_) => {}
+            Some(0) if !existed => Ok(Attempt::LostInsert),
+            _ => Ok(Attempt::Done),
         }
-        Ok(Attempt::Done)
     }
 }
 
