@@ -144,6 +144,29 @@ pub enum AdminCommand {
             Exit status: 0 every record moved, 1 some kept back or unreadable (named), 2 error."
     )]
     MigrateStore(MigrateStoreArgs),
+
+    /// Replace the master key: every TOTP secret re-sealed under a new key (backup codes are dropped)
+    #[command(
+        long_about = "Replace the master key.\n\n\
+            Makes a new key (KEY_FILE.new), re-seals every user's TOTP secret under it (users \
+            keep their authenticator apps), then puts it in place of key_file. Backup codes and \
+            mailed codes exist only as hashes keyed with the old key, so they cannot be carried \
+            over: they are dropped, each user is named, and needs new ones (`otpgate \
+            backup-codes`). otpgated must be stopped; in a fleet, on every host, and the new \
+            key file copied to every host before they start again. A rotation cut short is \
+            finished by running it again.",
+        after_help = "Example:\n  \
+            systemctl stop otpgated && otpgate admin rotate-key && systemctl start otpgated\n\n\
+            Exit status: 0 every record re-sealed, 1 some left as they were (named), 2 error."
+    )]
+    RotateKey(ConfigArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ConfigArgs {
+    /// otpgated's configuration file
+    #[arg(long, value_name = "FILE", default_value = "/etc/otpgate/otpgate.toml", value_hint = clap::ValueHint::FilePath)]
+    pub config: PathBuf,
 }
 
 #[derive(Args, Debug)]

@@ -23,8 +23,13 @@ pub fn main() -> i32 {
     let cli = Cli::parse();
     check_usage(&cli);
     // Works on the daemon's files with the daemon stopped: no bus.
-    if let Command::Admin(AdminCommand::MigrateStore(a)) = &cli.command {
-        let e = commands::admin::migrate_store(a);
+    if let Command::Admin(admin) = &cli.command {
+        let e = match admin {
+            AdminCommand::MigrateStore(a) => {
+                commands::admin::offline(&a.config, &["--migrate-store-to", &a.to])
+            }
+            AdminCommand::RotateKey(a) => commands::admin::offline(&a.config, &["--rotate-key"]),
+        };
         eprintln!("otpgate: {}", e.line());
         return 2;
     }
@@ -82,6 +87,6 @@ async fn run(cli: &Cli) -> Result<(), CliError> {
         Command::List => commands::admin::list(&ctx).await,
         Command::Stats => commands::admin::stats(&ctx).await,
         Command::Import(a) => commands::import::import(&ctx, a).await,
-        Command::Admin(AdminCommand::MigrateStore(_)) => unreachable!("handled in main"),
+        Command::Admin(_) => unreachable!("handled in main"),
     }
 }

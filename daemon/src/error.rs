@@ -43,6 +43,9 @@ pub enum Error {
     /// itself needs an administrator.
     #[error("database: {0}")]
     Database(String),
+    /// This host's key is not the one the fleet's records are sealed with.
+    #[error("this host's key_file is not the key the fleet's records are sealed with: copy the fleet's key file here (docs/fleet.md)")]
+    FleetKey,
     /// The fleet database is down, unreachable or too slow: it may come
     /// back by itself, and the daemon reconnects when it does.
     #[error("database: {0}")]
@@ -68,9 +71,9 @@ impl From<Error> for ServiceError {
             Error::Io { .. } | Error::StateDir { .. } => ServiceError::Storage(format!(
                 "otpgated could not read or save its state ({e}); nothing was changed"
             )),
-            Error::Database(_) | Error::DatabaseDown(_) => ServiceError::Storage(format!(
-                "otpgated cannot use its {e}; no code is accepted until it answers"
-            )),
+            Error::Database(_) | Error::DatabaseDown(_) | Error::FleetKey => ServiceError::Storage(
+                format!("otpgated cannot use its {e}; no code is accepted until it answers"),
+            ),
             other => ServiceError::Failed(other.to_string()),
         }
     }

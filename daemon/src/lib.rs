@@ -24,6 +24,7 @@ pub mod keyfile;
 pub mod lockout;
 pub mod pam_socket;
 pub mod record;
+pub mod rotate;
 pub mod store;
 pub mod totp;
 

@@ -41,6 +41,15 @@ struct Args {
     /// migrate-store --to postgres` runs this.
     #[arg(long, value_name = "BACKEND", value_parser = ["postgres"])]
     migrate_store_to: Option<String>,
+    /// Replace the master key, then exit: every secret is re-sealed under a
+    /// new key (made as KEY_FILE.new, or taken from there when a rotation
+    /// was cut short), which then replaces key_file; backup codes and
+    /// mailed codes cannot be carried over and are dropped. 0 done, 1 some
+    /// records left as they were (named), 2 error. otpgated must be
+    /// stopped (in a fleet: on every host). `otpgate admin rotate-key`
+    /// runs this.
+    #[arg(long, conflicts_with = "migrate_store_to")]
+    rotate_key: bool,
 }
 
 fn main() -> ExitCode {
@@ -57,12 +66,17 @@ fn main() -> ExitCode {
             }
         };
     }
-    if args.migrate_store_to.is_some() {
-        return match migrate_store(&args) {
+    if args.migrate_store_to.is_some() || args.rotate_key {
+        let (what, result) = if args.rotate_key {
+            ("rotate-key", rotate_key(&args))
+        } else {
+            ("migrate-store", migrate_store(&args))
+        };
+        return match result {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::from(1),
             Err(e) => {
-                eprintln!("otpgated: migrate-store: {e}");
+                eprintln!("otpgated: {what}: {e}");
                 ExitCode::from(2)
             }
         };
@@ -323,6 +337,140 @@ fn migrate_store(args: &Args) -> Result<bool, Error> {
         config.storage.path.display()
     );
     Ok(kept == 0 && unreadable == 0)
+}
+
+/// `--rotate-key`: see `Args::rotate_key` and `otpgated::rotate`.
+fn rotate_key(args: &Args) -> Result<bool, Error> {
+    use otpgated::rotate::{reseal, Dropped};
+    if !nix::unistd::geteuid().is_root() {
+        return Err(Error::NotRoot);
+    }
+    check_config_file_owner(&args.config)?;
+    let config = Config::load(&args.config)?;
+    let key_file = &config.storage.key_file;
+    if !key_file.exists() {
+        return Err(Error::Key {
+            path: key_file.clone(),
+            reason: "no key file to rotate (a key handed over as the systemd credential otpgate-master-key is rotated by making a new credential; this command works on key_file)".into(),
+        });
+    }
+    let old = MasterKey::load_or_create(key_file)?;
+    let mut new_path = key_file.clone().into_os_string();
+    new_path.push(".new");
+    let new_path = PathBuf::from(new_path);
+    // Made only once the store is ours, so a refusal leaves nothing behind.
+    let new_key = || {
+        if new_path.exists() {
+            println!(
+                "continuing with the new key already in {}",
+                new_path.display()
+            );
+        }
+        MasterKey::load_or_create(&new_path)
+    };
+    let say = |key: &str, rec: &otpgated::record::UserRecord, d: &Dropped| {
+        let mut line = format!("re-sealed {key} ({})", rec.display_name());
+        if d.backup_codes > 0 {
+            line.push_str(&format!(
+                "; {} backup codes dropped: the user needs new ones (`otpgate backup-codes`)",
+                d.backup_codes
+            ));
+        }
+        if d.mailed_code {
+            line.push_str("; a mailed code dropped: it is asked for again");
+        }
+        println!("{line}");
+    };
+    let (mut done, mut left) = (0u32, 0u32);
+    match config.storage.backend {
+        Backend::Local => {
+            // The directory's lock: refused while otpgated runs on it.
+            let store = LocalStore::open(&config.storage.path)?;
+            let new = new_key()?;
+            for key in store.keys()? {
+                let mut outcome = Err(String::new());
+                let r = store.update(&key, &mut |rec| {
+                    let Some(rec) = rec else {
+                        outcome = Ok(None);
+                        return Write::Keep;
+                    };
+                    match reseal(rec, &old, &new) {
+                        Ok((rec, dropped)) => {
+                            outcome = Ok(Some((rec.clone(), dropped)));
+                            Write::Put(rec)
+                        }
+                        Err(why) => {
+                            outcome = Err(why);
+                            Write::Keep
+                        }
+                    }
+                });
+                match (r, outcome) {
+                    (Ok(()), Ok(Some((rec, dropped)))) => {
+                        say(&key, &rec, &dropped);
+                        done += 1;
+                    }
+                    (Ok(()), Ok(None)) => {}
+                    (Ok(()), Err(why)) => {
+                        println!("left {key} as it was: {why}");
+                        left += 1;
+                    }
+                    (Err(e), _) => {
+                        println!("left {key} as it was: {e}");
+                        left += 1;
+                    }
+                }
+            }
+            store.checkpoint()?;
+        }
+        Backend::Postgres => {
+            let opened = match PostgresStore::open(&config.storage, &old) {
+                Err(Error::FleetKey) if new_path.exists() => {
+                    // Committed before, cut short before the key file was
+                    // replaced: the database must open under the new key.
+                    PostgresStore::open(&config.storage, &new_key()?)?;
+                    println!("the database is already sealed with the new key");
+                    None
+                }
+                other => Some(other?),
+            };
+            if let Some(opened) = opened {
+                if let Some(why) = opened.down {
+                    return Err(Error::DatabaseDown(why));
+                }
+                let new = new_key()?;
+                let report = opened.store.rotate(&new, &mut |key, rec| {
+                    reseal(rec, &old, &new).map(|(rec, dropped)| {
+                        say(key, &rec, &dropped);
+                        rec
+                    })
+                })?;
+                for (key, outcome) in report {
+                    match outcome {
+                        Ok(()) => done += 1,
+                        Err(why) => {
+                            println!("left {key} as it was: {why}");
+                            left += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    std::fs::rename(&new_path, key_file).map_err(|e| Error::io(key_file, e))?;
+    if let Some(dir) = key_file.parent() {
+        otpgated::fsutil::fsync_dir(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    println!(
+        "rotate-key: {done} re-sealed, {left} left as they were (those do not open under the new key: `otpgate reset USER`); the new key is in {}{}",
+        key_file.display(),
+        if config.storage.backend == Backend::Postgres {
+            ": copy it to every host of the fleet before starting otpgated there"
+        } else {
+            ""
+        }
+    );
+    Ok(left == 0)
 }
 
 /// The systemd credential holding the master key (`LoadCredential=` or

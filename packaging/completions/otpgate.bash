@@ -58,11 +58,17 @@ _otpgate() {
             otpgate__subcmd__admin,migrate-store)
                 cmd="otpgate__subcmd__admin__subcmd__migrate__subcmd__store"
                 ;;
+            otpgate__subcmd__admin,rotate-key)
+                cmd="otpgate__subcmd__admin__subcmd__rotate__subcmd__key"
+                ;;
             otpgate__subcmd__admin__subcmd__help,help)
                 cmd="otpgate__subcmd__admin__subcmd__help__subcmd__help"
                 ;;
             otpgate__subcmd__admin__subcmd__help,migrate-store)
                 cmd="otpgate__subcmd__admin__subcmd__help__subcmd__migrate__subcmd__store"
+                ;;
+            otpgate__subcmd__admin__subcmd__help,rotate-key)
+                cmd="otpgate__subcmd__admin__subcmd__help__subcmd__rotate__subcmd__key"
                 ;;
             otpgate__subcmd__help,admin)
                 cmd="otpgate__subcmd__help__subcmd__admin"
@@ -103,6 +109,9 @@ _otpgate() {
             otpgate__subcmd__help__subcmd__admin,migrate-store)
                 cmd="otpgate__subcmd__help__subcmd__admin__subcmd__migrate__subcmd__store"
                 ;;
+            otpgate__subcmd__help__subcmd__admin,rotate-key)
+                cmd="otpgate__subcmd__help__subcmd__admin__subcmd__rotate__subcmd__key"
+                ;;
             *)
                 ;;
         esac
@@ -128,7 +137,7 @@ _otpgate() {
             return 0
             ;;
         otpgate__subcmd__admin)
-            opts="-h -V --bus --json --help --version migrate-store help"
+            opts="-h -V --bus --json --help --version migrate-store rotate-key help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -146,7 +155,7 @@ _otpgate() {
             return 0
             ;;
         otpgate__subcmd__admin__subcmd__help)
-            opts="migrate-store help"
+            opts="migrate-store rotate-key help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -187,6 +196,20 @@ _otpgate() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        otpgate__subcmd__admin__subcmd__help__subcmd__rotate__subcmd__key)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         otpgate__subcmd__admin__subcmd__migrate__subcmd__store)
             opts="-h -V --to --config --bus --json --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -198,6 +221,39 @@ _otpgate() {
                     COMPREPLY=($(compgen -W "postgres" -- "${cur}"))
                     return 0
                     ;;
+                --config)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
+                    return 0
+                    ;;
+                --bus)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpgate__subcmd__admin__subcmd__rotate__subcmd__key)
+            opts="-h -V --config --bus --json --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --config)
                     local oldifs
                     if [ -n "${IFS+x}" ]; then
@@ -358,7 +414,7 @@ _otpgate() {
             return 0
             ;;
         otpgate__subcmd__help__subcmd__admin)
-            opts="migrate-store"
+            opts="migrate-store rotate-key"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -372,6 +428,20 @@ _otpgate() {
             return 0
             ;;
         otpgate__subcmd__help__subcmd__admin__subcmd__migrate__subcmd__store)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpgate__subcmd__help__subcmd__admin__subcmd__rotate__subcmd__key)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -93,19 +93,26 @@ complete -c otpgate -n "__fish_otpgate_using_subcommand import" -l bus -d 'Syste
 complete -c otpgate -n "__fish_otpgate_using_subcommand import" -l json -d 'Print one JSON object on stdout instead of text'
 complete -c otpgate -n "__fish_otpgate_using_subcommand import" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c otpgate -n "__fish_otpgate_using_subcommand import" -s V -l version -d 'Print version'
-complete -c otpgate -n "__fish_otpgate_using_subcommand admin; and not __fish_seen_subcommand_from migrate-store help" -l bus -d 'System bus address [default: $DBUS_SYSTEM_BUS_ADDRESS, else unix:path=/run/dbus/system_bus_socket]' -r
-complete -c otpgate -n "__fish_otpgate_using_subcommand admin; and not __fish_seen_subcommand_from migrate-store help" -l json -d 'Print one JSON object on stdout instead of text'
-complete -c otpgate -n "__fish_otpgate_using_subcommand admin; and not __fish_seen_subcommand_from migrate-store help" -s h -l help -d 'Print help'
-complete -c otpgate -n "__fish_otpgate_using_subcommand admin; and not __fish_seen_subcommand_from migrate-store help" -s V -l version -d 'Print version'
-complete -c otpgate -n "__fish_otpgate_using_subcommand admin; and not __fish_seen_subcommand_from migrate-store help" -f -a "migrate-store" -d 'Move this host\'s users into the fleet database ([storage] backend = "postgres")'
-complete -c otpgate -n "__fish_otpgate_using_subcommand admin; and not __fish_seen_subcommand_from migrate-store help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c otpgate -n "__fish_otpgate_using_subcommand admin; and not __fish_seen_subcommand_from migrate-store rotate-key help" -l bus -d 'System bus address [default: $DBUS_SYSTEM_BUS_ADDRESS, else unix:path=/run/dbus/system_bus_socket]' -r
+complete -c otpgate -n "__fish_otpgate_using_subcommand admin; and not __fish_seen_subcommand_from migrate-store rotate-key help" -l json -d 'Print one JSON object on stdout instead of text'
+complete -c otpgate -n "__fish_otpgate_using_subcommand admin; and not __fish_seen_subcommand_from migrate-store rotate-key help" -s h -l help -d 'Print help'
+complete -c otpgate -n "__fish_otpgate_using_subcommand admin; and not __fish_seen_subcommand_from migrate-store rotate-key help" -s V -l version -d 'Print version'
+complete -c otpgate -n "__fish_otpgate_using_subcommand admin; and not __fish_seen_subcommand_from migrate-store rotate-key help" -f -a "migrate-store" -d 'Move this host\'s users into the fleet database ([storage] backend = "postgres")'
+complete -c otpgate -n "__fish_otpgate_using_subcommand admin; and not __fish_seen_subcommand_from migrate-store rotate-key help" -f -a "rotate-key" -d 'Replace the master key: every TOTP secret re-sealed under a new key (backup codes are dropped)'
+complete -c otpgate -n "__fish_otpgate_using_subcommand admin; and not __fish_seen_subcommand_from migrate-store rotate-key help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c otpgate -n "__fish_otpgate_using_subcommand admin; and __fish_seen_subcommand_from migrate-store" -l to -d 'The engine to move to' -r -f -a "postgres\t''"
 complete -c otpgate -n "__fish_otpgate_using_subcommand admin; and __fish_seen_subcommand_from migrate-store" -l config -d 'otpgated\'s configuration file' -r -F
 complete -c otpgate -n "__fish_otpgate_using_subcommand admin; and __fish_seen_subcommand_from migrate-store" -l bus -d 'System bus address [default: $DBUS_SYSTEM_BUS_ADDRESS, else unix:path=/run/dbus/system_bus_socket]' -r
 complete -c otpgate -n "__fish_otpgate_using_subcommand admin; and __fish_seen_subcommand_from migrate-store" -l json -d 'Print one JSON object on stdout instead of text'
 complete -c otpgate -n "__fish_otpgate_using_subcommand admin; and __fish_seen_subcommand_from migrate-store" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c otpgate -n "__fish_otpgate_using_subcommand admin; and __fish_seen_subcommand_from migrate-store" -s V -l version -d 'Print version'
+complete -c otpgate -n "__fish_otpgate_using_subcommand admin; and __fish_seen_subcommand_from rotate-key" -l config -d 'otpgated\'s configuration file' -r -F
+complete -c otpgate -n "__fish_otpgate_using_subcommand admin; and __fish_seen_subcommand_from rotate-key" -l bus -d 'System bus address [default: $DBUS_SYSTEM_BUS_ADDRESS, else unix:path=/run/dbus/system_bus_socket]' -r
+complete -c otpgate -n "__fish_otpgate_using_subcommand admin; and __fish_seen_subcommand_from rotate-key" -l json -d 'Print one JSON object on stdout instead of text'
+complete -c otpgate -n "__fish_otpgate_using_subcommand admin; and __fish_seen_subcommand_from rotate-key" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c otpgate -n "__fish_otpgate_using_subcommand admin; and __fish_seen_subcommand_from rotate-key" -s V -l version -d 'Print version'
 complete -c otpgate -n "__fish_otpgate_using_subcommand admin; and __fish_seen_subcommand_from help" -f -a "migrate-store" -d 'Move this host\'s users into the fleet database ([storage] backend = "postgres")'
+complete -c otpgate -n "__fish_otpgate_using_subcommand admin; and __fish_seen_subcommand_from help" -f -a "rotate-key" -d 'Replace the master key: every TOTP secret re-sealed under a new key (backup codes are dropped)'
 complete -c otpgate -n "__fish_otpgate_using_subcommand admin; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c otpgate -n "__fish_otpgate_using_subcommand help; and not __fish_seen_subcommand_from enroll confirm status disable backup-codes unlock reset list stats import admin help" -f -a "enroll" -d 'Start enrolment: show a QR code and the secret, then confirm with a code'
 complete -c otpgate -n "__fish_otpgate_using_subcommand help; and not __fish_seen_subcommand_from enroll confirm status disable backup-codes unlock reset list stats import admin help" -f -a "confirm" -d 'Confirm a pending enrolment with a code from the app; prints the backup codes once'
@@ -120,3 +127,4 @@ complete -c otpgate -n "__fish_otpgate_using_subcommand help; and not __fish_see
 complete -c otpgate -n "__fish_otpgate_using_subcommand help; and not __fish_seen_subcommand_from enroll confirm status disable backup-codes unlock reset list stats import admin help" -f -a "admin" -d 'Administrator: operations on this host\'s otpgated itself'
 complete -c otpgate -n "__fish_otpgate_using_subcommand help; and not __fish_seen_subcommand_from enroll confirm status disable backup-codes unlock reset list stats import admin help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c otpgate -n "__fish_otpgate_using_subcommand help; and __fish_seen_subcommand_from admin" -f -a "migrate-store" -d 'Move this host\'s users into the fleet database ([storage] backend = "postgres")'
+complete -c otpgate -n "__fish_otpgate_using_subcommand help; and __fish_seen_subcommand_from admin" -f -a "rotate-key" -d 'Replace the master key: every TOTP secret re-sealed under a new key (backup codes are dropped)'

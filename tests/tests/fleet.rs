@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use cli_common::{otpgate, run_bounded, strings, As, Out};
+use cli_common::{otpgate, rotate_key, run_bounded, strings, As, Out};
 use otpgate_tests::leaks::{contains, find_leaks, forms};
 use otpgate_tests::pg::{FleetDb, PgServer};
 use otpgate_tests::*;
@@ -852,4 +852,48 @@ fn migrate_store_keeps_locks_and_used_codes_and_never_overwrites_a_newer_record(
         &oathtool_at(&el.secret, el.confirmed_at + 30),
     );
     assert_outcome(&o, false, MAXTRIES, "Too many wrong codes: locked until ");
+}
+
+/// `otpgate admin rotate-key` for the fleet, run on one host with every
+/// daemon stopped: one transaction re-seals every row; with the new key
+/// file copied to both hosts, apps and replay marks still hold on both,
+/// backup codes are gone, and a host still on the old key is refused.
+#[test]
+fn a_rotated_fleet_key_keeps_apps_and_marks_and_refuses_the_old_key() {
+    let mut f = Fleet::start(WIDE_WINDOW);
+    let u = test_user("otpgfl-rot");
+    let e = enroll_cli(&f.a, &u.name);
+    let c1 = oathtool_at(&e.secret, e.confirmed_at + 30);
+    assert_outcome(&f.a.login(&u.name, &c1, None), true, SUCCESS, PROMPT);
+    let old = TestDir::new("fleet-old-key");
+    std::fs::copy(&f.key_file, old.join("master.key")).unwrap();
+    f.a.daemon.stop();
+    f.b.daemon.stop();
+
+    let dir = TestDir::new("fleet-rotate");
+    let config = dir.join("otpgate.toml");
+    std::fs::write(&config, f.db.storage_toml(&f.key_file)).unwrap();
+    let out = rotate_key(&config);
+    assert_eq!(out.code, 0, "{out:#?}\n{}", f.logs());
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.contains(&u.name) && l.contains("backup codes dropped")),
+        "{out:#?}"
+    );
+    assert!(out.stdout.contains("copy it to every host"), "{out:#?}");
+    assert_ne!(
+        std::fs::read(&f.key_file).unwrap(),
+        std::fs::read(old.join("master.key")).unwrap()
+    );
+
+    // Both hosts share the key file here: "copied" to both.
+    f.a.daemon.restart(&f.a.bus);
+    f.b.daemon.restart(&f.b.bus);
+    assert_outcome(&f.b.login(&u.name, &c1, None), false, AUTH_ERR, REPLAYED);
+    let c2 = oathtool_at(&e.secret, e.confirmed_at + 60);
+    assert_outcome(&f.b.login(&u.name, &c2, None), true, SUCCESS, PROMPT);
+    assert!(!f.a.login(&u.name, &e.backup_codes[0], None).success);
+    let line = refused_start(&f.db.storage_toml(&old.join("master.key")));
+    assert!(line.contains("key"), "{line}");
 }

@@ -1,10 +1,10 @@
 //! The administrator commands: `unlock`, `reset`, `list`, `stats`,
-//! `admin migrate-store`.
+//! `admin migrate-store`, `admin rotate-key`.
 
 use otpgate_proto::codec::Stats;
 
 use super::Ctx;
-use crate::args::{MigrateStoreArgs, TargetArgs};
+use crate::args::TargetArgs;
 use crate::error::CliError;
 use crate::output::{self, table, Align, StatusText};
 
@@ -114,20 +114,20 @@ pub async fn stats(ctx: &Ctx) -> Result<(), CliError> {
     }
 }
 
-/// `admin migrate-store`: the daemon's binary does the work, offline, as it
-/// alone reads the key and the records; this replaces the process with it
-/// and returns only if that could not be started.
-pub fn migrate_store(args: &MigrateStoreArgs) -> CliError {
+/// `admin migrate-store` and `admin rotate-key`: the daemon's binary does
+/// the work, offline (the daemon stopped), as it alone reads the key and
+/// the records. This replaces the process with it and returns only if that
+/// could not be started.
+pub fn offline(config: &std::path::Path, args: &[&str]) -> CliError {
     use std::os::unix::process::CommandExt;
     if !nix::unistd::geteuid().is_root() {
-        return CliError::Input("admin migrate-store must be run as root".into());
+        return CliError::Input("otpgate admin commands must be run as root".into());
     }
     let daemon = otpgated_binary();
     let err = std::process::Command::new(&daemon)
         .arg("--config")
-        .arg(&args.config)
-        .arg("--migrate-store-to")
-        .arg(&args.to)
+        .arg(config)
+        .args(args)
         .exec();
     CliError::Io {
         what: format!("cannot run {}", daemon.display()),

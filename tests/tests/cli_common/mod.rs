@@ -420,3 +420,12 @@ pub fn uri_secret(uri: &str) -> String {
         .expect("secret=")
         .to_owned()
 }
+
+/// `otpgate admin rotate-key --config CONFIG` as root (otpgated stopped).
+pub fn rotate_key(config: &std::path::Path) -> Out {
+    let mut cmd = Command::new(otpgate_tests::bin("otpgate"));
+    cmd.args(["admin", "rotate-key", "--config"])
+        .arg(config)
+        .env_remove("DBUS_SYSTEM_BUS_ADDRESS");
+    run_bounded(cmd, "", "otpgate admin rotate-key")
+}

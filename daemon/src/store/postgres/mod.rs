@@ -60,6 +60,9 @@ impl Drop for PostgresStore {
     }
 }
 
+/// Every row a rotation saw: re-sealed, or left as it was and why.
+pub type RotationReport = Vec<(String, Result<(), String>)>;
+
 /// What `open` found: the store, and whether the database answered.
 pub struct Opened {
     pub store: PostgresStore,
@@ -158,6 +161,77 @@ impl PostgresStore {
     fn encode(&self, key: &str, rec: &UserRecord) -> Result<Vec<u8>, Error> {
         let bytes = Zeroizing::new(rec.to_bytes());
         Ok(seal_record(&self.key, key, &bytes)?)
+    }
+
+    /// A new fleet key, in one transaction: every row re-sealed under
+    /// `new` after `change` (which re-seals the secrets inside), and the
+    /// key check replaced. All or nothing; on success the caller installs
+    /// the new key file. A row that does not open is left as it was and
+    /// reported. Every daemon of the fleet must be stopped: one still on
+    /// the old key would refuse every record afterwards (never accept).
+    pub fn rotate(
+        &self,
+        new: &MasterKey,
+        change: &mut dyn FnMut(&str, UserRecord) -> Result<UserRecord, String>,
+    ) -> Result<RotationReport, Error> {
+        self.run(async {
+            let err = |e: tokio_postgres::Error| db_error(&e);
+            let c = self.within(self.pool.get()).await?;
+            self.within(async { c.client.batch_execute("BEGIN").await.map_err(err) })
+                .await?;
+            let rows = self
+                .within(async {
+                    c.client
+                        .query("SELECT value FROM otpgate_meta WHERE name = $1 FOR UPDATE", &[&schema::KEY_CHECK_NAME])
+                        .await
+                        .map_err(err)?;
+                    c.client
+                        .query("SELECT key, body FROM otpgate_records ORDER BY key COLLATE \"C\" FOR UPDATE", &[])
+                        .await
+                        .map_err(err)
+                })
+                .await?;
+            let mut report = Vec::with_capacity(rows.len());
+            for row in rows {
+                let key: String = row.get(0);
+                let body: Vec<u8> = row.get(1);
+                let outcome = match self.decode(&key, &body) {
+                    Err(e) => Err(e.to_string()),
+                    Ok(rec) => match change(&key, rec) {
+                        Err(why) => Err(why),
+                        Ok(rec) => {
+                            let sealed = seal_record(new, &key, &Zeroizing::new(rec.to_bytes()))?;
+                            self.within(async {
+                                c.client
+                                    .execute(
+                                        "UPDATE otpgate_records SET body = $2, revision = revision + 1 WHERE key = $1",
+                                        &[&key, &sealed],
+                                    )
+                                    .await
+                                    .map_err(err)
+                            })
+                            .await?;
+                            Ok(())
+                        }
+                    },
+                };
+                report.push((key, outcome));
+            }
+            let check = schema::key_check(new)?;
+            self.within(async {
+                c.client
+                    .execute(
+                        "UPDATE otpgate_meta SET value = $2 WHERE name = $1",
+                        &[&schema::KEY_CHECK_NAME, &check],
+                    )
+                    .await
+                    .map_err(err)?;
+                c.client.batch_execute("COMMIT").await.map_err(err)
+            })
+            .await?;
+            c.release();
+            Ok(report)
+        })
     }
 
     /// The stored `updated_at` of `key`, for migrate-store's newer-than

@@ -37,6 +37,18 @@ const KEY_CHECK: &str = "key_check";
 const KEY_CHECK_BINDING: &str = "otpgate-meta:key-check";
 const KEY_CHECK_TEXT: &[u8] = b"the otpgate fleet key";
 
+/// Whether `key` is the one that sealed the fleet's check value.
+pub fn opens_key_check(key: &MasterKey, stored: &[u8]) -> bool {
+    matches!(open_record(key, KEY_CHECK_BINDING, stored), Ok(t) if t.as_slice() == KEY_CHECK_TEXT)
+}
+
+/// The check value for `key`.
+pub fn key_check(key: &MasterKey) -> Result<Vec<u8>, Error> {
+    Ok(seal_record(key, KEY_CHECK_BINDING, KEY_CHECK_TEXT)?)
+}
+
+pub const KEY_CHECK_NAME: &str = KEY_CHECK;
+
 /// A primary that makes commits durable, or an error naming why not.
 ///
 /// A standby is refused for good reason: it lags its primary, so a code
@@ -102,7 +114,7 @@ pub async fn migrate(client: &Client, key: &MasterKey) -> Result<(), Error> {
         // The first daemon to get here seals a known text with its key;
         // every later one must open it, or it would write records that no
         // other host can read (and read none of theirs).
-        let check = seal_record(key, KEY_CHECK_BINDING, KEY_CHECK_TEXT)?;
+        let check = key_check(key)?;
         client
             .execute(
                 "INSERT INTO otpgate_meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
@@ -115,11 +127,10 @@ pub async fn migrate(client: &Client, key: &MasterKey) -> Result<(), Error> {
             .await
             .map_err(e)?
             .get(0);
-        match open_record(key, KEY_CHECK_BINDING, &stored) {
-            Ok(text) if text.as_slice() == KEY_CHECK_TEXT => Ok(()),
-            _ => Err(Error::Database(
-                "this host's key_file is not the key the fleet's records are sealed with: copy the fleet's key file here (see docs/fleet.md)".into(),
-            )),
+        if opens_key_check(key, &stored) {
+            Ok(())
+        } else {
+            Err(Error::FleetKey)
         }
     }
     .await;
