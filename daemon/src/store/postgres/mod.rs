@@ -233,25 +233,6 @@ impl PostgresStore {
             Ok(report)
         })
     }
-
-    /// The stored `updated_at` of `key`, for migrate-store's newer-than
-    /// check.
-    pub fn updated_at(&self, key: &str) -> Result<Option<u64>, Error> {
-        check(key)?;
-        self.call(async {
-            let c = self.pool.get().await?;
-            let row = c
-                .client
-                .query_opt(
-                    "SELECT updated_at FROM otpgate_records WHERE key = $1",
-                    &[&key],
-                )
-                .await
-                .map_err(|e| db_error(&e))?;
-            c.release();
-            Ok(row.map(|r| r.get::<_, i64>(0).max(0) as u64))
-        })
-    }
 }
 
 /// The password file: root's, read by nobody else, one line.
