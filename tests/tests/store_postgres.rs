@@ -201,3 +201,27 @@ fn the_deadline_covers_the_database_not_the_decision() {
     assert!(matches!(e, Error::DatabaseDown(_)), "{e}");
     assert!(took < std::time::Duration::from_secs(5), "{took:?}");
 }
+
+/// Eight daemons starting at once on an empty database: all of them open
+/// it, the schema is made once, and one key check is kept.
+#[test]
+fn daemons_starting_together_make_the_schema_once() {
+    let pg = PgServer::start();
+    let fleet = pg.fleet_db();
+    let key = MasterKey::generate().unwrap();
+    let cfg = storage(&fleet, pg.port(), "otpgate");
+    let barrier = std::sync::Barrier::new(8);
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            s.spawn(|| {
+                barrier.wait();
+                drop(open(&cfg, &key));
+            });
+        }
+    });
+    assert_eq!(
+        pg.psql("otpgate", "SELECT count(*) FROM otpgate_schema"),
+        "1"
+    );
+    assert_eq!(pg.psql("otpgate", "SELECT count(*) FROM otpgate_meta"), "1");
+}
