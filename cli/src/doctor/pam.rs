@@ -1130,8 +1130,14 @@ fn check_service(root: &FsPath, service: &str) -> (ServiceReport, Vec<Finding>) 
         ));
         "/etc/pam.d/other".to_string()
     };
-    let (entries, read) = flatten(root, service, &file);
+    let (mut entries, read) = flatten(root, service, &file);
     findings.extend(read);
+    if entries.is_empty() && file != "/etc/pam.d/other" {
+        // libpam falls back to `other` for a type the service leaves empty.
+        let (other, read) = flatten(root, service, "/etc/pam.d/other");
+        entries = other;
+        findings.extend(read);
+    }
     let (found, _with_code) = simulate(&entries);
     let paths: Vec<Path> = found.iter().map(|f| render(&entries, f)).collect();
     let mut enforced = true;
@@ -1185,4 +1191,436 @@ pub fn check(
         findings.extend(f);
     }
     Ok((reports, findings))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Debian 12's /etc/pam.d/common-auth as installed (no otpgate).
+    pub const DEBIAN_COMMON_AUTH: &str = "#
+# /etc/pam.d/common-auth - authentication settings common to all services
+#
+# This file is included from other service-specific PAM config files,
+# and should contain a list of the authentication modules that define
+# the central authentication scheme for use on the system
+# (e.g., /etc/shadow, LDAP, Kerberos, etc.).  The default is to use the
+# traditional Unix authentication mechanisms.
+#
+# As of pam 1.0.1-6, this file is managed by pam-auth-update by default.
+# To take advantage of this, it is recommended that you configure any
+# local modules either before or after the default block, and use
+# pam-auth-update to manage selection of other modules.  See
+# pam-auth-update(8) for details.
+
+# here are the per-package modules (the \"Primary\" block)
+auth\t[success=1 default=ignore]\tpam_unix.so nullok
+# here's the fallback if no module succeeds
+auth\trequisite\t\t\tpam_deny.so
+# prime the stack with a positive return value if there isn't one already;
+# this avoids us returning an error just because nothing sets a success code
+# since the modules above will each just jump around
+auth\trequired\t\t\tpam_permit.so
+# and here are more per-package modules (the \"Additional\" block)
+auth\toptional\t\t\tpam_cap.so 
+# end of pam-auth-update config
+";
+
+    /// The same after `pam-auth-update --enable otpgate`: our line is 25.
+    fn debian_with_otpgate() -> String {
+        DEBIAN_COMMON_AUTH.replace(
+            "auth\toptional\t\t\tpam_cap.so",
+            "auth\t[success=ok ignore=ignore default=die]\tpam_otpgate.so nullok\n\
+             auth\toptional\t\t\tpam_cap.so",
+        )
+    }
+
+    const SSHD: &str = "# PAM configuration for the Secure Shell service\n\n\
+                        # Standard Un*x authentication.\n@include common-auth\n\
+                        account required pam_nologin.so\n@include common-account\n";
+    const SUDO: &str = "#%PAM-1.0\n\nsession required pam_limits.so\n\n\
+                        @include common-auth\n@include common-account\n";
+    const SU: &str = "auth       sufficient pam_rootok.so\n@include common-auth\n";
+
+    struct Root(tempfile::TempDir);
+
+    impl Root {
+        fn new(files: &[(&str, &str)]) -> Root {
+            let d = tempfile::tempdir().unwrap();
+            fs::create_dir_all(d.path().join("etc/pam.d")).unwrap();
+            let r = Root(d);
+            for (name, text) in files {
+                r.write(name, text);
+            }
+            r
+        }
+
+        fn write(&self, name: &str, text: &str) {
+            fs::write(self.0.path().join("etc/pam.d").join(name), text).unwrap();
+        }
+
+        fn check(&self, services: &[&str]) -> (Vec<ServiceReport>, Vec<Finding>) {
+            let s: Vec<String> = services.iter().map(|s| s.to_string()).collect();
+            check(self.0.path(), &s).unwrap()
+        }
+
+        fn one(&self, service: &str) -> (ServiceReport, Vec<Finding>) {
+            let (mut r, f) = self.check(&[service]);
+            (r.remove(0), f)
+        }
+    }
+
+    fn of(fs: &[Finding], sev: Severity) -> Vec<&Finding> {
+        fs.iter().filter(|f| f.severity == sev).collect()
+    }
+
+    fn debian(common_auth: &str) -> Root {
+        Root::new(&[
+            ("common-auth", common_auth),
+            ("common-account", "account required pam_unix.so\n"),
+            ("sshd", SSHD),
+            ("sudo", SUDO),
+            ("su", SU),
+        ])
+    }
+
+    #[test]
+    fn stock_debian_without_otpgate_is_a_bypass_everywhere() {
+        let root = debian(DEBIAN_COMMON_AUTH);
+        // No --service: the login services present are found.
+        let (reports, findings) = root.check(&[]);
+        let names: Vec<&str> = reports.iter().map(|r| r.service.as_str()).collect();
+        assert_eq!(names, ["sshd", "sudo", "su"]);
+        for r in &reports {
+            assert!(!r.enforced, "{r:?}");
+            let unconditional = r.paths.iter().find(|p| p.conditions.is_empty()).unwrap();
+            assert_eq!(
+                unconditional.describe(),
+                if r.service == "su" {
+                    "pam_rootok.so auth_err → pam_unix.so success → jump over 1 → pam_permit.so success → pam_cap.so success → success"
+                } else {
+                    "pam_unix.so success → jump over 1 → pam_permit.so success → pam_cap.so success → success"
+                }
+            );
+        }
+        let bypass = of(&findings, Severity::Bypass);
+        assert_eq!(bypass.len(), 3, "{findings:#?}");
+        for f in bypass {
+            let s = f.service.as_deref().unwrap();
+            assert!(
+                f.what
+                    .starts_with(&format!("/etc/pam.d/{s}: no pam_otpgate.so")),
+                "{f:?}"
+            );
+            assert!(
+                f.fix.contains("pam-auth-update --package --enable otpgate"),
+                "{f:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn debian_with_the_profile_is_enforced_with_a_nullok_warning() {
+        let root = debian(&debian_with_otpgate());
+        let (reports, findings) = root.check(&["sshd", "sudo", "su"]);
+        assert!(reports.iter().all(|r| r.enforced), "{reports:#?}");
+        assert!(of(&findings, Severity::Bypass).is_empty(), "{findings:#?}");
+        let warnings = of(&findings, Severity::Warning);
+        assert_eq!(warnings.len(), 3, "{findings:#?}");
+        for w in warnings {
+            assert!(
+                w.what
+                    .starts_with("/etc/pam.d/common-auth:25: `nullok` on pam_otpgate.so"),
+                "{w:?}"
+            );
+            assert!(w.fix.contains("remove `nullok`"), "{w:?}");
+        }
+        // su: root by pam_rootok, noted and nothing more.
+        let info = of(&findings, Severity::Info);
+        assert_eq!(info.len(), 1, "{findings:#?}");
+        assert!(info[0]
+            .what
+            .starts_with("/etc/pam.d/su:1: `auth sufficient pam_rootok.so`"));
+        let su = &reports[2];
+        assert!(su
+            .paths
+            .iter()
+            .any(|p| p.conditions == ["the caller is root (pam_rootok.so)"]));
+    }
+
+    #[test]
+    fn without_nullok_there_is_no_path_around_the_code() {
+        let root =
+            debian(&debian_with_otpgate().replace("pam_otpgate.so nullok", "pam_otpgate.so"));
+        let (r, findings) = root.one("sshd");
+        assert!(r.enforced && r.paths.is_empty(), "{r:#?}");
+        assert!(findings.is_empty(), "{findings:#?}");
+    }
+
+    #[test]
+    fn sufficient_pam_permit_before_the_module_is_a_bypass_at_its_line() {
+        let root = Root::new(&[(
+            "sshd",
+            "# test\nauth sufficient pam_permit.so\nauth required pam_unix.so\n\
+             auth required pam_otpgate.so\n",
+        )]);
+        let (r, findings) = root.one("sshd");
+        assert!(!r.enforced);
+        let b = of(&findings, Severity::Bypass);
+        assert_eq!(b.len(), 1, "{findings:#?}");
+        assert!(
+            b[0].what.starts_with(
+                "/etc/pam.d/sshd:2: `auth sufficient pam_permit.so` ends the stack before pam_otpgate.so"
+            ),
+            "{b:?}"
+        );
+        assert_eq!(
+            b[0].fix,
+            "move `auth sufficient pam_permit.so` below pam_otpgate.so or remove it (/etc/pam.d/sshd:2)"
+        );
+        // Below it, the same line is harmless.
+        root.write(
+            "sshd",
+            "auth required pam_unix.so\nauth required pam_otpgate.so\nauth sufficient pam_permit.so\n",
+        );
+        let (r, findings) = root.one("sshd");
+        assert!(r.enforced && findings.is_empty(), "{r:#?} {findings:#?}");
+    }
+
+    #[test]
+    fn optional_on_the_module_is_a_bypass() {
+        let root = Root::new(&[(
+            "sudo",
+            "auth required pam_unix.so\nauth optional pam_otpgate.so\n",
+        )]);
+        let (r, findings) = root.one("sudo");
+        assert!(!r.enforced);
+        let b = of(&findings, Severity::Bypass);
+        assert_eq!(b.len(), 1, "{findings:#?}");
+        assert!(
+            b[0].what.starts_with(
+                "/etc/pam.d/sudo:2: `optional` on pam_otpgate.so lets a failed code through"
+            ),
+            "{b:?}"
+        );
+        assert_eq!(
+            b[0].fix,
+            "use `required` instead of `optional` for pam_otpgate.so at /etc/pam.d/sudo:2"
+        );
+    }
+
+    #[test]
+    fn a_jump_over_the_module_is_a_bypass_with_the_right_count() {
+        let root = Root::new(&[(
+            "login",
+            "auth [success=2 default=ignore] pam_unix.so nullok\nauth requisite pam_deny.so\n\
+             auth [success=ok ignore=ignore default=die] pam_otpgate.so\nauth required pam_permit.so\n",
+        )]);
+        let (r, findings) = root.one("login");
+        assert!(!r.enforced);
+        let b = of(&findings, Severity::Bypass);
+        assert_eq!(b.len(), 1, "{findings:#?}");
+        assert!(
+            b[0].what.starts_with(
+                "/etc/pam.d/login:1: `[success=2 default=ignore]` on pam_unix.so jumps over pam_otpgate.so"
+            ),
+            "{b:?}"
+        );
+        assert!(b[0]
+            .fix
+            .starts_with("change `success=2` to `success=1` at /etc/pam.d/login:1"));
+        // With the count the fix gives, the module is reached on every path.
+        root.write(
+            "login",
+            "auth [success=1 default=ignore] pam_unix.so nullok\nauth requisite pam_deny.so\n\
+             auth [success=ok ignore=ignore default=die] pam_otpgate.so\nauth required pam_permit.so\n",
+        );
+        let (r, findings) = root.one("login");
+        assert!(r.enforced && findings.is_empty(), "{r:#?} {findings:#?}");
+    }
+
+    #[test]
+    fn a_service_that_does_not_include_common_auth_is_a_bypass() {
+        let root = Root::new(&[
+            ("common-auth", &debian_with_otpgate()),
+            ("sshd", "@include common-auth\n"),
+            ("xscreensaver", "auth required pam_unix.so\n"),
+        ]);
+        let (reports, findings) = root.check(&[]);
+        assert_eq!(reports.len(), 2);
+        assert!(reports[0].enforced && !reports[1].enforced, "{reports:#?}");
+        let b = of(&findings, Severity::Bypass);
+        assert_eq!(b.len(), 1, "{findings:#?}");
+        assert_eq!(b[0].service.as_deref(), Some("xscreensaver"));
+        assert!(b[0]
+            .what
+            .starts_with("/etc/pam.d/xscreensaver: no pam_otpgate.so"));
+        assert!(b[0]
+            .fix
+            .starts_with("add `@include common-auth` to /etc/pam.d/xscreensaver"));
+    }
+
+    #[test]
+    fn done_inside_a_substack_ends_only_the_substack() {
+        let sub = "auth sufficient pam_permit.so\nauth required pam_deny.so\n";
+        let parent = |how: &str| format!("auth {how} pre\nauth required pam_otpgate.so\n");
+        let root = Root::new(&[("pre", sub), ("su", &parent("substack"))]);
+        let (r, findings) = root.one("su");
+        assert!(r.enforced && findings.is_empty(), "{r:#?} {findings:#?}");
+        // The same file included: `done` ends the whole stack.
+        root.write("su", &parent("include"));
+        let (r, findings) = root.one("su");
+        assert!(!r.enforced);
+        let b = of(&findings, Severity::Bypass);
+        assert!(
+            b[0].what
+                .starts_with("/etc/pam.d/pre:1: `auth sufficient pam_permit.so` ends the stack"),
+            "{b:?}"
+        );
+    }
+
+    #[test]
+    fn a_substack_counts_as_one_in_a_jump_and_a_jump_cannot_leave_it() {
+        let root = Root::new(&[
+            (
+                "inner",
+                "auth [success=5 default=ignore] pam_unix.so\nauth required pam_permit.so\n",
+            ),
+            (
+                "sshd",
+                "auth [success=1 default=ignore] pam_unix.so\nauth substack inner\n\
+                 auth required pam_otpgate.so\n",
+            ),
+        ]);
+        // Jump 1 skips the whole substack and lands on the module; inside
+        // it, a jump past its end is libpam's "bad jump": a failure.
+        let (r, findings) = root.one("sshd");
+        assert!(r.enforced && findings.is_empty(), "{r:#?} {findings:#?}");
+    }
+
+    #[test]
+    fn an_include_cycle_or_missing_file_is_reported_not_a_panic() {
+        let root = Root::new(&[
+            ("a", "auth required pam_unix.so\n@include b\n"),
+            ("b", "# b\nauth include a\n"),
+            ("sudo", "@include a\nauth required pam_otpgate.so\n"),
+            (
+                "sshd",
+                "auth include nowhere\nauth required pam_otpgate.so\n",
+            ),
+        ]);
+        let (reports, findings) = root.check(&["sudo", "sshd"]);
+        assert!(reports.iter().all(|r| r.enforced), "{reports:#?}");
+        let w = of(&findings, Severity::Warning);
+        assert_eq!(w.len(), 2, "{findings:#?}");
+        assert!(
+            w[0].what.starts_with(
+                "/etc/pam.d/b:2: includes itself (/etc/pam.d/sudo → /etc/pam.d/a → /etc/pam.d/b → /etc/pam.d/a)"
+            ),
+            "{w:?}"
+        );
+        assert!(
+            w[1].what
+                .starts_with("/etc/pam.d/sshd:1: cannot read /etc/pam.d/nowhere"),
+            "{w:?}"
+        );
+    }
+
+    #[test]
+    fn failmode_open_is_a_warning_naming_the_line() {
+        let root = Root::new(&[(
+            "sshd",
+            "auth required pam_unix.so\n\
+             auth required pam_otpgate.so \\\n   failmode=open\nauth required pam_permit.so\n",
+        )]);
+        let (r, findings) = root.one("sshd");
+        assert!(r.enforced, "{r:#?}");
+        assert_eq!(findings.len(), 1, "{findings:#?}");
+        assert_eq!(findings[0].severity, Severity::Warning);
+        assert!(
+            findings[0]
+                .what
+                .starts_with("/etc/pam.d/sshd:2: `failmode=open` on pam_otpgate.so"),
+            "{findings:?}"
+        );
+        assert_eq!(
+            r.paths[0].conditions,
+            ["otpgated is not running (failmode=open)"]
+        );
+    }
+
+    #[test]
+    fn a_stack_where_nothing_succeeds_fails_and_reset_forgets_a_failure() {
+        // Only ignores: libpam fails a stack where nothing set a result.
+        let root = Root::new(&[(
+            "vlock",
+            "auth [success=ok ignore=ignore default=die] pam_otpgate.so nullok\n",
+        )]);
+        let (r, findings) = root.one("vlock");
+        assert!(r.enforced && findings.is_empty(), "{r:#?} {findings:#?}");
+        // A `reset` after the module wipes its failure.
+        root.write(
+            "vlock",
+            "auth required pam_otpgate.so\nauth [success=reset default=ignore] pam_unix.so\n\
+             auth required pam_permit.so\n",
+        );
+        let (r, findings) = root.one("vlock");
+        assert!(!r.enforced);
+        let b = of(&findings, Severity::Bypass);
+        assert!(b[0].what.starts_with("/etc/pam.d/vlock:2:"), "{b:?}");
+    }
+
+    #[test]
+    fn parsing_handles_comments_brackets_and_dashes() {
+        let lines = logical_lines(
+            "# c\nauth [success=1  default=ignore] pam_x.so a [prompt=Code: ] # trailing\n\
+             -auth optional pam_y.so\\\n  b\n",
+        );
+        assert_eq!(
+            lines,
+            vec![
+                (
+                    2,
+                    vec![
+                        "auth".to_string(),
+                        "[success=1  default=ignore]".into(),
+                        "pam_x.so".into(),
+                        "a".into(),
+                        "[prompt=Code: ]".into()
+                    ]
+                ),
+                (
+                    3,
+                    vec![
+                        "-auth".to_string(),
+                        "optional".into(),
+                        "pam_y.so".into(),
+                        "b".into()
+                    ]
+                ),
+            ]
+        );
+        assert!(Control::parse("[success=1 bogus=ok]").is_err());
+        assert_eq!(Control::parse("[success=ok]").unwrap().default, Action::Bad);
+    }
+
+    #[test]
+    fn a_missing_module_fails_as_libpam_says() {
+        let root = Root::new(&[(
+            "sudo",
+            "auth required pam_unix.so\nauth required pam_otpgate.so\n",
+        )]);
+        let sec = root.0.path().join("usr/lib/x86_64-linux-gnu/security");
+        fs::create_dir_all(&sec).unwrap();
+        fs::write(sec.join("pam_unix.so"), "").unwrap();
+        // pam_otpgate.so absent: PAM_MODULE_UNKNOWN, `required` fails.
+        let (r, _) = root.one("sudo");
+        assert!(r.enforced && r.paths.is_empty(), "{r:#?}");
+        root.write(
+            "sudo",
+            "auth required pam_unix.so\n-auth optional pam_otpgate.so\n",
+        );
+        let (r, _) = root.one("sudo");
+        assert!(!r.enforced, "{r:#?}");
+    }
 }
