@@ -119,6 +119,26 @@ pub enum Command {
     )]
     Import(ImportArgs),
 
+    /// Administrator: can a login succeed without the code? Checks PAM stacks, sshd and sudo
+    #[command(
+        long_about = "Administrator (root): can a login succeed without otpgate's code?\n\n\
+            Reads the PAM stacks of the services people log in through (sshd, sudo, su, \
+            login, display managers and screen lockers found in /etc/pam.d; or those given \
+            with --service), following @include, include, substack and [value=action] \
+            jumps, and walks every result of every module as libpam does. Also reads \
+            sshd_config and sudoers, checks the module file and the bus policy, and, for \
+            the root /, whether otpgated is running. Each way around the code is printed \
+            with the file and line and the exact fix. Nothing is changed. With --root it \
+            reads a copy of a system and does not use the bus.",
+        after_help = "Examples:\n  \
+            otpgate doctor\n  \
+            otpgate doctor --service sshd --service sudo\n  \
+            otpgate doctor --root /srv/images/web1 --json | jq '.findings[] | select(.severity == \"bypass\")'\n\n\
+            Exit status: 0 every service enforces the code, 1 some way around it (a finding of \
+            severity bypass), 2 error (not root, unreadable root)."
+    )]
+    Doctor(DoctorArgs),
+
     /// Administrator: operations on this host's otpgated itself
     #[command(
         subcommand,
@@ -160,6 +180,26 @@ pub enum AdminCommand {
             Exit status: 0 every record re-sealed, 1 some left as they were (named), 2 error."
     )]
     RotateKey(ConfigArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct DoctorArgs {
+    /// Check the system under DIR instead of this one (DIR/etc/pam.d, ...); no bus is used
+    #[arg(long, value_name = "DIR", default_value = "/", value_hint = clap::ValueHint::DirPath)]
+    pub root: PathBuf,
+
+    /// Check this PAM service (repeatable) [default: the login services found in /etc/pam.d]
+    #[arg(long = "service", value_name = "NAME", value_parser = parse_service)]
+    pub service: Vec<String>,
+}
+
+/// A file name in /etc/pam.d, nothing that walks out of it.
+fn parse_service(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.contains('/') || s.starts_with('.') {
+        Err(format!("`{s}` is not a PAM service name"))
+    } else {
+        Ok(s.to_owned())
+    }
 }
 
 #[derive(Args, Debug)]

@@ -5,6 +5,7 @@ pub mod args;
 pub mod client;
 pub mod commands;
 pub mod docs;
+pub mod doctor;
 pub mod error;
 pub mod output;
 pub mod qr;
@@ -22,6 +23,10 @@ use error::CliError;
 pub fn main() -> i32 {
     let cli = Cli::parse();
     check_usage(&cli);
+    // Reads files; only `/` asks the daemon, and then by itself.
+    if let Command::Doctor(d) = &cli.command {
+        return doctor::main(d, cli.json);
+    }
     // Works on the daemon's files with the daemon stopped: no bus.
     if let Command::Admin(admin) = &cli.command {
         let e = match admin {
@@ -87,6 +92,6 @@ async fn run(cli: &Cli) -> Result<(), CliError> {
         Command::List => commands::admin::list(&ctx).await,
         Command::Stats => commands::admin::stats(&ctx).await,
         Command::Import(a) => commands::import::import(&ctx, a).await,
-        Command::Admin(_) => unreachable!("handled in main"),
+        Command::Admin(_) | Command::Doctor(_) => unreachable!("handled in main"),
     }
 }

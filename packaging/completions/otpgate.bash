@@ -28,6 +28,9 @@ _otpgate() {
             otpgate,disable)
                 cmd="otpgate__subcmd__disable"
                 ;;
+            otpgate,doctor)
+                cmd="otpgate__subcmd__doctor"
+                ;;
             otpgate,enroll)
                 cmd="otpgate__subcmd__enroll"
                 ;;
@@ -82,6 +85,9 @@ _otpgate() {
             otpgate__subcmd__help,disable)
                 cmd="otpgate__subcmd__help__subcmd__disable"
                 ;;
+            otpgate__subcmd__help,doctor)
+                cmd="otpgate__subcmd__help__subcmd__doctor"
+                ;;
             otpgate__subcmd__help,enroll)
                 cmd="otpgate__subcmd__help__subcmd__enroll"
                 ;;
@@ -119,7 +125,7 @@ _otpgate() {
 
     case "${cmd}" in
         otpgate)
-            opts="-h -V --bus --json --help --version enroll confirm status disable backup-codes unlock reset list stats import admin help"
+            opts="-h -V --bus --json --help --version enroll confirm status disable backup-codes unlock reset list stats import doctor admin help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -354,6 +360,35 @@ _otpgate() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        otpgate__subcmd__doctor)
+            opts="-h -V --root --service --bus --json --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --root)
+                    COMPREPLY=()
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o plusdirs
+                    fi
+                    return 0
+                    ;;
+                --service)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --bus)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         otpgate__subcmd__enroll)
             opts="-h -V --user --method --email --qr-svg --bus --json --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -400,7 +435,7 @@ _otpgate() {
             return 0
             ;;
         otpgate__subcmd__help)
-            opts="enroll confirm status disable backup-codes unlock reset list stats import admin help"
+            opts="enroll confirm status disable backup-codes unlock reset list stats import doctor admin help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -484,6 +519,20 @@ _otpgate() {
             return 0
             ;;
         otpgate__subcmd__help__subcmd__disable)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpgate__subcmd__help__subcmd__doctor)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

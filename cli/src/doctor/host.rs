@@ -1,0 +1,11 @@
+//! Module file, bus policy and live daemon checks (the real ones come from
+//! the h/doctor-sshd branch; this placeholder keeps the command compiling
+//! until it is merged).
+
+use std::path::Path;
+
+use super::finding::Finding;
+
+pub fn check(_root: &Path, _live: bool) -> Vec<Finding> {
+    Vec::new()
+}

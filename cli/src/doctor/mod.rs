@@ -1,0 +1,182 @@
+//! `otpgate doctor`: is the second factor really enforced on this machine?
+//! Reads the PAM stacks, sshd_config, sudoers and the module's files under a
+//! root directory (and, for `/`, asks whether the daemon runs), and reports
+//! every way to log in without otpgate's code, each with its fix.
+
+pub mod finding;
+pub mod host;
+pub mod pam;
+pub mod sshd;
+pub mod sudoers;
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::args::DoctorArgs;
+use finding::{Finding, Severity};
+
+/// Everything `doctor` found, as `--json` prints it.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub services: Vec<pam::ServiceReport>,
+    pub findings: Vec<Finding>,
+    pub bypass: bool,
+}
+
+impl Report {
+    /// 0: every service in scope enforces the code; 1: some way around it.
+    pub fn exit_code(&self) -> i32 {
+        if self.bypass {
+            1
+        } else {
+            0
+        }
+    }
+}
+
+/// The services to simulate: those given, else the login services in the
+/// root's /etc/pam.d, with sudo's stack as sudoers names it.
+fn scope(root: &Path, given: &[String], sudo: &sudoers::SudoFacts) -> Result<Vec<String>, String> {
+    let mut services = pam::services_in_scope(root, given)?;
+    if given.is_empty() {
+        if let Some(s) = &sudo.pam_service {
+            // sudo authenticates through that stack, not /etc/pam.d/sudo.
+            services.retain(|x| x != "sudo");
+            if !services.contains(s) {
+                services.push(s.clone());
+            }
+        }
+    }
+    Ok(services)
+}
+
+/// Runs every check on `root`. `live`: also ask the running system (only
+/// meaningful when `root` is `/`).
+pub fn examine(root: &Path, given: &[String], live: bool) -> Result<Report, String> {
+    std::fs::read_dir(root).map_err(|e| format!("cannot read {}: {e}", root.display()))?;
+    let (sudo, sudo_findings) = sudoers::check(root);
+    let services = scope(root, given, &sudo)?;
+    let (reports, pam_findings) = pam::check(root, &services)?;
+    let host_findings = host::check(root, live);
+    let daemon_down = live
+        && host_findings
+            .iter()
+            .any(|f| f.service.is_none() && f.what.contains("not running"));
+
+    let mut findings = Vec::new();
+    for mut f in pam_findings {
+        // failmode=open is a choice while the daemon runs, a way in once it
+        // does not.
+        if daemon_down
+            && f.severity == Severity::Warning
+            && f.what.contains(pam::FAILMODE_OPEN_WHAT)
+        {
+            f.severity = Severity::Bypass;
+            f.what.push_str(", and otpgated is not running now");
+        }
+        findings.push(f);
+    }
+    findings.extend(sshd::check(root));
+    findings.extend(sudo_findings);
+    findings.extend(host_findings);
+    findings.sort_by_key(|f| f.severity);
+    let bypass = findings.iter().any(|f| f.severity == Severity::Bypass);
+    Ok(Report {
+        services: reports,
+        findings,
+        bypass,
+    })
+}
+
+/// The text report: a line per service, then the findings by severity.
+pub fn text(r: &Report) -> String {
+    let mut out = String::new();
+    for s in &r.services {
+        let bypass = r
+            .findings
+            .iter()
+            .find(|f| f.severity == Severity::Bypass && f.service.as_deref() == Some(&s.service));
+        let _ = match bypass {
+            Some(f) => writeln!(out, "{}: BYPASS: {}", s.service, f.what),
+            None if s.paths.is_empty() => writeln!(out, "{}: enforced", s.service),
+            None => {
+                let conds: Vec<String> =
+                    s.paths.iter().map(|p| p.conditions.join(" and ")).collect();
+                writeln!(
+                    out,
+                    "{}: enforced, except when {}",
+                    s.service,
+                    conds.join("; or ")
+                )
+            }
+        };
+    }
+    // A service outside the PAM scope (sshd_config, sudoers) can still
+    // have a way in.
+    let mut others: Vec<&str> = r
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Bypass)
+        .filter_map(|f| f.service.as_deref())
+        .filter(|s| !r.services.iter().any(|x| x.service == *s))
+        .collect();
+    others.dedup();
+    for s in others {
+        let _ = writeln!(out, "{s}: BYPASS (see below)");
+    }
+    if r.services.is_empty() {
+        let _ = writeln!(
+            out,
+            "no login service found in /etc/pam.d (use --service NAME)"
+        );
+    }
+    for sev in [Severity::Bypass, Severity::Warning, Severity::Info] {
+        let fs: Vec<&Finding> = r.findings.iter().filter(|f| f.severity == sev).collect();
+        if fs.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "\n{}:", sev.as_str());
+        for f in fs {
+            let who = f.service.as_deref().unwrap_or("host");
+            let _ = writeln!(out, "  [{who}] {}\n    fix: {}", f.what, f.fix);
+        }
+    }
+    out
+}
+
+/// `otpgate doctor`: prints the report; the exit status (0 enforced, 1 a
+/// bypass, 2 error).
+pub fn main(args: &DoctorArgs, json: bool) -> i32 {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!(
+            "otpgate: doctor must run as root (it reads sudoers and the PAM files): run `sudo otpgate doctor`"
+        );
+        return 2;
+    }
+    let live = args
+        .root
+        .canonicalize()
+        .map(|p| p == Path::new("/"))
+        .unwrap_or(false);
+    let report = match examine(&args.root, &args.service, live) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("otpgate: doctor: {e}");
+            return 2;
+        }
+    };
+    if json {
+        match serde_json::to_string(&report) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                eprintln!("otpgate: doctor: cannot write the report: {e}");
+                return 2;
+            }
+        }
+    } else {
+        print!("{}", text(&report));
+    }
+    report.exit_code()
+}

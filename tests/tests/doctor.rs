@@ -1,0 +1,264 @@
+//! `otpgate doctor` as the real binary: its verdict on a root directory
+//! holding a PAM stack, checked against what the real libpam does with that
+//! same stack (pamtester, the real otpgated on a private bus).
+
+mod pam_common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use otpgate_tests::*;
+use pam_common::*;
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// A root directory for `doctor --root`: files written under it.
+struct Root(TestDir);
+
+impl Root {
+    fn new(label: &str) -> Root {
+        let r = Root(TestDir::new(label));
+        fs::create_dir_all(r.0.join("etc/pam.d")).expect("mkdir etc/pam.d");
+        r
+    }
+
+    fn write(&self, rel: &str, text: &str) {
+        let p = self.0.join(rel);
+        fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        fs::write(&p, text).expect("write root file");
+    }
+
+    fn path(&self) -> &Path {
+        &self.0.path
+    }
+}
+
+/// `otpgate doctor ARGS`: exit status, stdout, stderr.
+fn doctor(cmd: Command, args: &[&str]) -> (i32, String, String) {
+    let mut cmd = cmd;
+    cmd.arg("doctor").args(args);
+    let f = Run::new(&mut cmd)
+        .within(DEADLINE)
+        .unwrap_or_else(|e| panic!("{e}"));
+    (
+        f.status.code().expect("exit status"),
+        String::from_utf8_lossy(&f.stdout).into_owned(),
+        String::from_utf8_lossy(&f.stderr).into_owned(),
+    )
+}
+
+fn doctor_json(root: &Path, service: &str) -> (i32, serde_json::Value) {
+    let (code, out, err) = doctor(
+        Command::new(bin("otpgate")),
+        &[
+            "--root",
+            &root.display().to_string(),
+            "--service",
+            service,
+            "--json",
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("doctor printed no JSON ({e}): {out}{err}"));
+    (code, v)
+}
+
+/// pam_otpgate.so under its installed name (libpam and doctor go by the
+/// file name; cargo builds libpam_otpgate.so), in a directory of its own.
+fn installed_module(dir: &TestDir) -> PathBuf {
+    let p = dir.join("pam_otpgate.so");
+    std::os::unix::fs::symlink(pam_module(), &p).expect("symlink the module");
+    p
+}
+
+/// Puts the same stack in /etc/pam.d (for pamtester) and in a doctor root
+/// (with a stand-in for the module file at the same path, so that doctor
+/// takes it as installed). The service name and the guards.
+fn same_stack(label: &str, auth_lines: &str, module: &Path) -> (String, EtcFile, Root) {
+    let (svc, etc) = etc_pam_service(label, auth_lines);
+    let root = Root::new(label);
+    root.write(&format!("etc/pam.d/{svc}"), &service_text(auth_lines));
+    root.write(
+        module.display().to_string().trim_start_matches('/'),
+        "stand-in",
+    );
+    (svc, etc, root)
+}
+
+#[test]
+fn a_stack_doctor_calls_enforced_refuses_a_login_without_the_code() {
+    require_root();
+    let bus = Bus::start();
+    let _d = Daemon::start(&bus, "");
+    let user = test_user("otpg-doctor-safe");
+    let e = enroll(&bus, &user.name);
+    let dir = TestDir::new("doctor-mod");
+    let module = installed_module(&dir);
+    // pam_permit stands for the password check pamtester cannot make.
+    let lines = format!(
+        "auth required pam_permit.so\nauth [success=ok ignore=ignore default=die] {} {}",
+        module.display(),
+        bus.module_args()
+    );
+    let (svc, _etc, root) = same_stack("doctor-safe", &lines, &module);
+
+    let (code, v) = doctor_json(root.path(), &svc);
+    assert_eq!(code, 0, "{v:#}");
+    assert_eq!(v["bypass"], false, "{v:#}");
+    assert_eq!(v["services"][0]["service"], svc.as_str());
+    assert_eq!(v["services"][0]["enforced"], true, "{v:#}");
+    assert_eq!(v["services"][0]["paths"], serde_json::json!([]), "{v:#}");
+
+    let o = pamtester(&svc, &user.name, &wrong_code(&e.secret));
+    assert_outcome(&o, false, AUTH_ERR, "Wrong code.");
+    let o = pamtester(&svc, &user.name, "");
+    assert_outcome(&o, false, AUTH_ERR, "No code entered.");
+    // The stack does let the right code in: the refusals are the code's.
+    let o = pamtester(
+        &svc,
+        &user.name,
+        &oathtool_at(&e.secret, e.confirmed_at + 30),
+    );
+    assert_outcome(&o, true, SUCCESS, PROMPT);
+}
+
+#[test]
+fn a_stack_doctor_calls_bypass_lets_pamtester_in_without_a_code() {
+    require_root();
+    let bus = Bus::start();
+    let _d = Daemon::start(&bus, "");
+    let user = test_user("otpg-doctor-bypass");
+    let _e = enroll(&bus, &user.name);
+    let dir = TestDir::new("doctor-mod");
+    let module = installed_module(&dir);
+    let lines = format!(
+        "auth sufficient pam_permit.so\nauth required {} {}",
+        module.display(),
+        bus.module_args()
+    );
+    let (svc, _etc, root) = same_stack("doctor-bypass", &lines, &module);
+
+    let (code, v) = doctor_json(root.path(), &svc);
+    assert_eq!(code, 1, "{v:#}");
+    assert_eq!(v["bypass"], true, "{v:#}");
+    assert_eq!(v["services"][0]["enforced"], false, "{v:#}");
+    assert_eq!(
+        v["services"][0]["paths"][0]["steps"],
+        serde_json::json!(["pam_permit.so success", "done", "success"]),
+        "{v:#}"
+    );
+    let f = &v["findings"][0];
+    assert_eq!(f["severity"], "bypass", "{v:#}");
+    assert_eq!(f["service"], svc.as_str(), "{v:#}");
+    // Line 1 of the file is the test's comment.
+    let what = f["what"].as_str().expect("what");
+    assert!(
+        what.starts_with(&format!(
+            "/etc/pam.d/{svc}:2: `auth sufficient pam_permit.so` ends the stack before pam_otpgate.so"
+        )),
+        "{what}"
+    );
+    assert!(
+        f["fix"]
+            .as_str()
+            .expect("fix")
+            .starts_with("move `auth sufficient pam_permit.so` below pam_otpgate.so or remove it"),
+        "{v:#}"
+    );
+
+    // libpam agrees: in without a code (nothing is even asked).
+    let o = pamtester(&svc, &user.name, "");
+    assert_outcome(&o, true, SUCCESS, SUCCESS);
+    assert!(!o.says(PROMPT), "{o:#?}");
+}
+
+/// Debian 12's common-auth before and after `pam-auth-update --enable
+/// otpgate`, with sshd, sudo and su as Debian ships them (auth part).
+fn debian_root(with_otpgate: bool) -> Root {
+    let root = Root::new("doctor-debian");
+    let otp = if with_otpgate {
+        "auth\t[success=ok ignore=ignore default=die]\tpam_otpgate.so nullok\n"
+    } else {
+        ""
+    };
+    root.write(
+        "etc/pam.d/common-auth",
+        &format!(
+            "# here are the per-package modules (the \"Primary\" block)\n\
+             auth\t[success=1 default=ignore]\tpam_unix.so nullok\n\
+             auth\trequisite\t\t\tpam_deny.so\n\
+             auth\trequired\t\t\tpam_permit.so\n\
+             # and here are more per-package modules (the \"Additional\" block)\n\
+             {otp}auth\toptional\t\t\tpam_cap.so\n"
+        ),
+    );
+    root.write("etc/pam.d/sshd", "@include common-auth\n");
+    root.write("etc/pam.d/sudo", "#%PAM-1.0\n@include common-auth\n");
+    root.write(
+        "etc/pam.d/su",
+        "auth       sufficient pam_rootok.so\n@include common-auth\n",
+    );
+    root
+}
+
+#[test]
+fn stock_debian_is_a_bypass_and_the_profile_makes_it_enforced() {
+    require_root();
+    let root = debian_root(false);
+    let dir = root.path().display().to_string();
+    let (code, out, err) = doctor(Command::new(bin("otpgate")), &["--root", &dir]);
+    assert_eq!(code, 1, "{out}{err}");
+    for s in ["sshd", "sudo", "su"] {
+        assert!(
+            out.contains(&format!(
+                "{s}: BYPASS: /etc/pam.d/{s}: no pam_otpgate.so in the auth stack"
+            )),
+            "{out}"
+        );
+    }
+    assert!(
+        out.contains("fix: run `pam-auth-update --package --enable otpgate`"),
+        "{out}"
+    );
+
+    let root = debian_root(true);
+    let dir = root.path().display().to_string();
+    let (code, out, err) = doctor(Command::new(bin("otpgate")), &["--root", &dir]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("sshd: enforced, except when the user is not enrolled (nullok)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("\nwarning:\n  [sshd] /etc/pam.d/common-auth:6: `nullok` on pam_otpgate.so"),
+        "{out}"
+    );
+    assert!(!out.contains("bypass:"), "{out}");
+}
+
+#[test]
+fn doctor_refuses_non_root_and_an_unreadable_root_with_status_2() {
+    require_root();
+    let user = test_user("otpg-doctor-nonroot");
+    let root = debian_root(true);
+    let dir = root.path().display().to_string();
+    let (code, out, err) = doctor(
+        as_user(&user, &bin("otpgate").display().to_string()),
+        &["--root", &dir],
+    );
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("doctor must run as root"), "{err}");
+    assert!(out.is_empty(), "{out}");
+
+    let (code, out, err) = doctor(
+        Command::new(bin("otpgate")),
+        &["--root", "/nonexistent/otpgate-doctor-root"],
+    );
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("cannot read /nonexistent/otpgate-doctor-root"),
+        "{err}"
+    );
+}
