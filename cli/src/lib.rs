@@ -5,6 +5,7 @@ pub mod args;
 pub mod client;
 pub mod commands;
 pub mod docs;
+pub mod doctor;
 pub mod error;
 pub mod output;
 pub mod qr;
