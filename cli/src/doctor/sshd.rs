@@ -100,7 +100,133 @@ pub fn check(root: &Path) -> Vec<Finding> {
     }
     let mut findings = parser.problems;
     findings.extend(analyse(&parser.blocks));
+    // On the live system, sshd itself can say how it reads its file: a
+    // difference means this reading is wrong somewhere, and the findings
+    // above cannot be trusted.
+    let sshd = Path::new(SSHD);
+    if root == Path::new("/") && sshd.exists() {
+        findings.extend(compare_with_sshd(&parser.blocks, sshd, Path::new(CONFIG)));
+    }
     findings
+}
+
+const SSHD: &str = "/usr/sbin/sshd";
+/// `sshd -T` answers in milliseconds; this is for a wedged binary.
+const SSHD_T_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn compare_with_sshd(blocks: &[Block], sshd: &Path, config: &Path) -> Option<Finding> {
+    match sshd_t(sshd, config) {
+        Ok(reported) => {
+            let differences = disagreements(&effective(blocks, 0), &reported);
+            (!differences.is_empty()).then(|| {
+                Finding::new(
+                    Severity::Warning,
+                    Some(SERVICE),
+                    format!(
+                        "{CONFIG}: doctor reads it differently from `sshd -T` ({}): the sshd findings may be wrong",
+                        differences.join("; ")
+                    ),
+                    "check the sshd findings by hand against `sshd -T` and report the difference to otpgate",
+                )
+            })
+        }
+        Err(e) => Some(Finding::new(
+            Severity::Warning,
+            Some(SERVICE),
+            format!("{CONFIG}: `sshd -T` refuses it ({e}): sshd will not start with it"),
+            "fix what `sshd -t` names, then run otpgate doctor again",
+        )),
+    }
+}
+
+/// The global settings as sshd reports them (`keyword value` lines), or
+/// sshd's complaint.
+fn sshd_t(sshd: &Path, config: &Path) -> Result<Vec<(String, String)>, String> {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(sshd)
+        .arg("-T")
+        .arg("-f")
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", sshd.display()))?;
+    let deadline = std::time::Instant::now() + SSHD_T_DEADLINE;
+    // Read while it runs: a full pipe would stall it.
+    let mut out_pipe = child.stdout.take().expect("piped");
+    let mut err_pipe = child.stderr.take().expect("piped");
+    let reader = std::thread::spawn(move || {
+        let mut out = String::new();
+        let _ = out_pipe.read_to_string(&mut out);
+        out
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut err = String::new();
+        let _ = err_pipe.read_to_string(&mut err);
+        err
+    });
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("no answer within {}s", SSHD_T_DEADLINE.as_secs()));
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    };
+    let out = reader.join().unwrap_or_default();
+    let err = err_reader.join().unwrap_or_default();
+    if !status.success() {
+        let line = err
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("no message");
+        return Err(line.trim().to_owned());
+    }
+    Ok(out
+        .lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            Some((k.to_owned(), v.trim().to_owned()))
+        })
+        .collect())
+}
+
+/// `keyword: doctor read X, sshd says Y` for each setting this check
+/// relies on where the two disagree.
+fn disagreements(eff: &Effective, reported: &[(String, String)]) -> Vec<String> {
+    let yn = |on: bool| if on { "yes" } else { "no" }.to_owned();
+    let methods = match &eff.methods {
+        None => "any".to_owned(),
+        Some((lists, _)) => lists
+            .iter()
+            .map(|l| l.join(","))
+            .collect::<Vec<_>>()
+            .join(" "),
+    };
+    let ours = [
+        ("usepam", yn(eff.use_pam.on)),
+        ("pubkeyauthentication", yn(eff.pubkey.on)),
+        ("passwordauthentication", yn(eff.password.on)),
+        ("kbdinteractiveauthentication", yn(eff.kbd.on)),
+        ("gssapiauthentication", yn(eff.gssapi.on)),
+        ("hostbasedauthentication", yn(eff.hostbased.on)),
+        ("authenticationmethods", methods),
+    ];
+    ours.into_iter()
+        .filter_map(|(key, mine)| {
+            let theirs = reported.iter().find(|(k, _)| k == key)?;
+            (!theirs.1.eq_ignore_ascii_case(&mine))
+                .then(|| format!("{key}: doctor read {mine}, sshd says {}", theirs.1))
+        })
+        .collect()
 }
 
 fn on_root(root: &Path, path: &str) -> PathBuf {
@@ -898,6 +1024,64 @@ mod tests {
         assert_eq!(
             b[0].fix,
             "set `AuthenticationMethods publickey,keyboard-interactive keyboard-interactive`"
+        );
+    }
+
+    /// sshd itself agrees with this reading of Debian's file plus a
+    /// drop-in (only where sshd is installed and we are root: it reads the
+    /// host keys).
+    #[test]
+    fn sshd_t_reads_the_file_as_doctor_does() {
+        let sshd = Path::new(SSHD);
+        if !sshd.exists() || !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs {SSHD} and root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let dropins = dir.path().join("etc/ssh/sshd_config.d");
+        std::fs::create_dir_all(&dropins).unwrap();
+        // sshd -T reads Include paths on the real system: point the stock
+        // Include at the temp tree instead.
+        let main = DEBIAN12.replace(
+            "Include /etc/ssh/sshd_config.d/*.conf",
+            &format!("Include {}/*.conf", dropins.display()),
+        );
+        std::fs::write(dir.path().join("etc/ssh/sshd_config"), &main).unwrap();
+        std::fs::write(
+            dropins.join("otpgate.conf"),
+            "AuthenticationMethods publickey,keyboard-interactive publickey,password\n\
+             passwordauthentication=no\nChallengeResponseAuthentication yes\n",
+        )
+        .unwrap();
+        let mut parser = Parser {
+            root: Path::new("/"),
+            blocks: vec![Block {
+                label: None,
+                loc: None,
+                settings: Vec::new(),
+            }],
+            problems: Vec::new(),
+        };
+        parser.parse(CONFIG, &main, 0, &mut 0);
+        assert!(parser.problems.is_empty(), "{:#?}", parser.problems);
+        let reported = sshd_t(sshd, &dir.path().join("etc/ssh/sshd_config")).unwrap();
+        assert!(reported
+            .iter()
+            .any(|(k, v)| k == "passwordauthentication" && v == "no"));
+        assert_eq!(
+            disagreements(&effective(&parser.blocks, 0), &reported),
+            Vec::<String>::new()
+        );
+        // And a difference is named.
+        let mut wrong = reported.clone();
+        for (k, v) in &mut wrong {
+            if k == "usepam" {
+                *v = "no".to_owned();
+            }
+        }
+        assert_eq!(
+            disagreements(&effective(&parser.blocks, 0), &wrong),
+            vec!["usepam: doctor read yes, sshd says no".to_owned()]
         );
     }
 
