@@ -448,6 +448,8 @@ struct Effective {
     hostbased: Flag,
     /// `None`: `any` (unset or written so), each enabled method alone.
     methods: Option<(Vec<Vec<String>>, Loc)>,
+    /// Where `AuthenticationMethods any` was written, if it was.
+    any_at: Option<Loc>,
 }
 
 fn first<'a>(block: &'a Block, keyword: &str) -> Option<&'a Setting> {
@@ -488,6 +490,9 @@ fn flag(blocks: &[Block], idx: usize, keyword: &str, default: bool) -> Flag {
 }
 
 fn effective(blocks: &[Block], idx: usize) -> Effective {
+    let any_at = lookup(blocks, idx, "authenticationmethods")
+        .filter(|s| s.args.len() == 1 && s.args[0].eq_ignore_ascii_case("any"))
+        .map(|s| s.loc.clone());
     let methods = lookup(blocks, idx, "authenticationmethods").and_then(|s| {
         if s.args.len() == 1 && s.args[0].eq_ignore_ascii_case("any") {
             return None;
@@ -508,6 +513,7 @@ fn effective(blocks: &[Block], idx: usize) -> Effective {
         gssapi: flag(blocks, idx, "gssapiauthentication", false),
         hostbased: flag(blocks, idx, "hostbasedauthentication", false),
         methods,
+        any_at,
     }
 }
 
@@ -635,16 +641,21 @@ fn problems(eff: &Effective) -> Vec<Problem> {
                     HOSTBASED => (&eff.hostbased, "set `HostbasedAuthentication no`, or "),
                     _ => (&eff.pubkey, ""),
                 };
-                let how = if option.loc.is_some() {
-                    "and AuthenticationMethods is not set, so one method is enough"
+                let default = if option.loc.is_some() {
+                    ""
                 } else {
-                    "(the default) and AuthenticationMethods is not set, so one method is enough"
+                    " (the default)"
                 };
+                let (how, loc) = match &eff.any_at {
+                    Some(at) => ("AuthenticationMethods is any", Some(at.clone())),
+                    None => ("AuthenticationMethods is not set", option.loc.clone()),
+                };
+                let how = format!("{default} and {how}, so one method is enough");
                 Problem {
                     severity: Severity::Bypass,
-                    loc: option.loc.clone(),
+                    loc,
                     what: format!(
-                        "{joined} is enabled {how}: {joined} alone logs in without otpgate's code"
+                        "{joined} is enabled{how}: {joined} alone logs in without otpgate's code"
                     ),
                     fix: format!(
                         "{alternative}set `AuthenticationMethods {joined},{KBD}`{kbd_fix}"
@@ -928,6 +939,19 @@ mod tests {
             b[0].fix
                 .starts_with("in the `Match User backup` block (/etc/ssh/sshd_config:5): "),
             "{b:#?}"
+        );
+    }
+
+    #[test]
+    fn a_match_block_setting_any_is_named_at_its_line() {
+        let text =
+            format!("UsePAM yes\n{FIXED}Match Address 10.0.0.0/8\nAuthenticationMethods any\n");
+        let f = run(&[(CONFIG, &text)]);
+        let b = bypasses(&f);
+        assert_eq!(b.len(), 1, "{f:#?}");
+        assert_eq!(
+            b[0].what,
+            "/etc/ssh/sshd_config:5: for Match Address 10.0.0.0/8: publickey is enabled (the default) and AuthenticationMethods is any, so one method is enough: publickey alone logs in without otpgate's code"
         );
     }
 
