@@ -83,6 +83,17 @@ pub fn examine(root: &Path, given: &[String], live: bool) -> Result<Report, Stri
     findings.extend(host_findings);
     findings.sort_by_key(|f| f.severity);
     let bypass = findings.iter().any(|f| f.severity == Severity::Bypass);
+    // A service is enforced only if nothing anywhere gets around it: its
+    // stack, sshd_config or sudoers for it, or the host (a module file
+    // anyone can replace).
+    let mut reports = reports;
+    for s in &mut reports {
+        if findings.iter().any(|f| {
+            f.severity == Severity::Bypass && f.service.as_deref().is_none_or(|x| x == s.service)
+        }) {
+            s.enforced = false;
+        }
+    }
     Ok(Report {
         services: reports,
         findings,
@@ -179,4 +190,39 @@ pub fn main(args: &DoctorArgs, json: bool) -> i32 {
         print!("{}", text(&report));
     }
     report.exit_code()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stack that asks for the code is not "enforced" when sshd lets a
+    /// key in without running it.
+    #[test]
+    fn a_way_around_the_stack_makes_the_service_unenforced() {
+        let root = tempfile::tempdir().unwrap();
+        let put = |path: &str, text: &str| {
+            let p = root.path().join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        };
+        put(
+            "etc/pam.d/sshd",
+            "auth required pam_unix.so\nauth required pam_otpgate.so\n",
+        );
+        put(
+            "etc/ssh/sshd_config",
+            "UsePAM yes\nKbdInteractiveAuthentication yes\n",
+        );
+        let r = examine(root.path(), &["sshd".into()], false).unwrap();
+        assert!(r.bypass);
+        assert!(!r.services[0].enforced, "{r:?}");
+        assert!(r.services[0].paths.is_empty(), "the stack itself is fine");
+        put(
+            "etc/ssh/sshd_config",
+            "UsePAM yes\nKbdInteractiveAuthentication yes\nAuthenticationMethods publickey,keyboard-interactive\n",
+        );
+        let r = examine(root.path(), &["sshd".into()], false).unwrap();
+        assert!(r.services[0].enforced, "{r:?}");
+    }
 }
