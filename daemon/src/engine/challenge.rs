@@ -138,7 +138,7 @@ impl Engine {
         let failed = self.recent_mail_failure(&account.key(), self.clock.now());
         let fresh = email::new_code().map_err(super::internal)?;
         let (outcome, mail) = self
-            .transact(&account, &ctx, caller.uid, move |rec, env| {
+            .transact_read_first(&account, &ctx, caller.uid, move |rec, env| {
                 let state = MailState {
                     on,
                     failed: failed.as_deref(),

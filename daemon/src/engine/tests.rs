@@ -693,3 +693,59 @@ async fn a_fleet_host_that_gives_a_uid_another_name_decides_nothing() {
         .unwrap();
     assert_eq!(out.result, VerifyResult::Ok);
 }
+
+/// Counts the transactions a store is asked for.
+struct Counting(Arc<MemoryStore>, Arc<std::sync::atomic::AtomicUsize>);
+
+impl Store for Counting {
+    fn get(&self, key: &str) -> Result<Option<crate::record::UserRecord>, crate::error::Error> {
+        self.0.get(key)
+    }
+    fn update(
+        &self,
+        key: &str,
+        decide: &mut dyn FnMut(Option<crate::record::UserRecord>) -> crate::store::Write,
+    ) -> Result<(), crate::error::Error> {
+        self.1.fetch_add(1, Ordering::SeqCst);
+        self.0.update(key, decide)
+    }
+    fn remove(&self, key: &str) -> Result<bool, crate::error::Error> {
+        self.0.remove(key)
+    }
+    fn keys(&self) -> Result<Vec<String>, crate::error::Error> {
+        self.0.keys()
+    }
+}
+
+/// Challenge for an app's code reads the record and takes no transaction
+/// (a fleet's database is spared a row lock per login); Verify takes one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_challenge_that_changes_nothing_takes_no_transaction() {
+    let h = harness("");
+    enrolled(&h, "alice").await;
+    let updates = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let config = Config::parse("", std::path::Path::new("t")).unwrap();
+    // The same records, through a store that counts (another key: only
+    // whether a transaction is taken matters here).
+    let engine = Arc::new(
+        Engine::new(
+            config,
+            Box::new(Counting(Arc::clone(&h.store), Arc::clone(&updates))),
+            MasterKey::generate().unwrap(),
+            h.clock.clone(),
+            Audit::kept(),
+            tokio::runtime::Handle::current(),
+        )
+        .with_accounts(Arc::new(TableAccounts(vec![("alice".into(), ALICE)]))),
+    );
+    let out = engine
+        .challenge(&root(), "alice", Context::default())
+        .await
+        .unwrap();
+    assert_eq!(out.state, ChallengeState::CodeRequired);
+    assert_eq!(updates.load(Ordering::SeqCst), 0);
+    let _ = engine
+        .verify(&root(), "alice", code("000000"), Context::default())
+        .await;
+    assert_eq!(updates.load(Ordering::SeqCst), 1);
+}

@@ -61,6 +61,64 @@ impl Engine {
         .await
     }
 
+    /// `transact` for a decision that usually writes nothing (Challenge
+    /// for an app's code): it decides on a plain read first, and only if
+    /// that decision would write does it decide again inside the
+    /// transaction. A login then costs a fleet's database one read instead
+    /// of a transaction holding the row's lock. Safe because such an
+    /// answer only says what to prompt for; Verify decides in a
+    /// transaction.
+    pub(super) async fn transact_read_first<T, F>(
+        self: &Arc<Self>,
+        account: &Account,
+        ctx: &Context,
+        caller_uid: u32,
+        mut decide: F,
+    ) -> Result<T, ServiceError>
+    where
+        T: Send + 'static,
+        F: FnMut(Option<UserRecord>, &Env) -> Decided<T> + Send + 'static,
+    {
+        let (a, c) = (account.clone(), ctx.clone());
+        self.run(Some(&account.key()), move |e| {
+            if e.legacy_left.load(Ordering::Relaxed) {
+                e.migrate_legacy(&a.name, &a)?;
+            }
+            let rec = e
+                .store
+                .get(&a.key())
+                .map_err(|err| e.storage_error(&a.name, named(err, &a)))?;
+            if let Some(other) = clash_with(e.store.shared(), rec.as_ref(), &a) {
+                return Err(e.clash_error(&a, &other));
+            }
+            let env = Env {
+                config: &e.config,
+                key: &e.key,
+                now: e.clock.now(),
+                caller_uid,
+                account: &a,
+            };
+            let d = decide(rec, &env);
+            if matches!(d.write, Write::Keep) {
+                e.write_events(&a.name, &c, caller_uid, env.now, d.events);
+                return d.answer;
+            }
+            e.transact_now(&a, &c, caller_uid, decide)
+        })
+        .await
+    }
+
+    fn clash_error(&self, account: &Account, other: &str) -> ServiceError {
+        let e = Error::Database(format!(
+            "uid {} is {} on this host but the fleet's record for it was written for {}: \
+             every host of a fleet must give a user the same uid; nothing was changed",
+            account.uid,
+            crate::audit::clean(&account.name),
+            crate::audit::clean(other)
+        ));
+        self.storage_error(&account.name, e)
+    }
+
     /// `transact` on the calling (blocking) thread.
     pub(super) fn transact_now<T, F>(
         &self,
@@ -87,14 +145,7 @@ impl Engine {
         let key = account.key();
         let shared = self.store.shared();
         let stored = self.store.update(&key, &mut |rec| {
-            // Records are keyed by uid. On one host a uid is one account;
-            // across a fleet only if every host agrees, and hosts with
-            // their own /etc/passwd often do not: a record written for
-            // another name is never decided on here.
-            clash = rec
-                .as_ref()
-                .and_then(|r| r.name.clone())
-                .filter(|n| shared && *n != account.name);
+            clash = clash_with(shared, rec.as_ref(), account);
             if clash.is_some() {
                 return Write::Keep;
             }
@@ -107,25 +158,11 @@ impl Engine {
             out = Some((d.answer, d.events));
             write
         });
-        let stored = stored.map_err(|e| match e {
-            Error::Corrupt { reason, .. } => Error::Corrupt {
-                user: account.name.clone(),
-                reason,
-            },
-            other => other,
-        });
         if let Err(e) = stored {
-            return Err(self.storage_error(&account.name, e));
+            return Err(self.storage_error(&account.name, named(e, account)));
         }
         if let Some(other) = clash {
-            let e = Error::Database(format!(
-                "uid {} is {} on this host but the fleet's record for it was written for {}: \
-                 every host of a fleet must give a user the same uid; nothing was changed",
-                account.uid,
-                crate::audit::clean(&account.name),
-                crate::audit::clean(&other)
-            ));
-            return Err(self.storage_error(&account.name, e));
+            return Err(self.clash_error(account, &other));
         }
         let (answer, events) = out.expect("update called the decision");
         self.write_events(&account.name, ctx, caller_uid, env.now, events);
@@ -163,5 +200,25 @@ impl Engine {
             ),
         );
         e.into()
+    }
+}
+
+/// Records are keyed by uid. On one host a uid is one account; across a
+/// fleet only if every host agrees, and hosts with their own /etc/passwd
+/// often do not: a record written for another name is never decided on.
+/// The name it was written for, if it clashes.
+fn clash_with(shared: bool, rec: Option<&UserRecord>, account: &Account) -> Option<String> {
+    rec.and_then(|r| r.name.clone())
+        .filter(|n| shared && *n != account.name)
+}
+
+/// A store error about this account, named as the account (not its key).
+fn named(e: Error, account: &Account) -> Error {
+    match e {
+        Error::Corrupt { reason, .. } => Error::Corrupt {
+            user: account.name.clone(),
+            reason,
+        },
+        other => other,
     }
 }
