@@ -1,0 +1,194 @@
+//! What a fleet login costs the database: its round trips and
+//! transactions, measured on the fleet's two otpgated and its server.
+//!
+//! - Round trips: `strace -f -yy` on both daemons (every thread) during a
+//!   short row of its own, counting the calls that send to the database's
+//!   port (`sendto`/`write`/`writev`/`sendmsg` on a socket connected to
+//!   127.0.0.1:PORT) and those that received something from it. A client
+//!   that pipelines sends several requests in one call and waits once, so
+//!   sends per login are its round trips. strace slows the daemons down:
+//!   this row's times are not reported, only its counts.
+//! - Transactions: `xact_commit + xact_rollback` of the fleet's database in
+//!   `pg_stat_database`, before and after that row (the server counts
+//!   them, whoever sends what).
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::cli::{Mode, Module};
+use crate::measure::{kill_child, row, wait_for_valid_codes};
+use crate::setup::Setup;
+
+/// How long strace may take to attach to both daemons, and to detach.
+const STRACE_DEADLINE: Duration = Duration::from_secs(20);
+/// The server publishes a backend's counters once it has been idle for up
+/// to a second or so; wait for them to settle, at most this long.
+const STATS_DEADLINE: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone)]
+pub struct RoundTrips {
+    pub users: usize,
+    pub mode: Mode,
+    pub attempts: u64,
+    pub ok: u64,
+    /// System calls of the daemons that sent to the database.
+    pub sends: u64,
+    /// System calls of the daemons that received something from it.
+    pub receives: u64,
+    /// Transactions the database counted (committed + rolled back).
+    pub xacts: u64,
+}
+
+impl RoundTrips {
+    pub fn per(&self, x: u64) -> f64 {
+        x as f64 / self.attempts.max(1) as f64
+    }
+
+    pub fn line(&self) -> String {
+        format!(
+            "N = {}, {} codes, 1 worker alternating between the two daemons: {} logins ({} as expected): {:.2} sends to the database per login (its round trips), {:.2} receives from it, {:.2} transactions (pg_stat_database xact_commit + xact_rollback)",
+            self.users,
+            self.mode.name(),
+            self.attempts,
+            self.ok,
+            self.per(self.sends),
+            self.per(self.receives),
+            self.per(self.xacts),
+        )
+    }
+}
+
+/// Counts a short row of each mode on the fleet of `s` (1 worker, both
+/// daemons in turn).
+pub fn round_trips(s: &Setup, seconds: f64) -> Result<Vec<RoundTrips>, String> {
+    let m = Module::OtpgateFleet;
+    let inst = s.instance(m).ok_or("no fleet")?;
+    let f = inst.fleet.as_ref().ok_or("no fleet")?;
+    let port = f.pg.port();
+    let xacts = || -> Result<u64, String> {
+        f.pg.try_psql(
+            "postgres",
+            "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = 'otpgate'",
+        )?
+        .trim()
+        .parse::<u64>()
+        .map_err(|e| format!("pg_stat_database: {e}"))
+    };
+    let settled = || -> Result<u64, String> {
+        let mut last = xacts()?;
+        let mut out = None;
+        otpgate_tests::wait_until(STATS_DEADLINE, || {
+            std::thread::sleep(Duration::from_millis(1500));
+            match xacts() {
+                Ok(x) if x == last => {
+                    out = Some(x);
+                    true
+                }
+                Ok(x) => {
+                    last = x;
+                    false
+                }
+                Err(_) => false,
+            }
+        });
+        out.ok_or_else(|| "pg_stat_database did not settle".to_string())
+    };
+    let mut out = Vec::new();
+    for mode in [Mode::Valid, Mode::Wrong] {
+        if mode == Mode::Valid {
+            wait_for_valid_codes(s, m)?;
+        }
+        let before = settled()?;
+        let trace = s.private.join(format!("strace-{}.txt", mode.name()));
+        let err_path = s.private.join(format!("strace-{}.err", mode.name()));
+        let _ = fs::remove_file(&trace);
+        let err = fs::File::create(&err_path).map_err(|e| e.to_string())?;
+        let mut cmd = Command::new("strace");
+        cmd.args(["-f", "-yy", "-s", "0", "-e", "signal=none", "-e"])
+            .arg("trace=sendto,sendmsg,write,writev,recvfrom,recvmsg,read,readv")
+            .arg("-o")
+            .arg(&trace);
+        let pids = inst.daemon_pids();
+        for p in &pids {
+            cmd.arg("-p").arg(p.to_string());
+        }
+        let mut strace = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(err)
+            .spawn()
+            .map_err(|e| format!("start strace (apt-get install strace; bench/run.sh does): {e}"))?;
+        let attached = otpgate_tests::wait_until(STRACE_DEADLINE, || {
+            let t = fs::read_to_string(&err_path).unwrap_or_default();
+            pids.iter()
+                .all(|p| t.contains(&format!("Process {p} attached")))
+                || matches!(strace.try_wait(), Ok(Some(_)))
+        });
+        if !attached || matches!(strace.try_wait(), Ok(Some(_))) {
+            kill_child(&mut strace);
+            return Err(format!(
+                "strace did not attach to otpgated: {}",
+                fs::read_to_string(&err_path).unwrap_or_default().trim()
+            ));
+        }
+        let r = row(s, m, Some(mode), 1, seconds);
+        // SIGINT: strace detaches and leaves the daemons running.
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(strace.id() as i32),
+            nix::sys::signal::Signal::SIGINT,
+        );
+        if otpgate_tests::wait_or_kill(&mut strace, STRACE_DEADLINE).is_none() {
+            return Err("strace did not detach from otpgated".into());
+        }
+        let r = r?;
+        let after = settled()?;
+        let (sends, receives) = count(&trace, port)?;
+        let rt = RoundTrips {
+            users: s.users,
+            mode,
+            attempts: r.attempts,
+            ok: r.ok,
+            sends,
+            receives,
+            xacts: after.saturating_sub(before),
+        };
+        println!("  fleet round trips: {}", rt.line());
+        out.push(rt);
+        let _ = fs::remove_file(&trace);
+    }
+    Ok(out)
+}
+
+/// (sends, receives that got data) on sockets connected to
+/// 127.0.0.1:`port`, in an `strace -f -yy` output.
+fn count(trace: &Path, port: u16) -> Result<(u64, u64), String> {
+    let text = fs::read_to_string(trace).map_err(|e| format!("{}: {e}", trace.display()))?;
+    let peer = format!("->127.0.0.1:{port}]");
+    let (mut sends, mut receives) = (0, 0);
+    for l in text.lines() {
+        // "PID call(fd<TCP:[a:b->127.0.0.1:PORT]>, …) = N"; a call that
+        // blocked is split into "<unfinished ...>" and "resumed" lines,
+        // of which only the first names the socket.
+        let Some(call) = l.split_whitespace().nth(1) else {
+            continue;
+        };
+        let name = call.split('(').next().unwrap_or("");
+        let first_arg = call.split('(').nth(1).unwrap_or("");
+        if !first_arg.contains(&peer) && !l.split(',').next().unwrap_or("").contains(&peer) {
+            continue;
+        }
+        match name {
+            "sendto" | "sendmsg" | "write" | "writev" => sends += 1,
+            "recvfrom" | "recvmsg" | "read" | "readv" => {
+                let ret = l.rsplit_once(" = ").map(|(_, r)| r.trim());
+                if ret.is_some_and(|r| r.parse::<i64>().is_ok_and(|n| n > 0)) {
+                    receives += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok((sends, receives))
+}
