@@ -40,7 +40,7 @@ while [ $# -gt 0 ]; do
     --fleet-users) fleet="$2"; shift 2 ;;
     --fleet-users=*) fleet="${1#*=}"; shift ;;
     --no-fleet) fleet=none; shift ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "bench/run.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
   esac
 done

@@ -8,9 +8,10 @@
 //!   that pipelines sends several requests in one call and waits once, so
 //!   sends per login are its round trips. strace slows the daemons down:
 //!   this row's times are not reported, only its counts.
-//! - Transactions: `xact_commit + xact_rollback` of the fleet's database in
-//!   `pg_stat_database`, before and after that row (the server counts
-//!   them, whoever sends what).
+//! - Statements: `pg_stat_statements` of the fleet's database, reset
+//!   before that row and read after it (the server counts what it ran,
+//!   whoever sent it, at once: no wait for statistics to be flushed). Its
+//!   `BEGIN` calls are the transactions of the login.
 
 use std::fs;
 use std::path::Path;
@@ -23,9 +24,6 @@ use crate::setup::Setup;
 
 /// How long strace may take to attach to both daemons, and to detach.
 const STRACE_DEADLINE: Duration = Duration::from_secs(20);
-/// The server publishes a backend's counters once it has been idle for up
-/// to a second or so; wait for them to settle, at most this long.
-const STATS_DEADLINE: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone)]
 pub struct RoundTrips {
@@ -37,8 +35,11 @@ pub struct RoundTrips {
     pub sends: u64,
     /// System calls of the daemons that received something from it.
     pub receives: u64,
-    /// Transactions the database counted (committed + rolled back).
-    pub xacts: u64,
+    /// Connections the daemons opened to it meanwhile.
+    pub connects: u64,
+    /// Statements the database ran for the fleet's role: (statement,
+    /// calls), most called first.
+    pub statements: Vec<(String, u64)>,
 }
 
 impl RoundTrips {
@@ -47,15 +48,21 @@ impl RoundTrips {
     }
 
     pub fn line(&self) -> String {
+        let stmts: Vec<String> = self
+            .statements
+            .iter()
+            .map(|(q, c)| format!("{:.2} × {q}", self.per(*c)))
+            .collect();
         format!(
-            "N = {}, {} codes, 1 worker alternating between the two daemons: {} logins ({} as expected): {:.2} sends to the database per login (its round trips), {:.2} receives from it, {:.2} transactions (pg_stat_database xact_commit + xact_rollback)",
+            "N = {}, {} codes, 1 worker alternating between the two daemons: {} logins ({} as expected): {:.2} sends to the database per login (its round trips), {:.2} receives with data, {} new connections; statements per login (pg_stat_statements): {}",
             self.users,
             self.mode.name(),
             self.attempts,
             self.ok,
             self.per(self.sends),
             self.per(self.receives),
-            self.per(self.xacts),
+            self.connects,
+            stmts.join(", "),
         )
     }
 }
@@ -67,47 +74,38 @@ pub fn round_trips(s: &Setup, seconds: f64) -> Result<Vec<RoundTrips>, String> {
     let inst = s.instance(m).ok_or("no fleet")?;
     let f = inst.fleet.as_ref().ok_or("no fleet")?;
     let port = f.pg.port();
-    let xacts = || -> Result<u64, String> {
-        f.pg.try_psql(
-            "postgres",
-            "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = 'otpgate'",
-        )?
-        .trim()
-        .parse::<u64>()
-        .map_err(|e| format!("pg_stat_database: {e}"))
+    let reset = || {
+        f.pg.try_psql("otpgate", "SELECT pg_stat_statements_reset()")
+            .map(|_| ())
     };
-    let settled = || -> Result<u64, String> {
-        let mut last = xacts()?;
-        let mut out = None;
-        otpgate_tests::wait_until(STATS_DEADLINE, || {
-            std::thread::sleep(Duration::from_millis(1500));
-            match xacts() {
-                Ok(x) if x == last => {
-                    out = Some(x);
-                    true
-                }
-                Ok(x) => {
-                    last = x;
-                    false
-                }
-                Err(_) => false,
-            }
-        });
-        out.ok_or_else(|| "pg_stat_database did not settle".to_string())
+    let statements = || -> Result<Vec<(String, u64)>, String> {
+        let text = f.pg.try_psql(
+            "otpgate",
+            "SELECT calls, regexp_replace(query, '\\s+', ' ', 'g') FROM pg_stat_statements \
+             WHERE dbid = (SELECT oid FROM pg_database WHERE datname = 'otpgate') \
+             AND userid = (SELECT oid FROM pg_roles WHERE rolname = 'otpgate') ORDER BY calls DESC",
+        )?;
+        Ok(text
+            .lines()
+            .filter_map(|l| {
+                let (c, q) = l.split_once('|')?;
+                Some((q.to_string(), c.parse().ok()?))
+            })
+            .collect())
     };
     let mut out = Vec::new();
     for mode in [Mode::Valid, Mode::Wrong] {
         if mode == Mode::Valid {
             wait_for_valid_codes(s, m)?;
         }
-        let before = settled()?;
+        reset()?;
         let trace = s.private.join(format!("strace-{}.txt", mode.name()));
         let err_path = s.private.join(format!("strace-{}.err", mode.name()));
         let _ = fs::remove_file(&trace);
         let err = fs::File::create(&err_path).map_err(|e| e.to_string())?;
         let mut cmd = Command::new("strace");
         cmd.args(["-f", "-yy", "-s", "0", "-e", "signal=none", "-e"])
-            .arg("trace=sendto,sendmsg,write,writev,recvfrom,recvmsg,read,readv")
+            .arg("trace=connect,sendto,sendmsg,write,writev,recvfrom,recvmsg,read,readv")
             .arg("-o")
             .arg(&trace);
         let pids = inst.daemon_pids();
@@ -119,7 +117,9 @@ pub fn round_trips(s: &Setup, seconds: f64) -> Result<Vec<RoundTrips>, String> {
             .stdout(Stdio::null())
             .stderr(err)
             .spawn()
-            .map_err(|e| format!("start strace (apt-get install strace; bench/run.sh does): {e}"))?;
+            .map_err(|e| {
+                format!("start strace (apt-get install strace; bench/run.sh does): {e}")
+            })?;
         let attached = otpgate_tests::wait_until(STRACE_DEADLINE, || {
             let t = fs::read_to_string(&err_path).unwrap_or_default();
             pids.iter()
@@ -143,8 +143,8 @@ pub fn round_trips(s: &Setup, seconds: f64) -> Result<Vec<RoundTrips>, String> {
             return Err("strace did not detach from otpgated".into());
         }
         let r = r?;
-        let after = settled()?;
-        let (sends, receives) = count(&trace, port)?;
+        let statements = statements()?;
+        let (sends, receives, connects) = count(&trace, port)?;
         let rt = RoundTrips {
             users: s.users,
             mode,
@@ -152,21 +152,26 @@ pub fn round_trips(s: &Setup, seconds: f64) -> Result<Vec<RoundTrips>, String> {
             ok: r.ok,
             sends,
             receives,
-            xacts: after.saturating_sub(before),
+            connects,
+            statements,
         };
         println!("  fleet round trips: {}", rt.line());
         out.push(rt);
+        if std::env::var_os("OTPGATE_BENCH_KEEP_TRACE").is_some() {
+            let _ = fs::copy(&trace, format!("/tmp/fleet-trace-{}.txt", mode.name()));
+        }
         let _ = fs::remove_file(&trace);
     }
     Ok(out)
 }
 
-/// (sends, receives that got data) on sockets connected to
+/// (sends, receives that got data, connects) on sockets connected to
 /// 127.0.0.1:`port`, in an `strace -f -yy` output.
-fn count(trace: &Path, port: u16) -> Result<(u64, u64), String> {
+fn count(trace: &Path, port: u16) -> Result<(u64, u64, u64), String> {
     let text = fs::read_to_string(trace).map_err(|e| format!("{}: {e}", trace.display()))?;
     let peer = format!("->127.0.0.1:{port}]");
-    let (mut sends, mut receives) = (0, 0);
+    let target = format!("sin_port=htons({port})");
+    let (mut sends, mut receives, mut connects) = (0, 0, 0);
     for l in text.lines() {
         // "PID call(fd<TCP:[a:b->127.0.0.1:PORT]>, …) = N"; a call that
         // blocked is split into "<unfinished ...>" and "resumed" lines,
@@ -174,6 +179,10 @@ fn count(trace: &Path, port: u16) -> Result<(u64, u64), String> {
         let Some(call) = l.split_whitespace().nth(1) else {
             continue;
         };
+        if call.starts_with("connect(") && l.contains(&target) {
+            connects += 1;
+            continue;
+        }
         let name = call.split('(').next().unwrap_or("");
         let first_arg = call.split('(').nth(1).unwrap_or("");
         if !first_arg.contains(&peer) && !l.split(',').next().unwrap_or("").contains(&peer) {
@@ -190,5 +199,5 @@ fn count(trace: &Path, port: u16) -> Result<(u64, u64), String> {
             _ => {}
         }
     }
-    Ok((sends, receives))
+    Ok((sends, receives, connects))
 }

@@ -133,7 +133,10 @@ fn run(a: RunArgs) -> Result<(), String> {
     let (r, directs) = measure(&setups, &modules, &a)?;
     rows.extend(r);
     let mut trips = Vec::new();
-    for s in setups.iter().filter(|s| s.instance(Module::OtpgateFleet).is_some()) {
+    for s in setups
+        .iter()
+        .filter(|s| s.instance(Module::OtpgateFleet).is_some())
+    {
         println!(
             "\n== The fleet's database round trips, N = {} (strace on both otpgated: counts only, no timings)",
             s.users
@@ -175,7 +178,7 @@ fn run(a: RunArgs) -> Result<(), String> {
     print_overhead(&extra, on_tmpfs.as_ref());
     print_targets(&rows, &extra, on_tmpfs.as_ref(), &a);
     if !trips.is_empty() {
-        println!("\nThe fleet's database round trips per login (strace -f -yy on both otpgated: system calls sending to the database's port; pg_stat_database for transactions; PAM_RHOST unset, so no per-source check):");
+        println!("\nThe fleet's database round trips per login (strace -f -yy on both otpgated: system calls sending to the database's port, receiving from it, connecting to it; pg_stat_statements for the statements the server ran; PAM_RHOST unset, so no per-source check):");
         for t in &trips {
             println!("- {}", t.line());
         }
@@ -203,10 +206,19 @@ fn environment(setups: &[Setup], modules: &[Module], logs: &logsink::LogSockets)
     for s in setups {
         let mut fss = vec![format!("bench files {}", broker::fs_of(&s.private))];
         for i in &s.instances {
+            let state = match &i.fleet {
+                Some(f) => format!(
+                    "state in PostgreSQL, its data directory {}",
+                    broker::fs_of(f.pg.socket_dir())
+                ),
+                None => format!(
+                    "state {}",
+                    broker::fs_of(&setup::Otpgated::state_dir(&i.daemon.dir))
+                ),
+            };
             fss.push(format!(
-                "{} state {}, bus socket {}",
+                "{} {state}, bus socket {}",
                 i.module.name(),
-                broker::fs_of(&setup::Otpgated::state_dir(&i.daemon.dir)),
                 broker::fs_of(i.bus.dir())
             ));
             if let Some(p) = &i.pam_socket {
@@ -228,7 +240,7 @@ fn environment(setups: &[Setup], modules: &[Module], logs: &logsink::LogSockets)
             .and_then(|i| i.fleet.as_ref())
         {
             env.push(format!(
-                "N = {}: otpgate fleet (socket): two otpgated, each with its own private dbus-daemon, direct socket and state directory, one key file, `[storage] backend = \"postgres\"` (pool_size 8, timeout_ms 2000) over loopback TCP without TLS to one private PostgreSQL {} cluster (127.0.0.1:{}, fsync on, synchronous_commit on, shared_buffers 16MB; data {}); users enrolled through the first daemon in {:.1} s, the second lists {}; with an even number of workers half of them log in through each daemon, with one worker it alternates login by login",
+                "N = {}: otpgate fleet (socket): two otpgated, each with its own private dbus-daemon, direct socket and state directory, one key file, `[storage] backend = \"postgres\"` (pool_size 8, timeout_ms 2000) over loopback TCP without TLS to one private PostgreSQL {} cluster (127.0.0.1:{}, fsync on, synchronous_commit on, shared_buffers 16MB, pg_stat_statements loaded; data {}); users enrolled through the first daemon in {:.1} s, the second lists {}; with an even number of workers half of them log in through each daemon, with one worker it alternates login by login",
                 s.users,
                 pg_version(),
                 f.pg.port(),
@@ -252,7 +264,8 @@ fn pg_version() -> String {
         .output();
     out.ok()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .and_then(|s| s.rsplit(' ').next().map(str::to_string))
+        // "postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"
+        .and_then(|s| s.split_whitespace().nth(2).map(str::to_string))
         .unwrap_or_else(|| "?".into())
 }
 

@@ -359,7 +359,10 @@ pub fn row(
             )
         })
     };
-    let db_cpu = || inst.and_then(|i| i.fleet.as_ref()).map(|f| cpu_tree_us(f.pg.pid()));
+    let db_cpu = || {
+        inst.and_then(|i| i.fleet.as_ref())
+            .map(|f| cpu_tree_us(f.pg.pid()))
+    };
     let db_before = db_cpu();
     let cpu_before = cpu();
     for w in spawned.iter_mut() {
@@ -447,9 +450,7 @@ pub fn row(
         active_us: active_max,
         cpu_total_us: (cpu_after.0 - cpu_before.0, cpu_after.1 - cpu_before.1),
         db_cpu_us: None,
-        db_cpu_total_us: db_before
-            .zip(db_after)
-            .map(|(b, a)| a.saturating_sub(b)),
+        db_cpu_total_us: db_before.zip(db_after).map(|(b, a)| a.saturating_sub(b)),
         rounds: 1,
     };
     r.finish();

@@ -530,7 +530,10 @@ pub fn setup(
         if let Some(f) = &i.fleet {
             // One service per daemon: a worker logs in through one of them.
             for (d, (bus, sock)) in [
-                (i.bus.address(), i.pam_socket.as_deref().unwrap_or(Path::new(""))),
+                (
+                    i.bus.address(),
+                    i.pam_socket.as_deref().unwrap_or(Path::new("")),
+                ),
                 (f.bus.address(), f.pam_socket.as_path()),
             ]
             .into_iter()
@@ -584,6 +587,10 @@ fn write_secrets(path: &Path, secrets: &[(String, String)]) -> Result<(), String
     write_private(path, lines.as_bytes()).map_err(|e| e.to_string())
 }
 
+/// The fleet's instance, the secrets its daemons handed out, and the
+/// generator's state of its users.
+type FleetSetup = (Instance, Vec<(String, String)>, State);
+
 /// The fleet: a private PostgreSQL cluster (its own initdb, loopback port,
 /// `fsync=on`), and two otpgated, each with its own bus, direct socket and
 /// state directory, both on that database with one key file. The users are
@@ -593,13 +600,21 @@ fn setup_fleet(
     trusted: &TestDir,
     names: &[String],
     threads: usize,
-) -> Result<(Instance, Vec<(String, String)>, State), String> {
+) -> Result<FleetSetup, String> {
     let m = Module::OtpgateFleet;
     let t = Instant::now();
     // The harness fails by panicking; here that is a row not measured.
+    // pg_stat_statements counts the statements of a login for the
+    // round-trip figures (its cost per statement is in the server's CPU).
     let (pg, db) = std::panic::catch_unwind(|| {
-        let pg = PgServer::start();
+        let mut pg = PgServer::start();
+        pg.psql(
+            "postgres",
+            "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'",
+        );
+        pg.restart();
         let db = pg.fleet_db();
+        pg.psql("otpgate", "CREATE EXTENSION pg_stat_statements");
         (pg, db)
     })
     .map_err(|p| {

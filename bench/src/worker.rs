@@ -44,7 +44,7 @@ pub fn worker(a: WorkerArgs) -> Result<(), String> {
     // The fleet: with an even number of workers each logs in through one
     // daemon, half of them through each; otherwise (one worker) every
     // worker alternates between the two, login by login.
-    let fleet_fixed = a.workers % 2 == 0;
+    let fleet_fixed = a.workers.is_multiple_of(2);
     let services: Vec<CString> = if a.module == Module::OtpgateFleet {
         (0..2)
             .map(|d| pam::cstring(&Module::fleet_service(a.index + d)))
