@@ -4,10 +4,12 @@
 //! - Round trips: `strace -f -yy` on both daemons (every thread) during a
 //!   short row of its own, counting the calls that send to the database's
 //!   port (`sendto`/`write`/`writev`/`sendmsg` on a socket connected to
-//!   127.0.0.1:PORT) and those that received something from it. A client
-//!   that pipelines sends several requests in one call and waits once, so
-//!   sends per login are its round trips. strace slows the daemons down:
-//!   this row's times are not reported, only its counts.
+//!   127.0.0.1:PORT) and those that received something from it. A round
+//!   trip is a turn on one connection: the sends after the last receive
+//!   with data, up to the next one (a pipelined pair that leaves in two
+//!   writes is still one round trip, as the client waits once). strace
+//!   slows the daemons down: this row's times are not reported, only its
+//!   counts.
 //! - Statements: `pg_stat_statements` of the fleet's database, reset
 //!   before that row and read after it (the server counts what it ran,
 //!   whoever sent it, at once: no wait for statistics to be flushed). Its
@@ -31,6 +33,9 @@ pub struct RoundTrips {
     pub mode: Mode,
     pub attempts: u64,
     pub ok: u64,
+    /// Turns on the daemons' connections to the database: sends after a
+    /// receive, i.e. round trips.
+    pub turns: u64,
     /// System calls of the daemons that sent to the database.
     pub sends: u64,
     /// System calls of the daemons that received something from it.
@@ -54,11 +59,12 @@ impl RoundTrips {
             .map(|(q, c)| format!("{:.2} × {q}", self.per(*c)))
             .collect();
         format!(
-            "N = {}, {} codes, 1 worker alternating between the two daemons: {} logins ({} as expected): {:.2} sends to the database per login (its round trips), {:.2} receives with data, {} new connections; statements per login (pg_stat_statements): {}",
+            "N = {}, {} codes, 1 worker alternating between the two daemons: {} logins ({} as expected): {:.2} round trips to the database per login ({:.2} sends, {:.2} receives with data), {} new connections; statements per login (pg_stat_statements): {}",
             self.users,
             self.mode.name(),
             self.attempts,
             self.ok,
+            self.per(self.turns),
             self.per(self.sends),
             self.per(self.receives),
             self.connects,
@@ -144,12 +150,13 @@ pub fn round_trips(s: &Setup, seconds: f64) -> Result<Vec<RoundTrips>, String> {
         }
         let r = r?;
         let statements = statements()?;
-        let (sends, receives, connects) = count(&trace, port)?;
+        let (turns, sends, receives, connects) = count(&trace, port)?;
         let rt = RoundTrips {
             users: s.users,
             mode,
             attempts: r.attempts,
             ok: r.ok,
+            turns,
             sends,
             receives,
             connects,
@@ -165,13 +172,16 @@ pub fn round_trips(s: &Setup, seconds: f64) -> Result<Vec<RoundTrips>, String> {
     Ok(out)
 }
 
-/// (sends, receives that got data, connects) on sockets connected to
-/// 127.0.0.1:`port`, in an `strace -f -yy` output.
-fn count(trace: &Path, port: u16) -> Result<(u64, u64, u64), String> {
+/// (turns, sends, receives that got data, connects) on sockets connected
+/// to 127.0.0.1:`port`, in an `strace -f -yy` output.
+fn count(trace: &Path, port: u16) -> Result<(u64, u64, u64, u64), String> {
     let text = fs::read_to_string(trace).map_err(|e| format!("{}: {e}", trace.display()))?;
     let peer = format!("->127.0.0.1:{port}]");
     let target = format!("sin_port=htons({port})");
-    let (mut sends, mut receives, mut connects) = (0, 0, 0);
+    let (mut turns, mut sends, mut receives, mut connects) = (0, 0, 0, 0);
+    // Per connection (its fd decoration names both ends): whether the last
+    // call on it was a send.
+    let mut sending: std::collections::HashMap<String, bool> = Default::default();
     for l in text.lines() {
         // "PID call(fd<TCP:[a:b->127.0.0.1:PORT]>, …) = N"; a call that
         // blocked is split into "<unfinished ...>" and "resumed" lines,
@@ -188,16 +198,23 @@ fn count(trace: &Path, port: u16) -> Result<(u64, u64, u64), String> {
         if !first_arg.contains(&peer) && !l.split(',').next().unwrap_or("").contains(&peer) {
             continue;
         }
+        let conn = first_arg.split('>').next().unwrap_or("").to_string();
         match name {
-            "sendto" | "sendmsg" | "write" | "writev" => sends += 1,
+            "sendto" | "sendmsg" | "write" | "writev" => {
+                sends += 1;
+                if !sending.insert(conn, true).unwrap_or(false) {
+                    turns += 1;
+                }
+            }
             "recvfrom" | "recvmsg" | "read" | "readv" => {
                 let ret = l.rsplit_once(" = ").map(|(_, r)| r.trim());
                 if ret.is_some_and(|r| r.parse::<i64>().is_ok_and(|n| n > 0)) {
                     receives += 1;
+                    sending.insert(conn, false);
                 }
             }
             _ => {}
         }
     }
-    Ok((sends, receives, connects))
+    Ok((turns, sends, receives, connects))
 }

@@ -178,7 +178,7 @@ fn run(a: RunArgs) -> Result<(), String> {
     print_overhead(&extra, on_tmpfs.as_ref());
     print_targets(&rows, &extra, on_tmpfs.as_ref(), &a);
     if !trips.is_empty() {
-        println!("\nThe fleet's database round trips per login (strace -f -yy on both otpgated: system calls sending to the database's port, receiving from it, connecting to it; pg_stat_statements for the statements the server ran; PAM_RHOST unset, so no per-source check):");
+        println!("\nThe fleet's database round trips per login (strace -f -yy on both otpgated: a round trip is a turn on one connection to the database's port, its sends up to the next receive with data; pg_stat_statements for the statements the server ran; PAM_RHOST unset, so no per-source check):");
         for t in &trips {
             println!("- {}", t.line());
         }
