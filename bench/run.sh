@@ -3,12 +3,15 @@
 # PAM library, on this machine. Run as root from anywhere:
 #
 #   bench/run.sh [--users 1000,10000] [--workers 1,4] [--seconds 10] [--quick]
+#                [--fleet-users N,…|--no-fleet]
 #
-# --quick is --users 1000 --seconds 6. What it does (details in bench/README.md):
-#   1. installs libpam-google-authenticator, libpam-oath, dbus-broker (and
-#      what the build needs) when missing; on a host that boots with
-#      systemd it asks you to install dbus-broker yourself (Debian makes it
-#      the system bus from the next boot);
+# --quick is --users 1000 --seconds 6. The fleet rows (two otpgated on one
+# private PostgreSQL cluster) run at the smallest N unless --fleet-users
+# names others or --no-fleet skips them. What it does (details in bench/README.md):
+#   1. installs libpam-google-authenticator, libpam-oath, dbus-broker,
+#      postgresql, strace (and what the build needs) when missing; on a
+#      host that boots with systemd it asks you to install dbus-broker
+#      yourself (Debian makes it the system bus from the next boot);
 #   2. builds otpgated, pam_otpgate.so and the load generator in release
 #      (target/release, or $CARGO_TARGET_DIR/release);
 #   3. backs up /etc/passwd and /etc/shadow, adds the bench's system users
@@ -24,6 +27,7 @@ cd "$(dirname "$0")/.."
 users=1000,10000
 workers=1,4
 seconds=10
+fleet=smallest
 while [ $# -gt 0 ]; do
   case "$1" in
     --users) users="$2"; shift 2 ;;
@@ -33,12 +37,19 @@ while [ $# -gt 0 ]; do
     --seconds) seconds="$2"; shift 2 ;;
     --seconds=*) seconds="${1#*=}"; shift ;;
     --quick) users=1000; seconds=6; shift ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    --fleet-users) fleet="$2"; shift 2 ;;
+    --fleet-users=*) fleet="${1#*=}"; shift ;;
+    --no-fleet) fleet=none; shift ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "bench/run.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
   esac
 done
 if ! [[ "$users" =~ ^[0-9]+(,[0-9]+)*$ && "$workers" =~ ^[0-9]+(,[0-9]+)*$ && "$seconds" =~ ^[0-9]+$ ]]; then
   echo "bench/run.sh: --users and --workers take comma-separated numbers, --seconds a number" >&2
+  exit 2
+fi
+if ! [[ "$fleet" =~ ^(smallest|none|[0-9]+(,[0-9]+)*)$ ]]; then
+  echo "bench/run.sh: --fleet-users takes comma-separated numbers of users (among --users)" >&2
   exit 2
 fi
 if [ "$(id -u)" != 0 ]; then
@@ -53,6 +64,7 @@ packages=(
   libpam-google-authenticator libpam-oath   # the peers
   dbus-daemon dbus-broker                   # the private buses
   systemd                                   # systemd-socket-activate, to start dbus-broker-launch
+  postgresql strace                         # the fleet rows' database, and counting its round trips
   libpam0g-dev build-essential pkg-config   # building against libpam
 )
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
@@ -168,4 +180,12 @@ trap 'exit 143' TERM
 "$bench" users remove >/dev/null
 cmp -s /etc/passwd "$backup/passwd" || cp -p /etc/passwd /etc/shadow "$backup/"
 "$bench" users add --count "$max"
-"$bench" run --users "$users" --workers "$workers" --seconds "$seconds"
+min=$max
+for n in "${ns[@]}"; do [ "$n" -lt "$min" ] && min=$n; done
+fleet_args=()
+case "$fleet" in
+  none) ;;
+  smallest) fleet_args=(--fleet-users "$min") ;;
+  *) fleet_args=(--fleet-users "$fleet") ;;
+esac
+"$bench" run --users "$users" --workers "$workers" --seconds "$seconds" "${fleet_args[@]}"

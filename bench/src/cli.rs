@@ -77,6 +77,22 @@ pub struct RunArgs {
     /// Threads enrolling users into otpgated.
     #[arg(long, default_value_t = 16)]
     pub enrol_threads: usize,
+    /// Numbers of users (of --users) at which the fleet rows run: two
+    /// otpgated sharing one private PostgreSQL cluster. Default: none,
+    /// unless --modules names otpgate-fleet (then every N).
+    #[arg(long, value_delimiter = ',')]
+    pub fleet_users: Vec<usize>,
+}
+
+impl RunArgs {
+    /// Whether the fleet rows run at `n` users.
+    pub fn fleet_at(&self, n: usize) -> bool {
+        if self.fleet_users.is_empty() {
+            self.modules.contains(&Module::OtpgateFleet)
+        } else {
+            self.fleet_users.contains(&n)
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
@@ -87,19 +103,28 @@ pub enum Module {
     OtpgateBus,
     /// pam_otpgate with `bus_only`, through dbus-broker.
     OtpgateBroker,
+    /// Two otpgated sharing one PostgreSQL database (`[storage] backend =
+    /// "postgres"`), each reached over its own direct socket.
+    OtpgateFleet,
     GoogleAuthenticator,
     PamOath,
     PamPermit,
 }
 
 impl Module {
-    pub const OTPGATES: [Module; 3] = [Module::Otpgate, Module::OtpgateBus, Module::OtpgateBroker];
+    pub const OTPGATES: [Module; 4] = [
+        Module::Otpgate,
+        Module::OtpgateBus,
+        Module::OtpgateBroker,
+        Module::OtpgateFleet,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Module::Otpgate => "otpgate (socket)",
             Module::OtpgateBus => "otpgate (dbus-daemon)",
             Module::OtpgateBroker => "otpgate (dbus-broker)",
+            Module::OtpgateFleet => "otpgate fleet (socket)",
             Module::GoogleAuthenticator => "google-authenticator",
             Module::PamOath => "pam_oath",
             Module::PamPermit => "pam_permit",
@@ -112,6 +137,7 @@ impl Module {
             Module::Otpgate => "otpgate",
             Module::OtpgateBus => "otpgate-bus",
             Module::OtpgateBroker => "otpgate-broker",
+            Module::OtpgateFleet => "otpgate-fleet",
             Module::GoogleAuthenticator => "google-authenticator",
             Module::PamOath => "pam_oath",
             Module::PamPermit => "pam_permit",
@@ -122,11 +148,18 @@ impl Module {
         Module::OTPGATES.contains(&self)
     }
 
+    /// The PAM service of daemon `d` of the fleet (0 or 1).
+    pub fn fleet_service(d: usize) -> String {
+        format!("{}-{}", Module::OtpgateFleet.service(), d % 2)
+    }
+
     pub fn service(self) -> &'static str {
         match self {
             Module::Otpgate => "bench-otpgate",
             Module::OtpgateBus => "bench-otpgate-bus",
             Module::OtpgateBroker => "bench-otpgate-broker",
+            // The prefix: one service per daemon of the fleet.
+            Module::OtpgateFleet => "bench-otpgate-fleet",
             Module::GoogleAuthenticator => "bench-ga",
             Module::PamOath => "bench-oath",
             Module::PamPermit => "bench-permit",

@@ -21,6 +21,7 @@
 
 mod broker;
 mod cli;
+mod fleet;
 mod logsink;
 mod measure;
 mod percall;
@@ -29,6 +30,7 @@ mod setup;
 mod worker;
 
 use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -56,7 +58,7 @@ fn main() {
 }
 
 fn run(a: RunArgs) -> Result<(), String> {
-    let modules: Vec<Module> = if a.modules.is_empty() {
+    let mut modules: Vec<Module> = if a.modules.is_empty() {
         vec![
             Module::Otpgate,
             Module::OtpgateBus,
@@ -68,6 +70,9 @@ fn run(a: RunArgs) -> Result<(), String> {
     } else {
         a.modules.clone()
     };
+    if a.users.iter().any(|&n| a.fleet_at(n)) && !modules.contains(&Module::OtpgateFleet) {
+        modules.push(Module::OtpgateFleet);
+    }
     let sec = security_dir();
     for (m, so) in [
         (Module::GoogleAuthenticator, "pam_google_authenticator.so"),
@@ -116,7 +121,7 @@ fn run(a: RunArgs) -> Result<(), String> {
             "\n== Setting up N = {n} users (load average {})",
             load_avg()
         );
-        setups.push(setup(n, &modules, &sec, a.enrol_threads)?);
+        setups.push(setup(n, &modules, &sec, a.enrol_threads, a.fleet_at(n))?);
         println!("N = {n}: set up in {:.0} s", t_n.elapsed().as_secs_f64());
     }
     let env = environment(&setups, &modules, &log_sockets);
@@ -127,6 +132,17 @@ fn run(a: RunArgs) -> Result<(), String> {
     println!("\n== Rows (load average {})", load_avg());
     let (r, directs) = measure(&setups, &modules, &a)?;
     rows.extend(r);
+    let mut trips = Vec::new();
+    for s in setups
+        .iter()
+        .filter(|s| s.instance(Module::OtpgateFleet).is_some())
+    {
+        println!(
+            "\n== The fleet's database round trips, N = {} (strace on both otpgated: counts only, no timings)",
+            s.users
+        );
+        trips.extend(fleet::round_trips(s, a.seconds.clamp(3, 5) as f64)?);
+    }
     std::thread::sleep(Duration::from_secs(2));
     for (s, d) in setups.iter().zip(directs) {
         // Memory of the default instance (the one the socket rows used).
@@ -161,6 +177,12 @@ fn run(a: RunArgs) -> Result<(), String> {
     print_table(&rows);
     print_overhead(&extra, on_tmpfs.as_ref());
     print_targets(&rows, &extra, on_tmpfs.as_ref(), &a);
+    if !trips.is_empty() {
+        println!("\nThe fleet's database round trips per login (strace -f -yy on both otpgated: a round trip is a turn on one connection to the database's port, its sends up to the next receive with data; pg_stat_statements for the statements the server ran; PAM_RHOST unset, so no per-source check):");
+        for t in &trips {
+            println!("- {}", t.line());
+        }
+    }
     Ok(())
 }
 
@@ -184,10 +206,19 @@ fn environment(setups: &[Setup], modules: &[Module], logs: &logsink::LogSockets)
     for s in setups {
         let mut fss = vec![format!("bench files {}", broker::fs_of(&s.private))];
         for i in &s.instances {
+            let state = match &i.fleet {
+                Some(f) => format!(
+                    "state in PostgreSQL, its data directory {}",
+                    broker::fs_of(f.pg.socket_dir())
+                ),
+                None => format!(
+                    "state {}",
+                    broker::fs_of(&setup::Otpgated::state_dir(&i.daemon.dir))
+                ),
+            };
             fss.push(format!(
-                "{} state {}, bus socket {}",
+                "{} {state}, bus socket {}",
                 i.module.name(),
-                broker::fs_of(&setup::Otpgated::state_dir(&i.daemon.dir)),
                 broker::fs_of(i.bus.dir())
             ));
             if let Some(p) = &i.pam_socket {
@@ -204,11 +235,38 @@ fn environment(setups: &[Setup], modules: &[Module], logs: &logsink::LogSockets)
             fss.push(format!("pam_oath usersfile {}", broker::fs_of(&s.private)));
         }
         env.push(format!("N = {}: {}", s.users, fss.join("; ")));
+        if let Some(f) = s
+            .instance(Module::OtpgateFleet)
+            .and_then(|i| i.fleet.as_ref())
+        {
+            env.push(format!(
+                "N = {}: otpgate fleet (socket): two otpgated, each with its own private dbus-daemon, direct socket and state directory, one key file, `[storage] backend = \"postgres\"` (pool_size 8, timeout_ms 2000) over loopback TCP without TLS to one private PostgreSQL {} cluster (127.0.0.1:{}, fsync on, synchronous_commit on, shared_buffers 16MB, pg_stat_statements loaded; data {}); users enrolled through the first daemon in {:.1} s, the second lists {}; with an even number of workers half of them log in through each daemon, with one worker it alternates login by login",
+                s.users,
+                pg_version(),
+                f.pg.port(),
+                broker::fs_of(f.pg.socket_dir()),
+                f.enrol_secs,
+                f.listed_by_second,
+            ));
+        }
         for (m, why) in &s.skipped {
             env.push(format!("N = {}: {} not measured: {why}", s.users, m.name()));
         }
     }
     env
+}
+
+/// The PostgreSQL the fleet rows ran on (the newest installed).
+fn pg_version() -> String {
+    let out = Command::new(otpgate_tests::pg::pg_bin_dir().join("postgres"))
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output();
+    out.ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        // "postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"
+        .and_then(|s| s.split_whitespace().nth(2).map(str::to_string))
+        .unwrap_or_else(|| "?".into())
 }
 
 fn nsswitch_passwd() -> String {

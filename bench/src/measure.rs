@@ -11,7 +11,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use clap::ValueEnum;
-use otpgate_bench::procfs::cpu_time_us;
+use otpgate_bench::procfs::{cpu_time_us, cpu_tree_us};
 use otpgate_bench::stats::pct;
 use otpgate_bench::{now, pam, stats, totp, user_name, wrong_code, State, PERIOD};
 use otpgate_tests::Bus;
@@ -43,6 +43,9 @@ pub struct Row {
     pub lat: Vec<u32>,
     pub active_us: u64,
     pub cpu_total_us: (u64, u64),
+    /// CPU time per attempt of the PostgreSQL server, µs (fleet rows).
+    pub db_cpu_us: Option<f64>,
+    pub db_cpu_total_us: Option<u64>,
     pub rounds: usize,
 }
 
@@ -73,6 +76,10 @@ impl Row {
             r.cpu_total_us.0 += p.cpu_total_us.0;
             r.cpu_total_us.1 += p.cpu_total_us.1;
             r.client_cpu_total_us += p.client_cpu_total_us;
+            r.db_cpu_total_us = match (r.db_cpu_total_us, p.db_cpu_total_us) {
+                (Some(a), Some(b)) => Some(a + b),
+                (a, b) => a.or(b),
+            };
             r.rounds += p.rounds;
         }
         r.finish();
@@ -97,6 +104,10 @@ impl Row {
                 self.cpu_total_us.1 as f64 / self.attempts as f64,
             )
         });
+        self.db_cpu_us = self
+            .db_cpu_total_us
+            .filter(|_| self.attempts > 0)
+            .map(|t| t as f64 / self.attempts as f64);
     }
 
     pub fn print(&self, label: &str) {
@@ -114,12 +125,16 @@ impl Row {
             if self.exhausted { "  (every user used this step)" } else { "" },
             self.results
         );
-        match self.cpu_us {
-            Some((d, b)) => println!(
+        match (self.cpu_us, self.db_cpu_us) {
+            (Some((d, b)), Some(p)) => println!(
+                "  {label}  CPU per attempt: PAM client {:.0} µs, otpgated (both) {d:.0} µs, bus {b:.0} µs, postgres {p:.0} µs",
+                self.client_cpu_us
+            ),
+            (Some((d, b)), None) => println!(
                 "  {label}  CPU per attempt: PAM client {:.0} µs, otpgated {d:.0} µs, bus {b:.0} µs",
                 self.client_cpu_us
             ),
-            None => println!(
+            (None, _) => println!(
                 "  {label}  CPU per attempt: PAM client {:.0} µs",
                 self.client_cpu_us
             ),
@@ -152,6 +167,7 @@ pub fn measure(
         Module::Otpgate,
         Module::OtpgateBus,
         Module::OtpgateBroker,
+        Module::OtpgateFleet,
         Module::GoogleAuthenticator,
         Module::PamOath,
     ]
@@ -283,7 +299,7 @@ pub fn row(
             .arg("--mode")
             .arg(mode.unwrap_or(Mode::Valid).name())
             .arg("--secrets")
-            .arg(s.secrets_path())
+            .arg(s.secrets_path(m))
             .arg("--state")
             .arg(s.state_path(m))
             .arg("--index")
@@ -331,17 +347,23 @@ pub fn row(
             }
         }
     }
-    // The daemon's and the bus's CPU: every thread of otpgated, and for
-    // dbus-broker both the launcher and the broker.
+    // The daemon's and the bus's CPU: every thread of otpgated (both, for
+    // the fleet), and for dbus-broker both the launcher and the broker;
+    // the fleet's database server with all its processes.
     let inst = s.instance(m);
     let cpu = || {
         inst.map_or((0, 0), |i| {
             (
-                cpu_time_us(i.daemon.pid),
-                i.bus.pids().into_iter().map(cpu_time_us).sum::<u64>(),
+                i.daemon_pids().into_iter().map(cpu_time_us).sum::<u64>(),
+                i.bus_pids().into_iter().map(cpu_time_us).sum::<u64>(),
             )
         })
     };
+    let db_cpu = || {
+        inst.and_then(|i| i.fleet.as_ref())
+            .map(|f| cpu_tree_us(f.pg.pid()))
+    };
+    let db_before = db_cpu();
     let cpu_before = cpu();
     for w in spawned.iter_mut() {
         let _ = w.child.stdin.as_mut().expect("piped").write_all(b"go\n");
@@ -365,6 +387,7 @@ pub fn row(
         }
     }
     let cpu_after = cpu();
+    let db_after = db_cpu();
     // Merge: latencies, results, and the per-user state for the next row.
     let mut st = if m == Module::PamPermit {
         State::new(s.users)
@@ -426,6 +449,8 @@ pub fn row(
         lat,
         active_us: active_max,
         cpu_total_us: (cpu_after.0 - cpu_before.0, cpu_after.1 - cpu_before.1),
+        db_cpu_us: None,
+        db_cpu_total_us: db_before.zip(db_after).map(|(b, a)| a.saturating_sub(b)),
         rounds: 1,
     };
     r.finish();

@@ -12,14 +12,15 @@ pub fn find(rows: &[Row], m: Module, n: usize, w: usize, mode: Option<Mode>) -> 
 }
 
 /// Total CPU per attempt: the PAM client (libpam and the module, in the
-/// worker process), plus otpgated and the bus for otpgate's rows.
+/// worker process), plus otpgated and the bus for otpgate's rows, plus the
+/// database server for the fleet's.
 pub fn total_cpu(r: &Row) -> f64 {
-    r.client_cpu_us + r.cpu_us.map_or(0.0, |(d, b)| d + b)
+    r.client_cpu_us + r.cpu_us.map_or(0.0, |(d, b)| d + b) + r.db_cpu_us.unwrap_or(0.0)
 }
 
 pub fn print_table(rows: &[Row]) {
     println!(
-        "| module | users | workers | mode | attempts | ok % | attempts/s | p50 µs | p99 µs | otpgate (socket) ÷ this | CPU µs/attempt: client + otpgated + bus |"
+        "| module | users | workers | mode | attempts | ok % | attempts/s | p50 µs | p99 µs | otpgate (socket) ÷ this | CPU µs/attempt: client + otpgated + bus (+ postgres) |"
     );
     println!("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|");
     for r in rows {
@@ -52,18 +53,23 @@ pub fn print_table(rows: &[Row]) {
             r.p50,
             r.p99,
             ratio,
-            match r.cpu_us {
-                Some((d, b)) => format!(
+            match (r.cpu_us, r.db_cpu_us) {
+                (Some((d, b)), Some(p)) => format!(
+                    "{:.0} + {d:.0} + {b:.0} + {p:.0} = {:.0}",
+                    r.client_cpu_us,
+                    total_cpu(r)
+                ),
+                (Some((d, b)), None) => format!(
                     "{:.0} + {d:.0} + {b:.0} = {:.0}",
                     r.client_cpu_us,
                     total_cpu(r)
                 ),
-                None => format!("{:.0}", r.client_cpu_us),
+                (None, _) => format!("{:.0}", r.client_cpu_us),
             }
         );
     }
     println!(
-        "\n`*`: the row ended early: in valid mode every user had used the current step's code (one valid login per user per 30 s step); in wrong mode every otpgate user had had 90 wrong codes.\notpgate (socket) ÷ this: otpgate's attempts per second with the expected answer (valid logins/s, or refusals/s), over its direct socket, divided by this row's, same users, workers and mode."
+        "\n`*`: the row ended early: in valid mode every user had used the current step's code (one valid login per user per 30 s step); in wrong mode every otpgate user had had 90 wrong codes.\notpgate (socket) ÷ this: otpgate's attempts per second with the expected answer (valid logins/s, or refusals/s), over its direct socket, divided by this row's, same users, workers and mode.\notpgate fleet (socket): two otpgated on one PostgreSQL database, the logins split between them; its otpgated CPU is both daemons', its bus both dbus-daemons', and the fourth term the whole PostgreSQL server's (postmaster, backends, WAL writer, checkpointer, and children that ended)."
     );
     let odd: Vec<String> = rows
         .iter()
@@ -81,11 +87,15 @@ pub fn print_table(rows: &[Row]) {
         .collect();
     // The module falls back to the bus when the direct socket is not
     // there: then the socket rows would be bus rows under another name.
-    for r in rows.iter().filter(|r| r.module == Module::Otpgate) {
+    for r in rows
+        .iter()
+        .filter(|r| matches!(r.module, Module::Otpgate | Module::OtpgateFleet))
+    {
         if let Some((_, b)) = r.cpu_us {
             if b > 20.0 {
                 println!(
-                    "WARNING: otpgate (socket) N={} W={} {}: the bus spent {b:.0} µs per attempt: the module went over the bus, not the direct socket",
+                    "WARNING: {} N={} W={} {}: the bus spent {b:.0} µs per attempt: the module went over the bus, not the direct socket",
+                    r.module.name(),
                     r.users,
                     r.workers,
                     r.mode.map_or("-", |m| m.name())
@@ -215,9 +225,13 @@ pub fn print_targets(
             for &w in &a.workers {
                 if let Some(x) = find(rows, o, n, w, v) {
                     let (d, b) = x.cpu_us.unwrap_or((0.0, 0.0));
+                    let db = x
+                        .db_cpu_us
+                        .map_or(String::new(), |p| format!(" + postgres {p:.0}"));
                     println!(
-                        "  [{}] {name}, N={n}, {w} worker(s): CPU per valid login ≤ 0.8 ms (module and libpam + otpgated + bus): {:.0} µs ({:.0} + {d:.0} + {b:.0})",
+                        "  [{}] {name}, N={n}, {w} worker(s): CPU per valid login ≤ 0.8 ms (module and libpam + otpgated + bus{}): {:.0} µs ({:.0} + {d:.0} + {b:.0}{db})",
                         verdict(total_cpu(x) <= 800.0),
+                        if x.db_cpu_us.is_some() { " + postgres" } else { "" },
                         total_cpu(x),
                         x.client_cpu_us,
                     );
@@ -238,6 +252,39 @@ pub fn print_targets(
                         total_cpu(r),
                     );
                 }
+            }
+        }
+        for &w in &a.workers {
+            let fl = Module::OtpgateFleet;
+            for mode in [v, wr] {
+                let (Some(f), Some(l)) = (
+                    find(rows, fl, n, w, mode),
+                    find(rows, Module::Otpgate, n, w, mode),
+                ) else {
+                    continue;
+                };
+                let ratio = f.p50 as f64 / l.p50.max(1) as f64;
+                // The target is on logins (valid codes); the wrong-code
+                // line is for the record.
+                let label = if mode == v {
+                    verdict(ratio <= 2.0)
+                } else {
+                    "info  "
+                };
+                println!(
+                    "  [{label}] {}, N={n}, {w} worker(s): fleet login p50 ≤ 2 × local p50 (otpgate (socket), same workers, {} codes): {} µs vs {} µs ({ratio:.2}×); p99 {} vs {} µs; {:.0}/s vs {:.0}/s; CPU per attempt {:.0} µs (postgres {:.0}) vs {:.0} µs",
+                    fl.name(),
+                    mode.map_or("-", |m| m.name()),
+                    f.p50,
+                    l.p50,
+                    f.p99,
+                    l.p99,
+                    f.ok_rate(),
+                    l.ok_rate(),
+                    total_cpu(f),
+                    f.db_cpu_us.unwrap_or(0.0),
+                    total_cpu(l),
+                );
             }
         }
         if let Some((_, e)) = extra.iter().find(|(m, _)| *m == n) {

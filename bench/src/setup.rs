@@ -12,6 +12,7 @@ use otpgate_bench::procfs::rss_kib;
 use otpgate_bench::{
     code_at_step, now, secret_hex, totp, user_name, userdb, write_private, State, PERIOD,
 };
+use otpgate_tests::pg::PgServer;
 use otpgate_tests::{Bus, TestDir};
 
 use crate::broker::Broker;
@@ -61,8 +62,42 @@ pub struct Instance {
     pub module: Module,
     pub bus: BusKind,
     pub daemon: Otpgated,
-    /// The direct socket the module uses (the socket row only).
+    /// The direct socket the module uses (the socket rows only).
     pub pam_socket: Option<PathBuf>,
+    /// The fleet row's second daemon and database (dropped last: the
+    /// daemons stop before their database).
+    pub fleet: Option<Fleet>,
+}
+
+impl Instance {
+    /// Every otpgated of the row (two for the fleet).
+    pub fn daemon_pids(&self) -> Vec<i32> {
+        let mut p = vec![self.daemon.pid];
+        if let Some(f) = &self.fleet {
+            p.push(f.daemon.pid);
+        }
+        p
+    }
+    /// Every process doing a bus's work for the row.
+    pub fn bus_pids(&self) -> Vec<i32> {
+        let mut p = self.bus.pids();
+        if let Some(f) = &self.fleet {
+            p.extend(f.bus.pids());
+        }
+        p
+    }
+}
+
+/// The fleet row's second otpgated, its bus and socket, and the private
+/// PostgreSQL cluster both daemons keep their records in.
+pub struct Fleet {
+    pub bus: BusKind,
+    pub daemon: Otpgated,
+    pub pam_socket: PathBuf,
+    /// Users enrolled through the first daemon, as the second lists them.
+    pub listed_by_second: usize,
+    pub enrol_secs: f64,
+    pub pg: PgServer,
 }
 
 pub enum BusKind {
@@ -108,14 +143,25 @@ impl Otpgated {
     /// Starts otpgated on `bus` with `dir/state` and `dir/master.key`
     /// (created at first start) and `extra_toml` after the bench's config.
     pub fn start(dir: &Path, bus: &str, extra_toml: &str) -> Result<Otpgated, String> {
+        let storage = format!(
+            "[storage]\npath = \"{}\"\nkey_file = \"{}\"\n",
+            Otpgated::state_dir(dir).display(),
+            dir.join("master.key").display()
+        );
+        Otpgated::start_with(dir, bus, &storage, extra_toml)
+    }
+
+    /// [`Otpgated::start`] with this `[storage]` section.
+    pub fn start_with(
+        dir: &Path,
+        bus: &str,
+        storage_toml: &str,
+        extra_toml: &str,
+    ) -> Result<Otpgated, String> {
         let config = dir.join("otpgate.toml");
         fs::write(
             &config,
-            format!(
-                "[storage]\npath = \"{}\"\nkey_file = \"{}\"\n\n{DAEMON_TOML}\n{extra_toml}\n",
-                Otpgated::state_dir(dir).display(),
-                dir.join("master.key").display()
-            ),
+            format!("{storage_toml}\n{DAEMON_TOML}\n{extra_toml}\n"),
         )
         .map_err(|e| format!("{}: {e}", config.display()))?;
         let log_path = dir.join("otpgated.log");
@@ -211,8 +257,14 @@ impl Setup {
     pub fn confdir(&self) -> PathBuf {
         self.private.join("pam.d")
     }
-    pub fn secrets_path(&self) -> PathBuf {
-        self.private.join("secrets")
+    /// The secrets the workers of `m` log in with: the fleet enrolled its
+    /// users itself, so its secrets are its own.
+    pub fn secrets_path(&self, m: Module) -> PathBuf {
+        if m == Module::OtpgateFleet {
+            self.private.join(format!("secrets-{}", m.file_name()))
+        } else {
+            self.private.join("secrets")
+        }
     }
     pub fn state_path(&self, m: Module) -> PathBuf {
         self.private.join(format!("state-{}", m.file_name()))
@@ -256,7 +308,13 @@ fn copy_state(from: &Path, to: &Path) -> Result<(), String> {
     Ok(())
 }
 
-pub fn setup(n: usize, modules: &[Module], sec: &Path, threads: usize) -> Result<Setup, String> {
+pub fn setup(
+    n: usize,
+    modules: &[Module],
+    sec: &Path,
+    threads: usize,
+    fleet: bool,
+) -> Result<Setup, String> {
     let dir = TestDir::new("bench");
     // The module accepts only sockets whose directories are root's alone
     // (not /tmp): bus and direct sockets live under /run/otpgate-tests.
@@ -294,7 +352,7 @@ pub fn setup(n: usize, modules: &[Module], sec: &Path, threads: usize) -> Result
     }
     let wanted: Vec<Module> = Module::OTPGATES
         .into_iter()
-        .filter(|m| modules.contains(m))
+        .filter(|m| modules.contains(m) && *m != Module::OtpgateFleet)
         .collect();
     let mut instances = Vec::new();
     let mut skipped = Vec::new();
@@ -349,6 +407,7 @@ pub fn setup(n: usize, modules: &[Module], sec: &Path, threads: usize) -> Result
                     bus: bk,
                     daemon: dm,
                     pam_socket: sock,
+                    fleet: None,
                 });
             }
             Err(e) => {
@@ -357,11 +416,23 @@ pub fn setup(n: usize, modules: &[Module], sec: &Path, threads: usize) -> Result
             }
         }
     }
-    let mut lines = String::with_capacity(n * 48);
-    for (u, s) in &secrets {
-        lines.push_str(&format!("{u} {s}\n"));
+    write_secrets(&private.join("secrets"), &secrets)?;
+    if fleet {
+        match setup_fleet(&dir, &trusted, &names, threads) {
+            Ok((inst, fleet_secrets, fleet_state)) => {
+                write_secrets(
+                    &private.join(format!("secrets-{}", inst.module.file_name())),
+                    &fleet_secrets,
+                )?;
+                fleet_state.save(&private.join(format!("state-{}", inst.module.file_name())))?;
+                instances.push(inst);
+            }
+            Err(e) => {
+                println!("setup: {}: not measured: {e}", Module::OtpgateFleet.name());
+                skipped.push((Module::OtpgateFleet, e));
+            }
+        }
     }
-    write_private(&private.join("secrets"), lines.as_bytes()).map_err(|e| e.to_string())?;
 
     // google-authenticator as it is normally deployed: each user's own
     // secret file, owned by the user, in a directory of the user's (the
@@ -456,6 +527,30 @@ pub fn setup(n: usize, modules: &[Module], sec: &Path, threads: usize) -> Result
         ),
     ];
     for i in &instances {
+        if let Some(f) = &i.fleet {
+            // One service per daemon: a worker logs in through one of them.
+            for (d, (bus, sock)) in [
+                (
+                    i.bus.address(),
+                    i.pam_socket.as_deref().unwrap_or(Path::new("")),
+                ),
+                (f.bus.address(), f.pam_socket.as_path()),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                fs::write(
+                    confdir.join(Module::fleet_service(d)),
+                    format!(
+                        "auth required {} bus={bus} socket={}\n",
+                        module_so.display(),
+                        sock.display()
+                    ),
+                )
+                .map_err(|e| e.to_string())?;
+            }
+            continue;
+        }
         let opts = match &i.pam_socket {
             Some(sock) => format!("socket={}", sock.display()),
             None => "bus_only".to_string(),
@@ -481,6 +576,156 @@ pub fn setup(n: usize, modules: &[Module], sec: &Path, threads: usize) -> Result
         secrets,
         rss_after_enrol_kib: rss,
         skipped,
+    })
+}
+
+fn write_secrets(path: &Path, secrets: &[(String, String)]) -> Result<(), String> {
+    let mut lines = String::with_capacity(secrets.len() * 48);
+    for (u, s) in secrets {
+        lines.push_str(&format!("{u} {s}\n"));
+    }
+    write_private(path, lines.as_bytes()).map_err(|e| e.to_string())
+}
+
+/// The fleet's instance, the secrets its daemons handed out, and the
+/// generator's state of its users.
+type FleetSetup = (Instance, Vec<(String, String)>, State);
+
+/// The fleet: a private PostgreSQL cluster (its own initdb, loopback port,
+/// `fsync=on`), and two otpgated, each with its own bus, direct socket and
+/// state directory, both on that database with one key file. The users are
+/// enrolled once, through the first; the second must list them all.
+fn setup_fleet(
+    dir: &TestDir,
+    trusted: &TestDir,
+    names: &[String],
+    threads: usize,
+) -> Result<FleetSetup, String> {
+    let m = Module::OtpgateFleet;
+    let t = Instant::now();
+    // The harness fails by panicking; here that is a row not measured.
+    // pg_stat_statements counts the statements of a login for the
+    // round-trip figures (its cost per statement is in the server's CPU).
+    let (pg, db) = std::panic::catch_unwind(|| {
+        let mut pg = PgServer::start();
+        pg.psql(
+            "postgres",
+            "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'",
+        );
+        pg.restart();
+        let db = pg.fleet_db();
+        pg.psql("otpgate", "CREATE EXTENSION pg_stat_statements");
+        (pg, db)
+    })
+    .map_err(|p| {
+        p.downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "the PostgreSQL cluster did not start".into())
+    })?;
+    println!(
+        "setup: {}: PostgreSQL cluster on 127.0.0.1:{} ready in {:.1} s",
+        m.name(),
+        pg.port(),
+        t.elapsed().as_secs_f64()
+    );
+    // The first daemon creates the key; the second must start with the
+    // same one.
+    let key_file = dir.join("fleet.key");
+    let mut started: Vec<(Bus, Otpgated, PathBuf)> = Vec::new();
+    for d in 0..2 {
+        let ddir = dir.join(&format!("otpgated-{}-{d}", m.file_name()));
+        let sdir = trusted.join(&format!("pam-fleet-{d}"));
+        let sock = sdir.join("pam.socket");
+        for p in [&ddir, &sdir] {
+            fs::create_dir(p)
+                .and_then(|_| fs::set_permissions(p, fs::Permissions::from_mode(0o700)))
+                .map_err(|e| format!("{}: {e}", p.display()))?;
+        }
+        let storage = db.storage_toml_with(
+            &db.url("127.0.0.1", "disable"),
+            &key_file,
+            &format!(
+                "path = \"{}\"\ntimeout_ms = 2000\npool_size = 8",
+                Otpgated::state_dir(&ddir).display()
+            ),
+        );
+        let b = Bus::start();
+        let dm = Otpgated::start_with(
+            &ddir,
+            &b.address,
+            &storage,
+            &format!("[pam]\nsocket = \"{}\"\n", sock.display()),
+        )
+        .map_err(|e| format!("daemon {d}: {e}"))?;
+        started.push((b, dm, sock));
+    }
+    let t = Instant::now();
+    let enrolled = enrol_otpgate(&started[0].0.address, names, threads)?;
+    let enrol_secs = t.elapsed().as_secs_f64();
+    println!(
+        "setup: {}: enrolled {} users through the first daemon in {enrol_secs:.1} s ({:.0}/s, {threads} threads)",
+        m.name(),
+        names.len(),
+        names.len() as f64 / enrol_secs
+    );
+    let listed = list_users(&started[1].0.address)?;
+    println!(
+        "setup: {}: the second daemon lists {listed} enrolled users",
+        m.name()
+    );
+    if listed != names.len() {
+        return Err(format!(
+            "the second daemon lists {listed} users, not the {} enrolled through the first",
+            names.len()
+        ));
+    }
+    let mut st = State::new(names.len());
+    for (i, (_, step)) in enrolled.iter().enumerate() {
+        st.last_step[i] = *step;
+    }
+    let secrets = names
+        .iter()
+        .cloned()
+        .zip(enrolled.into_iter().map(|(s, _)| s))
+        .collect();
+    let (b1, d1, s1) = started.pop().expect("two daemons");
+    let (b0, d0, s0) = started.pop().expect("two daemons");
+    let inst = Instance {
+        module: m,
+        bus: BusKind::DbusDaemon(b0),
+        daemon: d0,
+        pam_socket: Some(s0),
+        fleet: Some(Fleet {
+            bus: BusKind::DbusDaemon(b1),
+            daemon: d1,
+            pam_socket: s1,
+            listed_by_second: listed,
+            enrol_secs,
+            pg,
+        }),
+    };
+    Ok((inst, secrets, st))
+}
+
+/// How many enrolled users otpgated on `address` lists.
+fn list_users(address: &str) -> Result<usize, String> {
+    zruntime::block_on(async {
+        let conn = zbus::connection::Builder::address(address)
+            .method_timeout(Duration::from_secs(120))
+            .build()
+            .await
+            .map_err(|e| format!("connect {address}: {e}"))?;
+        let admin = otpgate_proto::AdminProxy::new(&conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        let n = admin
+            .list_users()
+            .await
+            .map_err(|e| format!("ListUsers: {e}"))?
+            .len();
+        let _ = conn.close().await;
+        Ok(n)
     })
 }
 

@@ -41,7 +41,17 @@ pub fn worker(a: WorkerArgs) -> Result<(), String> {
         return Err("no users for this worker".into());
     }
     let confdir = pam::cstring(&a.confdir.display().to_string());
-    let service = pam::cstring(a.module.service());
+    // The fleet: with an even number of workers each logs in through one
+    // daemon, half of them through each; otherwise (one worker) every
+    // worker alternates between the two, login by login.
+    let fleet_fixed = a.workers.is_multiple_of(2);
+    let services: Vec<CString> = if a.module == Module::OtpgateFleet {
+        (0..2)
+            .map(|d| pam::cstring(&Module::fleet_service(a.index + d)))
+            .collect()
+    } else {
+        vec![pam::cstring(a.module.service())]
+    };
     let users: Vec<CString> = secrets.iter().map(|(u, _)| pam::cstring(u)).collect();
 
     println!("ready");
@@ -97,7 +107,12 @@ pub fn worker(a: WorkerArgs) -> Result<(), String> {
         };
         let code = pam::cstring(&code);
         let t0 = Instant::now();
-        let o = pam::authenticate(&confdir, &service, &users[i], &code)?;
+        let service = if fleet_fixed {
+            &services[0]
+        } else {
+            &services[lat_us.len() % services.len()]
+        };
+        let o = pam::authenticate(&confdir, service, &users[i], &code)?;
         lat_us.push(t0.elapsed().as_micros().min(u32::MAX as u128) as u32);
         let expected = match (a.module, a.mode) {
             (Module::PamPermit, _) | (_, Mode::Valid) => pam::PAM_SUCCESS,
