@@ -25,7 +25,7 @@ pub fn main() -> i32 {
     check_usage(&cli);
     // Reads files; only `/` asks the daemon, and then by itself.
     if let Command::Doctor(d) = &cli.command {
-        return doctor::main(d, cli.json);
+        return doctor::main(d, cli.json, cli.bus.as_deref());
     }
     // Works on the daemon's files with the daemon stopped: no bus.
     if let Command::Admin(admin) = &cli.command {

@@ -262,3 +262,39 @@ fn doctor_refuses_non_root_and_an_unreadable_root_with_status_2() {
         "{err}"
     );
 }
+
+/// On the live system, doctor asks the daemon whether root has a second
+/// factor: a stack that asks for the code without `nullok` is named as
+/// one root cannot log in through, until root enrols.
+#[test]
+fn root_without_a_factor_is_told_it_would_be_locked_out() {
+    require_root();
+    let bus = Bus::start();
+    let _d = Daemon::start(&bus, "");
+    let dir = TestDir::new("doctor-root-module");
+    let module = installed_module(&dir);
+    let line = format!("auth required {} {}", module.display(), bus.module_args());
+    let (svc, _f) = etc_pam_service("docroot", &line);
+    let run = || {
+        let mut cmd = Command::new(bin("otpgate"));
+        cmd.args(["--bus", &bus.address])
+            .env_remove("DBUS_SYSTEM_BUS_ADDRESS");
+        let (_, out, err) = doctor(cmd, &["--service", &svc, "--json"]);
+        let v: serde_json::Value =
+            serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+        v["findings"].as_array().expect("findings").iter().any(|f| {
+            f["service"] == svc.as_str()
+                && f["severity"] == "warning"
+                && f["what"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with("root has no second factor")
+        })
+    };
+    assert!(
+        run(),
+        "root is not enrolled on this daemon: doctor must say so"
+    );
+    enroll(&bus, "root");
+    assert!(!run(), "root is enrolled now");
+}

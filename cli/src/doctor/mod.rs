@@ -52,9 +52,17 @@ fn scope(root: &Path, given: &[String], sudo: &sudoers::SudoFacts) -> Result<Vec
     Ok(services)
 }
 
+/// What the running daemon says, for a check of `/`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Live {
+    /// Whether root has a second factor; `None`: the daemon could not say.
+    pub root_enrolled: Option<bool>,
+}
+
 /// Runs every check on `root`. `live`: also ask the running system (only
 /// meaningful when `root` is `/`).
-pub fn examine(root: &Path, given: &[String], live: bool) -> Result<Report, String> {
+pub fn examine(root: &Path, given: &[String], live: Option<Live>) -> Result<Report, String> {
+    let (live, facts) = (live.is_some(), live.unwrap_or_default());
     std::fs::read_dir(root).map_err(|e| format!("cannot read {}: {e}", root.display()))?;
     let (sudo, sudo_findings) = sudoers::check(root);
     let services = scope(root, given, &sudo)?;
@@ -78,6 +86,9 @@ pub fn examine(root: &Path, given: &[String], live: bool) -> Result<Report, Stri
         }
         findings.push(f);
     }
+    if facts.root_enrolled == Some(false) {
+        findings.extend(root_locked_out(&reports));
+    }
     findings.extend(sshd::check(root));
     findings.extend(sudo_findings);
     findings.extend(host_findings);
@@ -99,6 +110,54 @@ pub fn examine(root: &Path, given: &[String], live: bool) -> Result<Report, Stri
         findings,
         bypass,
     })
+}
+
+/// Root without a second factor, on a stack that asks for the code with
+/// no `nullok` and no pam_rootok way around it: root cannot log in there.
+fn root_locked_out(reports: &[pam::ServiceReport]) -> Vec<Finding> {
+    let root_ways = [
+        pam::Condition::NotEnrolled.text(),
+        pam::Condition::CallerIsRoot.text(),
+    ];
+    reports
+        .iter()
+        .filter(|s| {
+            !s.paths.iter().any(|p| {
+                p.conditions
+                    .iter()
+                    .all(|c| root_ways.contains(&c.as_str()))
+            })
+        })
+        .map(|s| {
+            Finding::new(
+                Severity::Warning,
+                Some(&s.service),
+                format!(
+                    "root has no second factor and {} asks for the code without `nullok`: root cannot log in through {}",
+                    s.service, s.service
+                ),
+                "enrol root (`otpgate enroll --user root`, backup codes kept offline), or keep a console way in that does not use pam_otpgate.so",
+            )
+        })
+        .collect()
+}
+
+/// Asks the daemon whether root is enrolled, within a deadline, on a
+/// thread of its own (a daemon that accepts and never answers must not
+/// hang doctor).
+fn root_enrolled(bus: &str) -> Option<bool> {
+    let bus = bus.to_owned();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let asked = zruntime::block_on(async {
+            let client = crate::client::Client::connect(&bus).await.ok()?;
+            client.status("root").await.ok().map(|s| s.enrolled)
+        });
+        let _ = tx.send(asked);
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(5))
+        .ok()
+        .flatten()
 }
 
 /// The text report: a line per service, then the findings by severity.
@@ -159,7 +218,7 @@ pub fn text(r: &Report) -> String {
 
 /// `otpgate doctor`: prints the report; the exit status (0 enforced, 1 a
 /// bypass, 2 error).
-pub fn main(args: &DoctorArgs, json: bool) -> i32 {
+pub fn main(args: &DoctorArgs, json: bool, bus: Option<&str>) -> i32 {
     if !nix::unistd::geteuid().is_root() {
         eprintln!(
             "otpgate: doctor must run as root (it reads sudoers and the PAM files): run `sudo otpgate doctor`"
@@ -171,6 +230,9 @@ pub fn main(args: &DoctorArgs, json: bool) -> i32 {
         .canonicalize()
         .map(|p| p == Path::new("/"))
         .unwrap_or(false);
+    let live = live.then(|| Live {
+        root_enrolled: root_enrolled(&crate::client::bus_address(bus)),
+    });
     let report = match examine(&args.root, &args.service, live) {
         Ok(r) => r,
         Err(e) => {
@@ -214,7 +276,7 @@ mod tests {
             "etc/ssh/sshd_config",
             "UsePAM yes\nKbdInteractiveAuthentication yes\n",
         );
-        let r = examine(root.path(), &["sshd".into()], false).unwrap();
+        let r = examine(root.path(), &["sshd".into()], None).unwrap();
         assert!(r.bypass);
         assert!(!r.services[0].enforced, "{r:?}");
         assert!(r.services[0].paths.is_empty(), "the stack itself is fine");
@@ -222,7 +284,49 @@ mod tests {
             "etc/ssh/sshd_config",
             "UsePAM yes\nKbdInteractiveAuthentication yes\nAuthenticationMethods publickey,keyboard-interactive\n",
         );
-        let r = examine(root.path(), &["sshd".into()], false).unwrap();
+        let r = examine(root.path(), &["sshd".into()], None).unwrap();
         assert!(r.services[0].enforced, "{r:?}");
+    }
+
+    /// Root without a factor is named where a stack asks for the code with
+    /// no way around it for root (nullok, pam_rootok), and only there.
+    #[test]
+    fn root_without_a_factor_is_warned_where_it_is_locked_out() {
+        let root = tempfile::tempdir().unwrap();
+        let put = |path: &str, text: &str| {
+            let p = root.path().join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        };
+        put(
+            "etc/pam.d/sudo",
+            "auth required pam_unix.so\nauth required pam_otpgate.so\n",
+        );
+        put(
+            "etc/pam.d/login",
+            "auth required pam_unix.so\nauth required pam_otpgate.so nullok\n",
+        );
+        put(
+            "etc/pam.d/su",
+            "auth sufficient pam_rootok.so\nauth required pam_unix.so\nauth required pam_otpgate.so\n",
+        );
+        let services: Vec<String> = ["sudo", "login", "su"].map(String::from).to_vec();
+        let locked = |enrolled| {
+            let r = examine(
+                root.path(),
+                &services,
+                Some(Live {
+                    root_enrolled: Some(enrolled),
+                }),
+            )
+            .unwrap();
+            r.findings
+                .into_iter()
+                .filter(|f| f.what.starts_with("root has no second factor"))
+                .filter_map(|f| f.service)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(locked(false), ["sudo"]);
+        assert!(locked(true).is_empty());
     }
 }
