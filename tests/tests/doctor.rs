@@ -298,3 +298,43 @@ fn root_without_a_factor_is_told_it_would_be_locked_out() {
     enroll(&bus, "root");
     assert!(!run(), "root is enrolled now");
 }
+
+/// On the live system with no otpgated running (no system bus owner, no
+/// direct socket), `failmode=open` is no longer a choice but a way in:
+/// doctor reports it as a bypass and exits 1.
+#[test]
+fn failmode_open_with_the_daemon_down_is_a_bypass() {
+    require_root();
+    assert!(
+        !Path::new("/run/otpgate/pam.socket").exists(),
+        "a system otpgated is running here; this test needs none"
+    );
+    let dir = TestDir::new("doctor-failmode");
+    let module = installed_module(&dir);
+    // The password's module, then ours: with the daemon down it steps
+    // aside and the password alone decides.
+    let lines = format!(
+        "auth required pam_permit.so\nauth required {} failmode=open",
+        module.display()
+    );
+    let (svc, _f) = etc_pam_service("docopen", &lines);
+    let mut cmd = Command::new(bin("otpgate"));
+    // A bus with nobody on it: the daemon is down, as doctor must see.
+    let bus = Bus::start();
+    cmd.args(["--bus", &bus.address])
+        .env_remove("DBUS_SYSTEM_BUS_ADDRESS");
+    let (code, out, err) = doctor(cmd, &["--service", &svc, "--json"]);
+    let v: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+    let open = v["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .find(|f| {
+            f["service"] == svc.as_str()
+                && f["what"].as_str().unwrap_or("").contains("failmode=open")
+        })
+        .unwrap_or_else(|| panic!("no failmode=open finding: {v:#}"));
+    assert_eq!(open["severity"], "bypass", "{v:#}");
+    assert_eq!(code, 1);
+}

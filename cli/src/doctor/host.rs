@@ -14,6 +14,10 @@ use super::finding::{Finding, Severity};
 
 pub const MODULE: &str = "pam_otpgate.so";
 
+/// How the finding that the daemon is down begins: `doctor` turns a
+/// `failmode=open` warning into a bypass when it sees it.
+pub const DAEMON_DOWN: &str = "otpgated is not running";
+
 /// Where libpam looks for modules on Debian (x86_64 and aarch64, merged
 /// /usr or not) and on distributions without multiarch.
 const MODULE_DIRS: &[&str] = &[
@@ -160,7 +164,7 @@ fn daemon(root: &Path) -> Option<Finding> {
             Severity::Warning,
             None,
             format!(
-                "otpgated is not running: {BUS_NAME} has no owner on the system bus and {PAM_SOCKET} is not there; with failmode=secure every login through {MODULE} is refused"
+                "{DAEMON_DOWN}: {BUS_NAME} has no owner on the system bus and {PAM_SOCKET} is not there; with failmode=secure every login through {MODULE} is refused"
             ),
             "start it: /usr/libexec/otpgate/otpgated-ctl start (or systemctl start otpgated)",
         )),

@@ -71,7 +71,7 @@ pub fn examine(root: &Path, given: &[String], live: Option<Live>) -> Result<Repo
     let daemon_down = live
         && host_findings
             .iter()
-            .any(|f| f.service.is_none() && f.what.contains("not running"));
+            .any(|f| f.service.is_none() && f.what.starts_with(host::DAEMON_DOWN));
 
     let mut findings = Vec::new();
     for mut f in pam_findings {
