@@ -62,6 +62,13 @@ impl SourceCounter for SourceLimiter {
     }
 }
 
+/// A source's window that began at `start` with `count` failures: the
+/// time it ends if the source is blocked now.
+pub fn window_blocks(cfg: &LockoutConfig, start: u64, count: u32, now: u64) -> Option<u64> {
+    let end = start.saturating_add(cfg.source_window_secs);
+    (now < end && count >= cfg.source_max_failures).then_some(end)
+}
+
 /// Sources tracked at most; beyond it, entries whose window ended are
 /// dropped, then (a flood of distinct hosts) the oldest.
 const MAX_SOURCES: usize = 65_536;
@@ -79,8 +86,7 @@ impl SourceLimiter {
         }
         let map = self.windows.lock().unwrap_or_else(|p| p.into_inner());
         let &(start, count) = map.get(source)?;
-        let end = start + cfg.source_window_secs;
-        (now < end && count >= cfg.source_max_failures).then_some(end)
+        window_blocks(cfg, start, count, now)
     }
 
     /// Counts a failure from `source`; true if that reached the limit.

@@ -100,6 +100,17 @@ fn harden() {
     let _ = nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CORE, 0, 0);
 }
 
+/// Every mode of otpgated handles the key: root only, no core dumps, and
+/// a configuration only root can have written.
+fn root_config(args: &Args) -> Result<Config, Error> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(Error::NotRoot);
+    }
+    harden();
+    check_config_file_owner(&args.config)?;
+    Ok(Config::load(&args.config)?)
+}
+
 /// Whoever can write the config can name the admin group: it must be
 /// root's and writable by root alone.
 fn check_config_file_owner(path: &std::path::Path) -> Result<(), Error> {
@@ -135,12 +146,7 @@ fn bus_address(args: &Args) -> String {
 }
 
 fn run(args: &Args, audit: Audit) -> Result<(), Error> {
-    if !nix::unistd::geteuid().is_root() {
-        return Err(Error::NotRoot);
-    }
-    harden();
-    check_config_file_owner(&args.config)?;
-    let config = Config::load(&args.config)?;
+    let config = root_config(args)?;
     let key = load_key(&config)?;
     let store: Box<dyn Store> = match config.storage.backend {
         Backend::Local => {
@@ -260,11 +266,7 @@ fn run(args: &Args, audit: Audit) -> Result<(), Error> {
 /// newer than the local one is never overwritten. True when every record
 /// moved.
 fn migrate_store(args: &Args) -> Result<bool, Error> {
-    if !nix::unistd::geteuid().is_root() {
-        return Err(Error::NotRoot);
-    }
-    check_config_file_owner(&args.config)?;
-    let config = Config::load(&args.config)?;
+    let config = root_config(args)?;
     if config.storage.backend != Backend::Postgres {
         return Err(Error::Database(format!(
             "{}: set [storage] backend = \"postgres\" and url first (the records are read from [storage] path)",
@@ -342,11 +344,7 @@ fn migrate_store(args: &Args) -> Result<bool, Error> {
 /// `--rotate-key`: see `Args::rotate_key` and `otpgated::rotate`.
 fn rotate_key(args: &Args) -> Result<bool, Error> {
     use otpgated::rotate::{reseal, Dropped};
-    if !nix::unistd::geteuid().is_root() {
-        return Err(Error::NotRoot);
-    }
-    check_config_file_owner(&args.config)?;
-    let config = Config::load(&args.config)?;
+    let config = root_config(args)?;
     let key_file = &config.storage.key_file;
     if !key_file.exists() {
         return Err(Error::Key {

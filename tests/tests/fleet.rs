@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use cli_common::{otpgate, rotate_key, run_bounded, strings, As, Out};
+use cli_common::{migrate_store, otpgate, rotate_key, strings, As, Out};
 use otpgate_tests::leaks::{contains, find_leaks, forms};
 use otpgate_tests::pg::{FleetDb, PgServer};
 use otpgate_tests::*;
@@ -776,15 +776,6 @@ fn the_database_holds_no_secret_and_no_backup_code() {
     }
 }
 
-/// `otpgate admin migrate-store --to postgres --config CONFIG` as root.
-fn migrate(config: &Path) -> Out {
-    let mut cmd = Command::new(bin("otpgate"));
-    cmd.args(["admin", "migrate-store", "--to", "postgres", "--config"])
-        .arg(config)
-        .env_remove("DBUS_SYSTEM_BUS_ADDRESS");
-    run_bounded(cmd, "", "otpgate admin migrate-store --to postgres")
-}
-
 #[test]
 fn migrate_store_keeps_locks_and_used_codes_and_never_overwrites_a_newer_record() {
     require_root();
@@ -816,7 +807,7 @@ fn migrate_store_keeps_locks_and_used_codes_and_never_overwrites_a_newer_record(
     let config = config_dir.join("otpgate.toml");
     std::fs::write(&config, format!("{storage}\n{extra}")).expect("write config");
 
-    let out = migrate(&config);
+    let out = migrate_store(&config);
     assert_eq!(out.code, 0, "{out:#?}");
 
     assert!(wait_until(START_DEADLINE, || !bus.has_owner(proto::BUS_NAME)));
@@ -834,7 +825,7 @@ fn migrate_store_keeps_locks_and_used_codes_and_never_overwrites_a_newer_record(
     fleet.stop();
 
     // The fleet's record of `used` is newer than the local one now.
-    let out = migrate(&config);
+    let out = migrate_store(&config);
     assert_eq!(out.code, 1, "{out:#?}");
     let said = format!("{}{}", out.stdout, out.stderr);
     assert!(

@@ -258,16 +258,19 @@ pub fn main(args: &DoctorArgs, json: bool, bus: Option<&str>) -> i32 {
 mod tests {
     use super::*;
 
+    /// Writes `text` at `path` under `root`, making the directories.
+    fn put(root: &Path, path: &str, text: &str) {
+        let p = root.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
     /// A stack that asks for the code is not "enforced" when sshd lets a
     /// key in without running it.
     #[test]
     fn a_way_around_the_stack_makes_the_service_unenforced() {
         let root = tempfile::tempdir().unwrap();
-        let put = |path: &str, text: &str| {
-            let p = root.path().join(path);
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(p, text).unwrap();
-        };
+        let put = |path: &str, text: &str| put(root.path(), path, text);
         put(
             "etc/pam.d/sshd",
             "auth required pam_unix.so\nauth required pam_otpgate.so\n",
@@ -293,11 +296,7 @@ mod tests {
     #[test]
     fn root_without_a_factor_is_warned_where_it_is_locked_out() {
         let root = tempfile::tempdir().unwrap();
-        let put = |path: &str, text: &str| {
-            let p = root.path().join(path);
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(p, text).unwrap();
-        };
+        let put = |path: &str, text: &str| put(root.path(), path, text);
         put(
             "etc/pam.d/sudo",
             "auth required pam_unix.so\nauth required pam_otpgate.so\n",

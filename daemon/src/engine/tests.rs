@@ -59,25 +59,45 @@ struct Harness {
     store: Arc<MemoryStore>,
 }
 
-/// A store shared between the engine and the test.
-struct Shared(Arc<MemoryStore>);
+/// A store shared between the engine and the test: the test's records,
+/// whether other hosts share them (a fleet), and a count of the
+/// transactions the engine asked for.
+struct Shared {
+    records: Arc<MemoryStore>,
+    fleet: bool,
+    updates: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Shared {
+    fn new(records: &Arc<MemoryStore>) -> Shared {
+        Shared {
+            records: Arc::clone(records),
+            fleet: false,
+            updates: Arc::default(),
+        }
+    }
+}
 
 impl Store for Shared {
     fn get(&self, key: &str) -> Result<Option<crate::record::UserRecord>, crate::error::Error> {
-        self.0.get(key)
+        self.records.get(key)
     }
     fn update(
         &self,
         key: &str,
         decide: &mut dyn FnMut(Option<crate::record::UserRecord>) -> crate::store::Write,
     ) -> Result<(), crate::error::Error> {
-        self.0.update(key, decide)
+        self.updates.fetch_add(1, Ordering::SeqCst);
+        self.records.update(key, decide)
     }
     fn remove(&self, key: &str) -> Result<bool, crate::error::Error> {
-        self.0.remove(key)
+        self.records.remove(key)
     }
     fn keys(&self) -> Result<Vec<String>, crate::error::Error> {
-        self.0.keys()
+        self.records.keys()
+    }
+    fn shared(&self) -> bool {
+        self.fleet
     }
 }
 
@@ -102,7 +122,7 @@ fn harness(config_toml: &str) -> Harness {
     ]);
     let engine = Engine::new(
         config,
-        Box::new(Shared(Arc::clone(&store))),
+        Box::new(Shared::new(&store)),
         MasterKey::generate().unwrap(),
         clock.clone(),
         Audit::kept(),
@@ -618,31 +638,6 @@ async fn a_corrupt_record_is_an_error_for_that_user_only_until_reset() {
     );
 }
 
-/// A store other hosts share, as the engine sees one.
-struct FleetStore(Arc<MemoryStore>);
-
-impl Store for FleetStore {
-    fn get(&self, key: &str) -> Result<Option<crate::record::UserRecord>, crate::error::Error> {
-        self.0.get(key)
-    }
-    fn update(
-        &self,
-        key: &str,
-        decide: &mut dyn FnMut(Option<crate::record::UserRecord>) -> crate::store::Write,
-    ) -> Result<(), crate::error::Error> {
-        self.0.update(key, decide)
-    }
-    fn remove(&self, key: &str) -> Result<bool, crate::error::Error> {
-        self.0.remove(key)
-    }
-    fn keys(&self) -> Result<Vec<String>, crate::error::Error> {
-        self.0.keys()
-    }
-    fn shared(&self) -> bool {
-        true
-    }
-}
-
 /// Two hosts of a fleet that disagree on uid 1001 (alice on one, mallory
 /// on the other): mallory's logins never use alice's record.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -656,7 +651,10 @@ async fn a_fleet_host_that_gives_a_uid_another_name_decides_nothing() {
         Arc::new(
             Engine::new(
                 config,
-                Box::new(FleetStore(Arc::clone(&records))),
+                Box::new(Shared {
+                    fleet: true,
+                    ..Shared::new(&records)
+                }),
                 MasterKey::from_bytes(key),
                 h.clock.clone(),
                 Audit::kept(),
@@ -694,43 +692,21 @@ async fn a_fleet_host_that_gives_a_uid_another_name_decides_nothing() {
     assert_eq!(out.result, VerifyResult::Ok);
 }
 
-/// Counts the transactions a store is asked for.
-struct Counting(Arc<MemoryStore>, Arc<std::sync::atomic::AtomicUsize>);
-
-impl Store for Counting {
-    fn get(&self, key: &str) -> Result<Option<crate::record::UserRecord>, crate::error::Error> {
-        self.0.get(key)
-    }
-    fn update(
-        &self,
-        key: &str,
-        decide: &mut dyn FnMut(Option<crate::record::UserRecord>) -> crate::store::Write,
-    ) -> Result<(), crate::error::Error> {
-        self.1.fetch_add(1, Ordering::SeqCst);
-        self.0.update(key, decide)
-    }
-    fn remove(&self, key: &str) -> Result<bool, crate::error::Error> {
-        self.0.remove(key)
-    }
-    fn keys(&self) -> Result<Vec<String>, crate::error::Error> {
-        self.0.keys()
-    }
-}
-
 /// Challenge for an app's code reads the record and takes no transaction
 /// (a fleet's database is spared a row lock per login); Verify takes one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_challenge_that_changes_nothing_takes_no_transaction() {
     let h = harness("");
     enrolled(&h, "alice").await;
-    let updates = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let config = Config::parse("", std::path::Path::new("t")).unwrap();
     // The same records, through a store that counts (another key: only
     // whether a transaction is taken matters here).
+    let counted = Shared::new(&h.store);
+    let updates = Arc::clone(&counted.updates);
     let engine = Arc::new(
         Engine::new(
             config,
-            Box::new(Counting(Arc::clone(&h.store), Arc::clone(&updates))),
+            Box::new(counted),
             MasterKey::generate().unwrap(),
             h.clock.clone(),
             Audit::kept(),

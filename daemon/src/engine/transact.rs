@@ -81,9 +81,7 @@ impl Engine {
     {
         let (a, c) = (account.clone(), ctx.clone());
         self.run(Some(&account.key()), move |e| {
-            if e.legacy_left.load(Ordering::Relaxed) {
-                e.migrate_legacy(&a.name, &a)?;
-            }
+            e.look_for_legacy(&a)?;
             let rec = e
                 .store
                 .get(&a.key())
@@ -91,13 +89,7 @@ impl Engine {
             if let Some(other) = clash_with(e.store.shared(), rec.as_ref(), &a) {
                 return Err(e.clash_error(&a, &other));
             }
-            let env = Env {
-                config: &e.config,
-                key: &e.key,
-                now: e.clock.now(),
-                caller_uid,
-                account: &a,
-            };
+            let env = e.env(&a, caller_uid);
             let d = decide(rec, &env);
             if matches!(d.write, Write::Keep) {
                 e.write_events(&a.name, &c, caller_uid, env.now, d.events);
@@ -106,6 +98,25 @@ impl Engine {
             e.transact_now(&a, &c, caller_uid, decide)
         })
         .await
+    }
+
+    /// What a decision about `account` sees, now.
+    fn env<'a>(&'a self, account: &'a Account, caller_uid: u32) -> Env<'a> {
+        Env {
+            config: &self.config,
+            key: &self.key,
+            now: self.clock.now(),
+            caller_uid,
+            account,
+        }
+    }
+
+    /// While records filed by name are left, one may be this account's.
+    fn look_for_legacy(&self, account: &Account) -> Result<(), ServiceError> {
+        if self.legacy_left.load(Ordering::Relaxed) {
+            self.migrate_legacy(&account.name, account)?;
+        }
+        Ok(())
     }
 
     fn clash_error(&self, account: &Account, other: &str) -> ServiceError {
@@ -130,16 +141,8 @@ impl Engine {
     where
         F: FnMut(Option<UserRecord>, &Env) -> Decided<T>,
     {
-        if self.legacy_left.load(Ordering::Relaxed) {
-            self.migrate_legacy(&account.name, account)?;
-        }
-        let env = Env {
-            config: &self.config,
-            key: &self.key,
-            now: self.clock.now(),
-            caller_uid,
-            account,
-        };
+        self.look_for_legacy(account)?;
+        let env = self.env(account, caller_uid);
         let mut out = None;
         let mut clash = None;
         let key = account.key();

@@ -13,9 +13,11 @@ use super::{corrupt, Context, Decided, Engine, Env, Event, VerifyOutcome, EMAIL_
 use crate::audit::Level;
 use crate::authz::{Caller, Interface};
 use crate::backup;
+use crate::config::LockoutConfig;
 use crate::crypto;
 use crate::email;
-use crate::lockout::lock_duration;
+use crate::error::Error;
+use crate::lockout::{lock_duration, SourceCounter};
 use crate::record::{Factor, TotpFactor, UserRecord};
 use crate::store::Write;
 use crate::totp::{self, Params};
@@ -251,43 +253,26 @@ pub(crate) fn decide(
 }
 
 impl Engine {
-    /// Whether `source` is over the per-source limit, asked of the shared
-    /// store when there is one (on the blocking pool: it is a database
-    /// round trip), else of this daemon's memory.
-    async fn source_blocked_until(
+    /// Asks the per-source counter: the shared store's when there is one
+    /// (a database round trip, so on the blocking pool), else this
+    /// daemon's memory. `idle` is the answer when there is nothing to ask.
+    async fn ask_sources<T: Send + 'static>(
         self: &Arc<Self>,
         source: &str,
-    ) -> Result<Option<u64>, ServiceError> {
+        idle: T,
+        ask: fn(&dyn SourceCounter, &LockoutConfig, &str, u64) -> Result<T, Error>,
+    ) -> Result<T, ServiceError> {
         if source.is_empty() || self.config.lockout.source_max_failures == 0 {
-            return Ok(None);
+            return Ok(idle);
         }
         let now = self.clock.now();
         if self.store.sources().is_none() {
-            return Ok(self
-                .sources
-                .blocked_until(&self.config.lockout, source, now));
+            return Ok(ask(&self.sources, &self.config.lockout, source, now)?);
         }
         let source = source.to_string();
         self.run(None, move |e| {
             let shared = e.store.sources().expect("checked above");
-            Ok(shared.blocked_until(&e.config.lockout, &source, now)?)
-        })
-        .await
-    }
-
-    /// Counts a failed code from `source`; true if that reached the limit.
-    async fn source_failure(self: &Arc<Self>, source: &str) -> Result<bool, ServiceError> {
-        if source.is_empty() || self.config.lockout.source_max_failures == 0 {
-            return Ok(false);
-        }
-        let now = self.clock.now();
-        if self.store.sources().is_none() {
-            return Ok(self.sources.failure(&self.config.lockout, source, now));
-        }
-        let source = source.to_string();
-        self.run(None, move |e| {
-            let shared = e.store.sources().expect("checked above");
-            Ok(shared.failure(&e.config.lockout, &source, now)?)
+            Ok(ask(shared, &e.config.lockout, &source, now)?)
         })
         .await
     }
@@ -307,7 +292,9 @@ impl Engine {
         } else {
             String::new()
         };
-        let blocked = self.source_blocked_until(&source).await?;
+        let blocked = self
+            .ask_sources(&source, None, |c, cfg, s, now| c.blocked_until(cfg, s, now))
+            .await?;
         let mut outcome = self
             .transact(&account, &ctx, caller.uid, {
                 let source = source.clone();
@@ -318,7 +305,11 @@ impl Engine {
             outcome.result,
             VerifyResult::Invalid | VerifyResult::Replayed
         );
-        if failed && self.source_failure(&source).await? {
+        if failed
+            && self
+                .ask_sources(&source, false, |c, cfg, s, now| c.failure(cfg, s, now))
+                .await?
+        {
             self.audit.event(
                 Level::Warning,
                 "source-limited",

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use crate::error::Error;
 use crate::record::UserRecord;
 
-use super::{valid_key, Store, Write};
+use super::{check_key, Store, Write};
 
 #[derive(Default)]
 pub struct MemoryStore {
@@ -38,20 +38,9 @@ fn decode(key: &str, bytes: &[u8]) -> Result<UserRecord, Error> {
     })
 }
 
-fn check(key: &str) -> Result<(), Error> {
-    if valid_key(key) {
-        Ok(())
-    } else {
-        Err(Error::Corrupt {
-            user: key.escape_debug().to_string(),
-            reason: "not a valid key".into(),
-        })
-    }
-}
-
 impl Store for MemoryStore {
     fn get(&self, key: &str) -> Result<Option<UserRecord>, Error> {
-        check(key)?;
+        check_key(key)?;
         self.lock().get(key).map(|b| decode(key, b)).transpose()
     }
 
@@ -60,7 +49,7 @@ impl Store for MemoryStore {
         key: &str,
         decide: &mut dyn FnMut(Option<UserRecord>) -> Write,
     ) -> Result<(), Error> {
-        check(key)?;
+        check_key(key)?;
         // One lock for the whole map: atomic, and enough for tests.
         let mut map = self.lock();
         let current = map.get(key).map(|b| decode(key, b)).transpose()?;
@@ -83,7 +72,7 @@ impl Store for MemoryStore {
     }
 
     fn remove(&self, key: &str) -> Result<bool, Error> {
-        check(key)?;
+        check_key(key)?;
         Ok(self.lock().remove(key).is_some())
     }
 

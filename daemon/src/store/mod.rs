@@ -125,6 +125,18 @@ pub fn valid_key(key: &str) -> bool {
     key.len() <= MAX_KEY_LEN && (uid_of_key(key).is_some() || valid_user_name(key))
 }
 
+/// `valid_key` as the error every store answers for a key it refuses.
+pub(crate) fn check_key(key: &str) -> Result<(), Error> {
+    if valid_key(key) {
+        Ok(())
+    } else {
+        Err(Error::Corrupt {
+            user: key.escape_debug().to_string(),
+            reason: "not a valid key".into(),
+        })
+    }
+}
+
 /// One mutex per key with a live update. Entries are weak so idle keys
 /// cost nothing; dead ones are swept as the map grows.
 #[derive(Default)]

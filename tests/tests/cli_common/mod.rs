@@ -421,11 +421,24 @@ pub fn uri_secret(uri: &str) -> String {
         .to_owned()
 }
 
-/// `otpgate admin rotate-key --config CONFIG` as root (otpgated stopped).
-pub fn rotate_key(config: &std::path::Path) -> Out {
+/// `otpgate admin ARGS… --config CONFIG` as root (otpgated stopped: the
+/// offline administrator commands).
+fn admin(config: &std::path::Path, args: &[&str]) -> Out {
     let mut cmd = Command::new(otpgate_tests::bin("otpgate"));
-    cmd.args(["admin", "rotate-key", "--config"])
+    cmd.arg("admin")
+        .args(args)
+        .arg("--config")
         .arg(config)
         .env_remove("DBUS_SYSTEM_BUS_ADDRESS");
-    run_bounded(cmd, "", "otpgate admin rotate-key")
+    run_bounded(cmd, "", &format!("otpgate admin {}", args.join(" ")))
+}
+
+/// `otpgate admin rotate-key --config CONFIG`.
+pub fn rotate_key(config: &std::path::Path) -> Out {
+    admin(config, &["rotate-key"])
+}
+
+/// `otpgate admin migrate-store --to postgres --config CONFIG`.
+pub fn migrate_store(config: &std::path::Path) -> Out {
+    admin(config, &["migrate-store", "--to", "postgres"])
 }

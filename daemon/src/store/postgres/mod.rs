@@ -36,11 +36,11 @@ use zeroize::Zeroizing;
 pub use url::{DbUrl, TlsMode};
 
 use self::pool::{db_error, Pool};
-use super::{valid_key, Store, Write};
+use super::{check_key, Store, Write};
 use crate::config::{LockoutConfig, StorageConfig};
 use crate::crypto::{open_record, seal_record, MasterKey};
 use crate::error::Error;
-use crate::lockout::SourceCounter;
+use crate::lockout::{window_blocks, SourceCounter};
 use crate::record::UserRecord;
 
 pub struct PostgresStore {
@@ -264,17 +264,6 @@ fn read_password(path: &Path) -> Result<Zeroizing<String>, Error> {
     Ok(Zeroizing::new(line.to_string()))
 }
 
-fn check(key: &str) -> Result<(), Error> {
-    if valid_key(key) {
-        Ok(())
-    } else {
-        Err(Error::Corrupt {
-            user: key.escape_debug().to_string(),
-            reason: "not a valid key".into(),
-        })
-    }
-}
-
 fn as_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -296,7 +285,7 @@ enum Attempt {
 
 impl Store for PostgresStore {
     fn get(&self, key: &str) -> Result<Option<UserRecord>, Error> {
-        check(key)?;
+        check_key(key)?;
         let body = self.call(async {
             let mut fresh_tried = false;
             loop {
@@ -323,7 +312,7 @@ impl Store for PostgresStore {
         key: &str,
         decide: &mut dyn FnMut(Option<UserRecord>) -> Write,
     ) -> Result<(), Error> {
-        check(key)?;
+        check_key(key)?;
         self.run(async {
             let mut fresh_tried = false;
             loop {
@@ -344,7 +333,7 @@ impl Store for PostgresStore {
     }
 
     fn remove(&self, key: &str) -> Result<bool, Error> {
-        check(key)?;
+        check_key(key)?;
         self.call(async {
             let c = self.pool.get().await?;
             let n = c
@@ -528,8 +517,12 @@ impl SourceCounter for PostgresStore {
         })?;
         let Some(row) = row else { return Ok(None) };
         let (start, count): (i64, i32) = (row.get(0), row.get(1));
-        let end = (start.max(0) as u64).saturating_add(cfg.source_window_secs);
-        Ok((now < end && count.max(0) as u32 >= cfg.source_max_failures).then_some(end))
+        Ok(window_blocks(
+            cfg,
+            start.max(0) as u64,
+            count.max(0) as u32,
+            now,
+        ))
     }
 
     fn failure(&self, cfg: &LockoutConfig, source: &str, now: u64) -> Result<bool, Error> {
