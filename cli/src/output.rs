@@ -253,6 +253,7 @@ mod tests {
             locked: false,
             locked_until: 0,
             failures: 1,
+            ..Status::default()
         };
         let text = s.text(0);
         let starts: Vec<usize> = text

@@ -55,6 +55,28 @@ pub struct UserRecord {
     /// When codes were mailed in the last hour (the per-user send limit).
     #[serde(default)]
     pub email_sends: Vec<u64>,
+    /// Root's (or an administrator's) break-glass codes: hashed like backup
+    /// codes, bound to `bound_to()` + [`BREAKGLASS_BINDING`], accepted only
+    /// on a local console.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breakglass: Option<BackupCodes>,
+    /// Break-glass codes used and not yet acknowledged: noted at every
+    /// later login until `otpgate breakglass ack`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub breakglass_uses: Vec<BreakglassUse>,
+}
+
+/// What break-glass code hashes are bound to, after the record's binding:
+/// a backup code can never pass as a break-glass code, nor the reverse.
+pub const BREAKGLASS_BINDING: &str = "/breakglass";
+
+/// One use of a break-glass code.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct BreakglassUse {
+    pub at: u64,
+    pub tty: String,
+    pub service: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -166,6 +188,8 @@ impl UserRecord {
             days: Vec::new(),
             email_code: None,
             email_sends: Vec::new(),
+            breakglass: None,
+            breakglass_uses: Vec::new(),
         }
     }
 

@@ -122,6 +122,8 @@ impl<P: PamIo> Flow<'_, P> {
             ChallengeState::CodeRequired => {}
             ChallengeState::NotEnrolled => return self.not_enrolled(&whom),
             ChallengeState::Locked => return self.locked(&whom, challenge.locked_until),
+            ChallengeState::Skip => return PamCode::Ignore,
+            ChallengeState::Remembered => return PamCode::Success,
         }
         if let Some(m) = shown(&challenge.message) {
             // For a mailed code this says where it went, or why none came

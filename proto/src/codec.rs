@@ -15,8 +15,8 @@ use zbus::{OwnedVariant, Variant};
 use zeroize::Zeroizing;
 
 use crate::{
-    enroll, import, info, stats, status, ChallengeState, Method, MethodUsed, OwnedDict,
-    VerifyResult,
+    enroll, explain, import, info, stats, status, AccountState, ChallengeState, Method,
+    MethodUsed, OwnedDict, Policy, VerifyResult,
 };
 
 /// An answer that does not have the contract's shape. The text names the
@@ -102,6 +102,10 @@ struct Info {
     backup_codes_left: Option<u32>,
     message: String,
     notice: String,
+    policy: Option<Policy>,
+    enroll_by: String,
+    digits: u32,
+    rule: String,
 }
 
 impl Info {
@@ -115,8 +119,21 @@ impl Info {
             backup_codes_left: get(W, d, info::BACKUP_CODES_LEFT)?,
             message: text(W, d, info::MESSAGE)?.unwrap_or_default(),
             notice: text(W, d, info::NOTICE)?.unwrap_or_default(),
+            policy: word(W, d, info::POLICY, Policy::parse)?,
+            enroll_by: text(W, d, info::ENROLL_BY)?.unwrap_or_default(),
+            digits: get(W, d, info::DIGITS)?.unwrap_or(0),
+            rule: text(W, d, info::RULE)?.unwrap_or_default(),
         })
     }
+}
+
+/// The policy keys common to Challenge and Account answers.
+fn put_policy(d: &mut OwnedDict, policy: Option<Policy>, enroll_by: &str, rule: &str) {
+    if let Some(p) = policy {
+        put(d, info::POLICY, p.as_str());
+    }
+    put_text(d, info::ENROLL_BY, enroll_by);
+    put_text(d, info::RULE, rule);
 }
 
 /// `Auth.Challenge`: the state word and its `info`.
@@ -129,6 +146,14 @@ pub struct ChallengeAnswer {
     pub locked_until: u64,
     /// A line for the user; empty for none.
     pub message: String,
+    /// `not-enrolled`: what the policy says of that (`None`: `require`).
+    pub policy: Option<Policy>,
+    /// With `Policy::Grace`: the last day, `YYYY-MM-DD`.
+    pub enroll_by: String,
+    /// `code-required`: the code's length in digits (0: not said).
+    pub digits: u32,
+    /// The policy rule that decided, for logs; empty for none.
+    pub rule: String,
 }
 
 impl ChallengeAnswer {
@@ -138,6 +163,10 @@ impl ChallengeAnswer {
             method: None,
             locked_until: 0,
             message: message.into(),
+            policy: None,
+            enroll_by: String::new(),
+            digits: 0,
+            rule: String::new(),
         }
     }
 
@@ -148,6 +177,10 @@ impl ChallengeAnswer {
         }
         put_nonzero(&mut d, info::LOCKED_UNTIL, self.locked_until);
         put_text(&mut d, info::MESSAGE, &self.message);
+        put_policy(&mut d, self.policy, &self.enroll_by, &self.rule);
+        if self.digits != 0 {
+            put(&mut d, info::DIGITS, self.digits);
+        }
         d
     }
 
@@ -164,6 +197,48 @@ impl ChallengeAnswer {
             state,
             method: i.method,
             locked_until: i.locked_until,
+            message: i.message,
+            policy: i.policy,
+            enroll_by: i.enroll_by,
+            digits: i.digits,
+            rule: i.rule,
+        })
+    }
+}
+
+/// `Auth.Account`: the state word and its `info`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountAnswer {
+    pub state: AccountState,
+    /// `not-enrolled`: what the policy says of that (`None`: `require`).
+    pub policy: Option<Policy>,
+    pub enroll_by: String,
+    pub rule: String,
+    /// A line for the user; empty for none.
+    pub message: String,
+}
+
+impl AccountAnswer {
+    pub fn to_dict(&self) -> OwnedDict {
+        let mut d = OwnedDict::new();
+        put_text(&mut d, info::MESSAGE, &self.message);
+        put_policy(&mut d, self.policy, &self.enroll_by, &self.rule);
+        d
+    }
+
+    pub fn encode(&self) -> (String, OwnedDict) {
+        (self.state.as_str().to_owned(), self.to_dict())
+    }
+
+    pub fn decode(state: &str, d: &OwnedDict) -> Result<AccountAnswer, DecodeError> {
+        let state = AccountState::parse(state)
+            .ok_or_else(|| DecodeError(format!("unknown Account state {state:?}")))?;
+        let i = Info::decode(d)?;
+        Ok(AccountAnswer {
+            state,
+            policy: i.policy,
+            enroll_by: i.enroll_by,
+            rule: i.rule,
             message: i.message,
         })
     }
@@ -249,7 +324,7 @@ impl VerifyAnswer {
 
 /// `Manager.Status`, and each readable `Admin.ListUsers` entry. Serialised
 /// as is by `otpgate status --json`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Status {
     pub user: String,
     pub enrolled: bool,
@@ -260,6 +335,8 @@ pub struct Status {
     pub locked: bool,
     pub locked_until: u64,
     pub failures: u32,
+    pub breakglass_codes_left: u32,
+    pub breakglass_unacknowledged: u32,
 }
 
 impl Status {
@@ -274,6 +351,12 @@ impl Status {
         put(&mut d, status::LOCKED, self.locked);
         put(&mut d, status::LOCKED_UNTIL, self.locked_until);
         put(&mut d, status::FAILURES, self.failures);
+        put(&mut d, status::BREAKGLASS_CODES_LEFT, self.breakglass_codes_left);
+        put(
+            &mut d,
+            status::BREAKGLASS_UNACKNOWLEDGED,
+            self.breakglass_unacknowledged,
+        );
         d
     }
 
@@ -290,6 +373,9 @@ impl Status {
             locked: get(W, d, status::LOCKED)?.unwrap_or(false),
             locked_until: get(W, d, status::LOCKED_UNTIL)?.unwrap_or(0),
             failures: get(W, d, status::FAILURES)?.unwrap_or(0),
+            breakglass_codes_left: get(W, d, status::BREAKGLASS_CODES_LEFT)?.unwrap_or(0),
+            breakglass_unacknowledged: get(W, d, status::BREAKGLASS_UNACKNOWLEDGED)?
+                .unwrap_or(0),
         })
     }
 }
@@ -331,6 +417,70 @@ impl UserEntry {
             Some(error) => Ok(UserEntry::Unreadable { user, error }),
             None => Status::from_dict(d).map(UserEntry::Ok),
         }
+    }
+}
+
+// ---- Admin.ExplainPolicy ---------------------------------------------------
+
+/// `Admin.ExplainPolicy`: the rule that applies to one login, and why.
+/// Serialised as is by `otpgate policy explain --json`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Explanation {
+    pub user: String,
+    pub service: String,
+    /// Empty for a local login.
+    pub rhost: String,
+    /// `require` | `optional` | `skip`.
+    pub mode: String,
+    pub rule: String,
+    pub reasons: Vec<String>,
+    pub enrolled: bool,
+    /// `YYYY-MM-DD`, or empty.
+    pub enroll_by: String,
+    pub remember_secs: u64,
+    pub outcome: String,
+}
+
+impl Explanation {
+    pub fn to_dict(&self) -> OwnedDict {
+        let mut d = OwnedDict::new();
+        put(&mut d, explain::USER, self.user.as_str());
+        put(&mut d, explain::SERVICE, self.service.as_str());
+        put(&mut d, explain::RHOST, self.rhost.as_str());
+        put(&mut d, explain::MODE, self.mode.as_str());
+        put(&mut d, explain::RULE, self.rule.as_str());
+        let reasons: Vec<&str> = self.reasons.iter().map(String::as_str).collect();
+        put(&mut d, explain::REASONS, reasons);
+        put(&mut d, explain::ENROLLED, self.enrolled);
+        put(&mut d, explain::ENROLL_BY, self.enroll_by.as_str());
+        put(&mut d, explain::REMEMBER_SECS, self.remember_secs);
+        put(&mut d, explain::OUTCOME, self.outcome.as_str());
+        d
+    }
+
+    pub fn from_dict(d: &OwnedDict) -> Result<Explanation, DecodeError> {
+        const W: &str = "explanation";
+        let reasons = match d.get(explain::REASONS) {
+            None => Vec::new(),
+            Some(v) => <Vec<String>>::try_from(v.try_clone().map_err(|_| {
+                DecodeError(format!("{W} key {:?} has the wrong type", explain::REASONS))
+            })?)
+            .map_err(|_| {
+                DecodeError(format!("{W} key {:?} has the wrong type", explain::REASONS))
+            })?,
+        };
+        Ok(Explanation {
+            user: required(W, explain::USER, text(W, d, explain::USER)?)?,
+            service: text(W, d, explain::SERVICE)?.unwrap_or_default(),
+            rhost: text(W, d, explain::RHOST)?.unwrap_or_default(),
+            mode: required(W, explain::MODE, text(W, d, explain::MODE)?)?,
+            rule: text(W, d, explain::RULE)?.unwrap_or_default(),
+            reasons,
+            enrolled: get(W, d, explain::ENROLLED)?.unwrap_or(false),
+            enroll_by: text(W, d, explain::ENROLL_BY)?.unwrap_or_default(),
+            remember_secs: get(W, d, explain::REMEMBER_SECS)?.unwrap_or(0),
+            outcome: text(W, d, explain::OUTCOME)?.unwrap_or_default(),
+        })
     }
 }
 
@@ -546,6 +696,8 @@ mod tests {
             locked: true,
             locked_until: 1_800_000_000,
             failures: 5,
+            breakglass_codes_left: 4,
+            breakglass_unacknowledged: 1,
         }
     }
 
@@ -583,9 +735,37 @@ mod tests {
             method: Some(Method::Email),
             locked_until: 1_800_000_000,
             message: "sent".into(),
+            policy: Some(Policy::Grace),
+            enroll_by: "2027-01-31".into(),
+            digits: 6,
+            rule: "rule 1".into(),
         };
         let (w, d) = c.encode();
         assert_eq!(ChallengeAnswer::decode(&w, &d).unwrap(), c);
+        for state in AccountState::ALL {
+            let a = AccountAnswer {
+                state: *state,
+                policy: Some(Policy::Require),
+                enroll_by: String::new(),
+                rule: "no rule matched".into(),
+                message: "m".into(),
+            };
+            let (w, d) = a.encode();
+            assert_eq!(AccountAnswer::decode(&w, &d).unwrap(), a);
+        }
+        let x = Explanation {
+            user: "alice".into(),
+            service: "sshd".into(),
+            rhost: "10.0.0.1".into(),
+            mode: "require".into(),
+            rule: "rule 1".into(),
+            reasons: vec!["a".into(), "b".into()],
+            enrolled: true,
+            enroll_by: "2027-01-31".into(),
+            remember_secs: 300,
+            outcome: "asked for a code".into(),
+        };
+        assert_eq!(Explanation::from_dict(&x.to_dict()).unwrap(), x);
         for state in ChallengeState::ALL {
             let c = ChallengeAnswer::plain(*state, "");
             let (w, d) = c.encode();
@@ -658,6 +838,8 @@ mod tests {
             types(&status().to_dict()),
             owned(&[
                 ("backup_codes_left", "u"),
+                ("breakglass_codes_left", "u"),
+                ("breakglass_unacknowledged", "u"),
                 ("enrolled", "b"),
                 ("failures", "u"),
                 ("locked", "b"),
@@ -665,6 +847,24 @@ mod tests {
                 ("method", "s"),
                 ("pending", "b"),
                 ("user", "s"),
+            ])
+        );
+        let c = ChallengeAnswer {
+            method: Some(Method::Totp),
+            digits: 6,
+            policy: Some(Policy::Grace),
+            enroll_by: "2027-01-31".into(),
+            rule: "rule 1".into(),
+            ..ChallengeAnswer::plain(ChallengeState::CodeRequired, "")
+        };
+        assert_eq!(
+            types(&c.to_dict()),
+            owned(&[
+                ("digits", "u"),
+                ("enroll_by", "s"),
+                ("method", "s"),
+                ("policy", "s"),
+                ("rule", "s"),
             ])
         );
         assert_eq!(

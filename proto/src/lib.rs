@@ -57,6 +57,17 @@ pub mod info {
     /// Verify: a line to show besides the result (why no code came by
     /// mail). Clients that do not know it may ignore it.
     pub const NOTICE: &str = "notice";
+    /// Challenge and Account: what the administrator's policy says for this
+    /// login (s, a [`Policy`](crate::Policy) word). Absent: `require`.
+    pub const POLICY: &str = "policy";
+    /// With `policy` = `grace`: the last day an account may stay without
+    /// a second factor (s, `YYYY-MM-DD`).
+    pub const ENROLL_BY: &str = "enroll_by";
+    /// Challenge, `code-required`: how many digits the code has (u), so
+    /// that `forward_pass` can split a password from the code after it.
+    pub const DIGITS: &str = "digits";
+    /// Which policy rule decided (s), for the module's log.
+    pub const RULE: &str = "rule";
 }
 
 /// Keys of the `Manager.Status` and `Admin.ListUsers` dictionaries.
@@ -70,6 +81,10 @@ pub mod status {
     pub const LOCKED_UNTIL: &str = "locked_until";
     pub const FAILURES: &str = "failures";
     pub const ERROR: &str = "error";
+    /// Break-glass codes not yet used (u).
+    pub const BREAKGLASS_CODES_LEFT: &str = "breakglass_codes_left";
+    /// Break-glass codes used and not yet acknowledged (u).
+    pub const BREAKGLASS_UNACKNOWLEDGED: &str = "breakglass_unacknowledged";
 }
 
 /// Keys of the `Manager.Enroll` options and reply.
@@ -94,16 +109,35 @@ pub mod stats {
     pub const DAYS: &str = "days";
 }
 
+/// Keys of the `Admin.ExplainPolicy` reply.
+pub mod explain {
+    pub const USER: &str = "user";
+    pub const SERVICE: &str = "service";
+    pub const RHOST: &str = "rhost";
+    /// `require` | `optional` | `skip`.
+    pub const MODE: &str = "mode";
+    /// "rule 2 (otpgate.toml line 14)" or "no rule matched (default)".
+    pub const RULE: &str = "rule";
+    /// Why that rule, and why not the ones before it (as).
+    pub const REASONS: &str = "reasons";
+    pub const ENROLLED: &str = "enrolled";
+    /// `YYYY-MM-DD`, or absent.
+    pub const ENROLL_BY: &str = "enroll_by";
+    pub const REMEMBER_SECS: &str = "remember_secs";
+    /// What a login would get now, in words.
+    pub const OUTCOME: &str = "outcome";
+}
+
 /// Keys of the `Admin.Import` reply.
 pub mod import {
     pub const BACKUP_CODES_IMPORTED: &str = "backup_codes_imported";
 }
 
 macro_rules! wire_enum {
-    ($(#[$meta:meta])* $name:ident { $($variant:ident => $word:literal),+ $(,)? }) => {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $word:literal),+ $(,)? }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum $name { $($variant),+ }
+        pub enum $name { $($(#[$vmeta])* $variant),+ }
 
         impl $name {
             pub const ALL: &'static [$name] = &[$($name::$variant),+];
@@ -133,6 +167,37 @@ wire_enum!(
         CodeRequired => "code-required",
         NotEnrolled => "not-enrolled",
         Locked => "locked",
+        /// The policy asks no second factor for this login: the module
+        /// steps aside (`PAM_IGNORE`), it does not vouch for the user.
+        Skip => "skip",
+        /// This login session passed the second factor for this rule
+        /// within its `remember_secs`: no code is asked.
+        Remembered => "remembered",
+    }
+);
+
+wire_enum!(
+    /// `Auth.Account` state.
+    AccountState {
+        /// Enrolled, or the policy does not require a second factor here.
+        Ok => "ok",
+        /// Not enrolled: `policy` in the info says whether that passes.
+        NotEnrolled => "not-enrolled",
+    }
+);
+
+wire_enum!(
+    /// What the policy says about a login of an account that has no second
+    /// factor (`info` key `policy`).
+    Policy {
+        /// Refused, unless the PAM line says `nullok`.
+        Require => "require",
+        /// Passes, as with `nullok`.
+        Optional => "optional",
+        /// Passes until `enroll_by`, with a notice naming the date.
+        Grace => "grace",
+        /// No second factor is asked on this login at all.
+        Skip => "skip",
     }
 );
 
@@ -162,6 +227,8 @@ wire_enum!(
         Totp => "totp",
         Backup => "backup",
         Email => "email",
+        /// A root break-glass code, on a local console.
+        Breakglass => "breakglass",
     }
 );
 
@@ -350,6 +417,8 @@ pub trait Auth {
         code: &str,
         context: Dict<'_>,
     ) -> zbus::Result<(String, OwnedDict)>;
+    /// The account-time check: `ok`, or `not-enrolled` with `policy`.
+    fn account(&self, user: &str, context: Dict<'_>) -> zbus::Result<(String, OwnedDict)>;
 }
 
 /// `org.otpgate.Otpgate1.Manager`: enrolment and self-service.
@@ -386,6 +455,20 @@ pub trait Admin {
     /// Takes over a `~/.google_authenticator` file: `contents` is the file's
     /// text, parsed by the daemon. Reply: `backup_codes_imported` (u).
     fn import(&self, user: &str, contents: &str) -> zbus::Result<OwnedDict>;
+    /// Which `[[policy]]` rule applies to `user` logging in to `service`
+    /// (context: `rhost`), and why. Keys in [`explain`].
+    fn explain_policy(
+        &self,
+        user: &str,
+        service: &str,
+        context: Dict<'_>,
+    ) -> zbus::Result<OwnedDict>;
+    /// Root only: replaces `user`'s break-glass codes (root, or a member of
+    /// the administrator group) and returns the new ones, once.
+    fn generate_breakglass(&self, user: &str) -> zbus::Result<Vec<String>>;
+    /// Root only: marks `user`'s used break-glass codes as seen; returns
+    /// how many were acknowledged.
+    fn acknowledge_breakglass(&self, user: &str) -> zbus::Result<u32>;
 }
 
 #[cfg(test)]

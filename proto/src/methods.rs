@@ -25,6 +25,7 @@ const fn spec(name: &'static str, args: &'static str, reply: &'static str) -> Sp
 
 pub const CHALLENGE: Spec = spec("Challenge", "sa{sv}", "sa{sv}");
 pub const VERIFY: Spec = spec("Verify", "ssa{sv}", "sa{sv}");
+pub const ACCOUNT: Spec = spec("Account", "sa{sv}", "sa{sv}");
 
 pub const ENROLL: Spec = spec("Enroll", "sa{sv}", "a{sv}");
 pub const CONFIRM: Spec = spec("Confirm", "ss", "as");
@@ -37,10 +38,22 @@ pub const UNLOCK: Spec = spec("Unlock", "s", "");
 pub const RESET: Spec = spec("Reset", "s", "");
 pub const STATS: Spec = spec("Stats", "", "a{sv}");
 pub const IMPORT: Spec = spec("Import", "ss", "a{sv}");
+pub const EXPLAIN_POLICY: Spec = spec("ExplainPolicy", "ssa{sv}", "a{sv}");
+pub const GENERATE_BREAKGLASS: Spec = spec("GenerateBreakglass", "s", "as");
+pub const ACKNOWLEDGE_BREAKGLASS: Spec = spec("AcknowledgeBreakglass", "s", "u");
 
-pub const AUTH: &[Spec] = &[CHALLENGE, VERIFY];
+pub const AUTH: &[Spec] = &[CHALLENGE, VERIFY, ACCOUNT];
 pub const MANAGER: &[Spec] = &[ENROLL, CONFIRM, STATUS, DISABLE, REGENERATE_BACKUP_CODES];
-pub const ADMIN: &[Spec] = &[LIST_USERS, UNLOCK, RESET, STATS, IMPORT];
+pub const ADMIN: &[Spec] = &[
+    LIST_USERS,
+    UNLOCK,
+    RESET,
+    STATS,
+    IMPORT,
+    EXPLAIN_POLICY,
+    GENERATE_BREAKGLASS,
+    ACKNOWLEDGE_BREAKGLASS,
+];
 
 /// The whole object: each interface and its methods.
 pub const INTERFACES: &[(&str, &[Spec])] = &[
@@ -79,6 +92,16 @@ impl Call for Verify {
     type Reply = (String, OwnedDict);
 }
 
+/// `Auth.Account(user, context) -> (state, info)`.
+pub struct Account;
+
+impl Call for Account {
+    const INTERFACE: &'static str = AUTH_INTERFACE;
+    const SPEC: Spec = ACCOUNT;
+    type Args<'a> = (&'a str, Dict<'a>);
+    type Reply = (String, OwnedDict);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,6 +129,7 @@ mod tests {
     fn typed_calls_match_the_table() {
         check::<Challenge>();
         check::<Verify>();
+        check::<Account>();
     }
 
     #[test]

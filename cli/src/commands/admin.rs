@@ -160,6 +160,7 @@ mod tests {
             locked,
             locked_until: 0,
             failures: if locked { 5 } else { 0 },
+            ..Status::default()
         }
     }
 

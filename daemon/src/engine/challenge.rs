@@ -35,12 +35,10 @@ pub(crate) fn decide(
         Some(r) if r.enrolled() => r,
         _ => {
             return Decided::keep(Ok((
-                ChallengeOutcome {
-                    state: ChallengeState::NotEnrolled,
-                    method: None,
-                    locked_until: 0,
-                    message: format!("{} has no second factor enrolled", env.account.name),
-                },
+                ChallengeOutcome::plain(
+                    ChallengeState::NotEnrolled,
+                    format!("{} has no second factor enrolled", env.account.name),
+                ),
                 None,
             )))
         }
@@ -49,19 +47,21 @@ pub(crate) fn decide(
     if rec.locked_until > now {
         return Decided::keep(Ok((
             ChallengeOutcome {
-                state: ChallengeState::Locked,
                 method,
                 locked_until: rec.locked_until,
-                message: "Too many wrong codes: the second factor is locked.".into(),
+                ..ChallengeOutcome::plain(
+                    ChallengeState::Locked,
+                    "Too many wrong codes: the second factor is locked.",
+                )
             },
             None,
         )));
     }
+    let digits = rec.totp().map_or(super::EMAIL_CODE_DIGITS, |t| t.digits) as u32;
     let prompt = |message: String| ChallengeOutcome {
-        state: ChallengeState::CodeRequired,
         method,
-        locked_until: 0,
-        message,
+        digits,
+        ..ChallengeOutcome::plain(ChallengeState::CodeRequired, message)
     };
     let Some(address) = rec.email().map(|f| f.address.clone()) else {
         return Decided::keep(Ok((prompt(String::new()), None)));

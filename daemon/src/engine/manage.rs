@@ -31,6 +31,8 @@ pub(crate) fn status_of(rec: Option<&UserRecord>, name: String, now: u64) -> Sta
             .unwrap_or_default(),
         backup_codes_left: rec.backup_codes_left() as u32,
         locked,
+        breakglass_codes_left: rec.breakglass.as_ref().map_or(0, |b| b.hashes.len()) as u32,
+        breakglass_unacknowledged: rec.breakglass_uses.len() as u32,
         locked_until: if locked { rec.locked_until } else { 0 },
         // An expired lock's count is reset at the next attempt.
         failures: if rec.locked_until != 0 && !locked {
