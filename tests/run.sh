@@ -37,6 +37,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null
 fi
 
+# sshd -T (doctor's cross-check) and the sshd tests need sshd's
+# privilege-separation directory, which only the sshd service creates and a
+# fresh boot without it lacks.
+install -d -m 0755 /run/sshd
+
 # Incremental caches only help the next edit-compile cycle; in a one-shot run
 # they are a gigabyte of disk for nothing.
 export CARGO_INCREMENTAL=0

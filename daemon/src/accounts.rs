@@ -12,7 +12,7 @@
 //! and handed to a new person carries the old enrolment with it, so an
 //! administrator removing an account runs `otpgate reset` first (docs/security.md).
 
-use nix::unistd::{Uid, User};
+use nix::unistd::{Gid, Group, Uid, User};
 
 /// One account of the name service.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +51,25 @@ pub trait Accounts: Send + Sync {
     fn lookup(&self, name: &str) -> Result<Option<Account>, String>;
     /// The canonical name of `uid`, if it has one.
     fn name_of(&self, uid: u32) -> Option<String>;
+    /// The names of the account's groups, primary and supplementary, as
+    /// for `id`. `Err`: the group database could not be asked.
+    fn groups(&self, account: &Account) -> Result<Vec<String>, String>;
+}
+
+/// The group names of `user` (primary gid `gid`) by the group database.
+pub fn groups_of(user: &str, gid: u32) -> Result<Vec<String>, String> {
+    let c = std::ffi::CString::new(user).map_err(|e| e.to_string())?;
+    let gids = nix::unistd::getgrouplist(&c, Gid::from_raw(gid)).map_err(|e| e.to_string())?;
+    let mut names = Vec::new();
+    for g in gids {
+        // A gid without a name matches no pattern; it is not an error.
+        if let Some(group) = Group::from_gid(g).map_err(|e| e.to_string())? {
+            if !names.contains(&group.name) {
+                names.push(group.name);
+            }
+        }
+    }
+    Ok(names)
 }
 
 /// The host's name service (NSS: files, sssd, LDAP, ...).
@@ -72,6 +91,13 @@ impl Accounts for SystemAccounts {
             .ok()
             .flatten()
             .map(|u| u.name)
+    }
+
+    fn groups(&self, account: &Account) -> Result<Vec<String>, String> {
+        let user = User::from_uid(Uid::from_raw(account.uid))
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("uid {} is not in the user database", account.uid))?;
+        groups_of(&user.name, user.gid.as_raw())
     }
 }
 
@@ -96,6 +122,11 @@ impl Accounts for TableAccounts {
             .iter()
             .find(|(_, u)| *u == uid)
             .map(|(n, _)| n.clone())
+    }
+
+    /// Each test account is alone in a group of its own name.
+    fn groups(&self, account: &Account) -> Result<Vec<String>, String> {
+        Ok(vec![account.name.clone()])
     }
 }
 

@@ -32,6 +32,8 @@ pub enum Level {
     Notice,
     Warning,
     Error,
+    /// Someone must look now (a break-glass code was used).
+    Alert,
 }
 
 /// Keeps a caller-supplied value on one line and short.
@@ -110,6 +112,7 @@ impl Audit {
                     Level::Notice => logger.notice(line),
                     Level::Warning => logger.warning(line),
                     Level::Error => logger.err(line),
+                    Level::Alert => logger.alert(line),
                 };
             }
         }

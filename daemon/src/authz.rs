@@ -7,6 +7,10 @@
 //! | member of admin_group     | its own user  | any user      | yes     |
 //! | any other uid             | its own user  | its own user  | no      |
 //!
+//! Break-glass codes (`Admin.GenerateBreakglass`, `AcknowledgeBreakglass`)
+//! are root's alone (`Interface::RootOnly`): they open the console to
+//! whoever holds them, so not even the administrator group may mint them.
+//!
 //! The published access table (docs/protocol.md) gives administrators no Auth rights over *other* users;
 //! an administrator's own screen locker still verifies its own codes, as
 //! any user's does.
@@ -23,6 +27,8 @@ pub enum Interface {
     Auth,
     Manager,
     Admin,
+    /// Root's own methods (break-glass codes).
+    RootOnly,
 }
 
 /// A caller as the bus vouches for it.
@@ -33,6 +39,9 @@ pub struct Caller {
     pub name: Option<String>,
     /// Member of `access.admin_group` (by the group database).
     pub admin: bool,
+    /// The calling process, as the bus or the kernel vouches for it: its
+    /// login session is what `remember_secs` keys on. `None` when unknown.
+    pub pid: Option<u32>,
 }
 
 impl Caller {
@@ -41,6 +50,7 @@ impl Caller {
             uid: 0,
             name: Some("root".into()),
             admin: false,
+            pid: None,
         }
     }
 
@@ -68,7 +78,12 @@ impl Caller {
             uid,
             name: user.map(|u| u.name),
             admin,
+            pid: None,
         }
+    }
+
+    pub fn with_pid(self, pid: Option<u32>) -> Caller {
+        Caller { pid, ..self }
     }
 
     pub fn is_root(&self) -> bool {
@@ -98,6 +113,7 @@ pub fn check(
         Interface::Auth => caller.is_root() || user.is_some_and(|u| caller.is_self(u)),
         Interface::Manager => caller.is_admin() || user.is_some_and(|u| caller.is_self(u)),
         Interface::Admin => caller.is_admin(),
+        Interface::RootOnly => caller.is_root(),
     };
     if allowed {
         return Ok(());
@@ -106,8 +122,10 @@ pub fn check(
         Interface::Auth => "verify codes",
         Interface::Manager => "manage the second factor",
         Interface::Admin => "use administrator methods",
+        Interface::RootOnly => "manage break-glass codes",
     };
     Err(ServiceError::AccessDenied(match (iface, user) {
+        (Interface::RootOnly, _) => format!("uid {} may not {what}: root only", caller.uid),
         (Interface::Admin, _) | (_, None) => format!(
             "uid {} may not {what}: root or the administrator group only",
             caller.uid
@@ -128,6 +146,7 @@ mod tests {
             uid,
             name: Some(name.into()),
             admin,
+            pid: None,
         }
     }
 
@@ -187,6 +206,7 @@ mod tests {
             uid: 4242,
             name: None,
             admin: false,
+            pid: None,
         };
         assert!(check(&nameless, Auth, Some(&account("ann"))).is_err());
     }

@@ -32,7 +32,11 @@ enum Voucher {
     /// The kernel, once for the connection (`SO_PEERCRED` at accept); the
     /// connection's calls are counted so that it is not closed as idle
     /// while one is under way.
-    Peer { uid: u32, activity: Arc<Activity> },
+    Peer {
+        uid: u32,
+        pid: Option<u32>,
+        activity: Arc<Activity>,
+    },
 }
 
 /// Calls under way on one peer connection.
@@ -76,25 +80,34 @@ impl Shared {
         })
     }
 
-    /// For one peer connection whose other end the kernel says is `uid`.
-    pub fn peer(uid: u32, engine: Arc<Engine>, activity: Arc<Activity>) -> Shared {
+    /// For one peer connection whose other end the kernel says is `uid`
+    /// (process `pid`).
+    pub fn peer(
+        uid: u32,
+        pid: Option<u32>,
+        engine: Arc<Engine>,
+        activity: Arc<Activity>,
+    ) -> Shared {
         Shared {
             engine,
-            voucher: Voucher::Peer { uid, activity },
+            voucher: Voucher::Peer { uid, pid, activity },
         }
     }
 
     async fn caller(&self, hdr: &Header<'_>) -> Result<(Caller, Busy), ServiceError> {
-        let (uid, busy) = match &self.voucher {
-            Voucher::Peer { uid, activity } => {
+        let (uid, pid, busy) = match &self.voucher {
+            Voucher::Peer { uid, pid, activity } => {
                 activity.0.fetch_add(1, Ordering::SeqCst);
-                (*uid, Busy(Some(Arc::clone(activity))))
+                (*uid, *pid, Busy(Some(Arc::clone(activity))))
             }
-            Voucher::Bus(driver) => (Self::bus_uid(driver, hdr).await?, Busy(None)),
+            Voucher::Bus(driver) => {
+                let (uid, pid) = Self::bus_credentials(driver, hdr).await?;
+                (uid, pid, Busy(None))
+            }
         };
         if uid == 0 {
             // Every PAM login is root's call: no hand-off to resolve it.
-            return Ok((Caller::root(), busy));
+            return Ok((Caller::root().with_pid(pid), busy));
         }
         let group = self.engine.config().access.admin_group.clone();
         // NSS may be remote (LDAP, sssd): resolve off the bus's executor.
@@ -102,19 +115,28 @@ impl Shared {
             .engine
             .blocking(move || Caller::resolve(uid, &group))
             .await?;
-        Ok((caller, busy))
+        Ok((caller.with_pid(pid), busy))
     }
 
-    async fn bus_uid(driver: &DBusProxy<'static>, hdr: &Header<'_>) -> Result<u32, ServiceError> {
+    /// The sender's uid and process, in one question to the bus driver.
+    async fn bus_credentials(
+        driver: &DBusProxy<'static>,
+        hdr: &Header<'_>,
+    ) -> Result<(u32, Option<u32>), ServiceError> {
         let sender = hdr
             .sender()
             .ok_or_else(|| ServiceError::AccessDenied("the call has no sender".into()))?;
-        driver
-            .get_connection_unix_user(sender.clone().into())
+        let refused = |e: String| {
+            ServiceError::AccessDenied(format!("the bus could not vouch for the caller: {e}"))
+        };
+        let creds = driver
+            .get_connection_credentials(sender.clone().into())
             .await
-            .map_err(|e| {
-                ServiceError::AccessDenied(format!("the bus could not vouch for the caller: {e}"))
-            })
+            .map_err(|e| refused(e.to_string()))?;
+        let uid = creds
+            .unix_user_id()
+            .ok_or_else(|| refused("no UnixUserID in its credentials".into()))?;
+        Ok((uid, creds.process_id()))
     }
 }
 
@@ -179,6 +201,22 @@ impl Auth {
             .0
             .engine
             .verify(&caller, &user, code, ctx)
+            .await?
+            .encode())
+    }
+
+    async fn account(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        user: String,
+        context: Dict,
+    ) -> Result<(String, Dict), ServiceError> {
+        let (caller, _busy) = self.0.caller(&hdr).await?;
+        let ctx = parse_context(&context)?;
+        Ok(self
+            .0
+            .engine
+            .account_check(&caller, &user, ctx)
             .await?
             .encode())
     }
@@ -326,5 +364,43 @@ impl Admin {
             backup_codes_imported: n,
         }
         .to_dict())
+    }
+
+    async fn explain_policy(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        user: String,
+        service: String,
+        context: Dict,
+    ) -> Result<Dict, ServiceError> {
+        let (caller, _busy) = self.0.caller(&hdr).await?;
+        let mut ctx = parse_context(&context)?;
+        ctx.service = service;
+        Ok(self
+            .0
+            .engine
+            .explain_policy(&caller, &user, ctx)
+            .await?
+            .to_dict())
+    }
+
+    async fn generate_breakglass(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        user: String,
+    ) -> Result<Vec<String>, ServiceError> {
+        let (caller, _busy) = self.0.caller(&hdr).await?;
+        Ok(codes_out(
+            self.0.engine.generate_breakglass(&caller, &user).await?,
+        ))
+    }
+
+    async fn acknowledge_breakglass(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        user: String,
+    ) -> Result<u32, ServiceError> {
+        let (caller, _busy) = self.0.caller(&hdr).await?;
+        self.0.engine.acknowledge_breakglass(&caller, &user).await
     }
 }

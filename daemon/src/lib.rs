@@ -23,8 +23,10 @@ pub mod journal;
 pub mod keyfile;
 pub mod lockout;
 pub mod pam_socket;
+pub mod policy;
 pub mod record;
 pub mod rotate;
+pub mod session;
 pub mod store;
 pub mod totp;
 

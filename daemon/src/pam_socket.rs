@@ -213,8 +213,8 @@ async fn accept_loop(listener: UnixListener, engine: Arc<Engine>, slots: Arc<Sem
 }
 
 async fn serve_one(stream: tokio::net::UnixStream, engine: Arc<Engine>) {
-    let uid = match stream.peer_cred() {
-        Ok(c) => c.uid(),
+    let (uid, pid) = match stream.peer_cred() {
+        Ok(c) => (c.uid(), c.pid().and_then(|p| u32::try_from(p).ok())),
         Err(e) => {
             engine.audit().log(
                 Level::Warning,
@@ -227,7 +227,7 @@ async fn serve_one(stream: tokio::net::UnixStream, engine: Arc<Engine>) {
         return;
     };
     let activity = bus::Activity::new();
-    let shared = bus::Shared::peer(uid, Arc::clone(&engine), Arc::clone(&activity));
+    let shared = bus::Shared::peer(uid, pid, Arc::clone(&engine), Arc::clone(&activity));
     let guid = zbus::Guid::generate();
     let build = zbus::connection::Builder::unix_stream(stream)
         .server(guid)

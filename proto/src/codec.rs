@@ -15,8 +15,8 @@ use zbus::{OwnedVariant, Variant};
 use zeroize::Zeroizing;
 
 use crate::{
-    enroll, explain, import, info, stats, status, AccountState, ChallengeState, Method,
-    MethodUsed, OwnedDict, Policy, VerifyResult,
+    enroll, explain, import, info, stats, status, AccountState, ChallengeState, Method, MethodUsed,
+    OwnedDict, Policy, VerifyResult,
 };
 
 /// An answer that does not have the contract's shape. The text names the
@@ -351,7 +351,11 @@ impl Status {
         put(&mut d, status::LOCKED, self.locked);
         put(&mut d, status::LOCKED_UNTIL, self.locked_until);
         put(&mut d, status::FAILURES, self.failures);
-        put(&mut d, status::BREAKGLASS_CODES_LEFT, self.breakglass_codes_left);
+        put(
+            &mut d,
+            status::BREAKGLASS_CODES_LEFT,
+            self.breakglass_codes_left,
+        );
         put(
             &mut d,
             status::BREAKGLASS_UNACKNOWLEDGED,
@@ -374,8 +378,7 @@ impl Status {
             locked_until: get(W, d, status::LOCKED_UNTIL)?.unwrap_or(0),
             failures: get(W, d, status::FAILURES)?.unwrap_or(0),
             breakglass_codes_left: get(W, d, status::BREAKGLASS_CODES_LEFT)?.unwrap_or(0),
-            breakglass_unacknowledged: get(W, d, status::BREAKGLASS_UNACKNOWLEDGED)?
-                .unwrap_or(0),
+            breakglass_unacknowledged: get(W, d, status::BREAKGLASS_UNACKNOWLEDGED)?.unwrap_or(0),
         })
     }
 }

@@ -229,10 +229,15 @@ fn check_names_and_types(src: &Source<'_>, root: &DeTable<'_>) -> Result<(), Con
     let known_sections = SECTIONS
         .iter()
         .map(|s| s.name)
+        .chain(["[[policy]]"])
         .collect::<Vec<_>>()
         .join(", ");
     let mut found: Vec<(usize, ConfigError)> = Vec::new();
     for (name, value) in root.iter() {
+        // Rules are an array of tables, read by `policy.rs`.
+        if name.get_ref() == super::policy::NAME {
+            continue;
+        }
         let Some(section) = SECTIONS.iter().find(|s| s.name == name.get_ref()) else {
             let at = name.span().start;
             let (file, line) = (src.file.to_owned(), src.line_of(at));

@@ -29,11 +29,13 @@ use toml::de::DeTable;
 
 mod check;
 mod keys;
+mod policy;
 #[cfg(test)]
 mod tests;
 
 use check::{one_line, Source, Values};
 pub use keys::{render_example, render_markdown_table};
+pub use policy::KEYS as POLICY_KEYS;
 
 /// Where `otpgated` looks for its configuration unless `--config` says otherwise.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/otpgate/otpgate.toml";
@@ -48,6 +50,8 @@ pub struct Config {
     pub access: AccessConfig,
     pub pam: PamConfig,
     pub email: EmailConfig,
+    /// `[[policy]]` rules, in file order.
+    pub policy: crate::policy::Policy,
 }
 
 /// Which storage engine holds the per-user records.
@@ -309,7 +313,12 @@ impl Config {
         })?;
         let values = check::check(&src, root.get_ref())?;
         cross_checks(&src, &values)?;
-        Ok(Config::from_values(&values))
+        let rules = policy::parse(&src, root.get_ref())?;
+        policy::check_root(&src, &rules)?;
+        Ok(Config {
+            policy: rules,
+            ..Config::from_values(&values)
+        })
     }
 
     /// Reads and parses `path`. A file that does not exist means all defaults
@@ -384,6 +393,7 @@ impl Config {
                 code_ttl_secs: v.int("email", "code_ttl_secs"),
                 resend_cooldown_secs: v.int("email", "resend_cooldown_secs"),
             },
+            policy: crate::policy::Policy::default(),
         }
     }
 }

@@ -394,14 +394,14 @@ fn unknown_sections_and_keys_are_refused() {
         err("[totp]\ndigits = 6\n\n[smtp]\nhost = \"x\"\n"),
         format!(
             "{FILE}:4: unknown section [smtp] \
-             (known: storage, totp, lockout, backup_codes, access, pam, email)"
+             (known: storage, totp, lockout, backup_codes, access, pam, email, [[policy]])"
         )
     );
     assert_eq!(
         err("digits = 6\n"),
         format!(
             "{FILE}:1: key \"digits\" outside any section \
-             (known sections: storage, totp, lockout, backup_codes, access, pam, email)"
+             (known sections: storage, totp, lockout, backup_codes, access, pam, email, [[policy]])"
         )
     );
     // A table nested in a section is an unknown key of that section.
@@ -668,4 +668,118 @@ fn the_pam_socket_is_on_by_default_and_can_be_turned_off() {
             "{bad}: {m}"
         );
     }
+}
+
+fn policy_err(text: &str) -> String {
+    Config::parse(text, Path::new("/etc/otpgate/otpgate.toml"))
+        .unwrap_err()
+        .to_string()
+}
+
+#[test]
+fn policy_rules_are_read_in_order_with_their_lines() {
+    let text = "[lockout]\nmax_failures = 3\n\n[[policy]]\nusers = [\"root\"]\nservices = [\"login\"]\nmode = \"optional\"\n\n[[policy]]\ngroups = [\"*\", \"!backup\"]\nservices = [\"sshd\", \"sudo\"]\nmode = \"require\"\nenroll_by = \"2027-01-31\"\nremember_secs = 300\n\n[[policy]]\nfrom = [\"10.0.0.0/8\", \"2001:db8::/32\"]\nmode = \"require\"\n\n[[policy]]\nusers = [\"robot\"]\nmode = \"skip\"\nallow_skip_remote = true\n";
+    let c = Config::parse(text, Path::new("/etc/otpgate/otpgate.toml")).unwrap();
+    let r = &c.policy.rules;
+    assert_eq!(r.len(), 4);
+    assert_eq!((r[0].line, r[1].line, r[2].line, r[3].line), (4, 9, 16, 20));
+    assert_eq!(r[1].mode, crate::policy::Mode::Require);
+    assert_eq!(r[1].enroll_by.unwrap().to_string(), "2027-01-31");
+    assert_eq!(r[1].remember_secs, 300);
+    assert_eq!(r[1].groups.as_ref().unwrap().no, vec!["backup".to_string()]);
+    assert_eq!(r[2].from.as_ref().unwrap().len(), 2);
+    assert!(r[3].allow_skip_remote);
+    assert_eq!(c.lockout.max_failures, 3);
+    // A TOML date literal is a date too.
+    let c = Config::parse(
+        "[[policy]]\nusers = [\"root\"]\nservices = [\"login\"]\nmode = \"optional\"\n[[policy]]\nmode = \"require\"\nservices = [\"sshd\"]\nenroll_by = 2027-01-31\n",
+        Path::new("x"),
+    )
+    .unwrap();
+    assert_eq!(
+        c.policy.rules[1].enroll_by.unwrap().to_string(),
+        "2027-01-31"
+    );
+}
+
+#[test]
+fn bad_policy_rules_are_refused_with_file_line_and_reason() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "[policy]\nmode = \"require\"\n",
+            ":1: [policy]: rules are an array of tables",
+        ),
+        (
+            "[[policy]]\nusers = [\"a\"]\n",
+            ":1: [[policy]] rule 1: mode: is required",
+        ),
+        (
+            "[[policy]]\nmode = \"maybe\"\n",
+            ":2: [[policy]] rule 1: mode = \"maybe\": must be",
+        ),
+        (
+            "[[policy]]\nmode = \"skip\"\nuser = [\"a\"]\n",
+            ":3: [[policy]] rule 1: unknown key \"user\"",
+        ),
+        (
+            "[[policy]]\nmode = \"optional\"\nfrom = [\"10.0.0.0/8\"]\n",
+            ":3: [[policy]] rule 1: from: may only make a second factor required",
+        ),
+        (
+            "[[policy]]\nmode = \"require\"\nservices = [\"sshd\"]\nfrom = [\"!10.0.0.0/8\"]\n",
+            "is not an address or network",
+        ),
+        (
+            "[[policy]]\nmode = \"require\"\nservices = [\"sshd\"]\nfrom = [\"office.example\"]\n",
+            "is not an address or network",
+        ),
+        (
+            "[[policy]]\nmode = \"optional\"\ngroups = [\"!backup\"]\n",
+            "only exclusions match nothing",
+        ),
+        (
+            "[[policy]]\nmode = \"optional\"\nusers = []\n",
+            "an empty list matches nothing",
+        ),
+        (
+            "[[policy]]\nmode = \"optional\"\nusers = \"alice\"\n",
+            "must be a list of strings",
+        ),
+        (
+            "[[policy]]\nmode = \"optional\"\nenroll_by = \"2027-01-31\"\n",
+            "only means something with mode = \"require\"",
+        ),
+        (
+            "[[policy]]\nmode = \"require\"\nservices = [\"sshd\"]\nenroll_by = \"2027-02-30\"\n",
+            "enroll_by = \"2027-02-30\": must be a date",
+        ),
+        (
+            "[[policy]]\nmode = \"skip\"\nremember_secs = 60\n",
+            "means nothing with mode = \"skip\"",
+        ),
+        (
+            "[[policy]]\nmode = \"optional\"\nremember_secs = 90000\n",
+            "between 0 and 86400",
+        ),
+        (
+            "[[policy]]\nmode = \"optional\"\nallow_skip_remote = true\n",
+            "only means something with mode = \"skip\"",
+        ),
+    ];
+    for (text, want) in cases {
+        let e = policy_err(text);
+        assert!(e.contains(want), "{text:?}: {e}");
+        assert!(e.starts_with("/etc/otpgate/otpgate.toml:"), "{e}");
+    }
+}
+
+#[test]
+fn rules_that_lock_out_root_everywhere_are_refused() {
+    let e = policy_err("[[policy]]\ngroups = [\"*\"]\nmode = \"require\"\n");
+    assert!(
+        e.contains(":1: [[policy]]: these rules make root give a second factor on every service"),
+        "{e}"
+    );
+    let ok = "[[policy]]\nusers = [\"root\"]\nservices = [\"login\"]\nmode = \"optional\"\n\n[[policy]]\ngroups = [\"*\"]\nmode = \"require\"\n";
+    assert!(Config::parse(ok, Path::new("x")).is_ok());
 }

@@ -142,7 +142,10 @@ impl Engine {
         let _permit = self.admit(caller)?;
         self.authorize(caller, Interface::Admin, None)?;
         let keys = match self.account(user).await {
-            Ok(account) => vec![account.key(), account.name],
+            Ok(account) => {
+                self.forget_sessions(account.uid);
+                vec![account.key(), account.name]
+            }
             Err(ServiceError::InvalidUser(_)) => {
                 let name = user.to_string();
                 self.run(None, move |e| Ok(e.orphan_keys(&name))).await?

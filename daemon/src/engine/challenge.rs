@@ -7,11 +7,14 @@ use std::sync::Arc;
 
 use otpgate_proto::{ChallengeState, ServiceError};
 
+use super::breakglass;
 use super::mail::Mail;
+use super::policy::{unenrolled_message, Facts};
 use super::{ChallengeOutcome, Context, Decided, Engine, Env, Event, EMAIL_SENDS_PER_HOUR};
 use crate::audit::Level;
 use crate::authz::{Caller, Interface};
 use crate::email::{self, Purpose};
+use crate::policy::Mode;
 use crate::record::{EmailCode, UserRecord};
 use crate::store::Write;
 
@@ -29,18 +32,44 @@ pub(crate) fn decide(
     rec: Option<UserRecord>,
     env: &Env,
     mail: &MailState,
+    facts: &Facts,
 ) -> Decided<(ChallengeOutcome, Option<Mail>)> {
     let now = env.now;
+    let rule = facts.decision.describe.clone();
     let mut rec = match rec {
         Some(r) if r.enrolled() => r,
-        _ => {
+        Some(r) if facts.console && r.breakglass.as_ref().is_some_and(|b| !b.hashes.is_empty()) => {
+            // Root without a device, at the console, with break-glass codes.
+            let _ = r;
             return Decided::keep(Ok((
-                ChallengeOutcome::plain(
-                    ChallengeState::NotEnrolled,
-                    format!("{} has no second factor enrolled", env.account.name),
-                ),
+                ChallengeOutcome {
+                    rule,
+                    ..ChallengeOutcome::plain(
+                        ChallengeState::CodeRequired,
+                        "No second factor is enrolled: enter a break-glass code.",
+                    )
+                },
                 None,
-            )))
+            )));
+        }
+        _ => {
+            let word = facts.decision.unenrolled(now);
+            return Decided::keep(Ok((
+                ChallengeOutcome {
+                    policy: Some(word),
+                    enroll_by: facts
+                        .decision
+                        .enroll_by
+                        .map(|d| d.to_string())
+                        .unwrap_or_default(),
+                    rule,
+                    ..ChallengeOutcome::plain(
+                        ChallengeState::NotEnrolled,
+                        unenrolled_message(&env.account.name, word, &facts.decision),
+                    )
+                },
+                None,
+            )));
         }
     };
     let method = rec.method();
@@ -49,6 +78,7 @@ pub(crate) fn decide(
             ChallengeOutcome {
                 method,
                 locked_until: rec.locked_until,
+                rule,
                 ..ChallengeOutcome::plain(
                     ChallengeState::Locked,
                     "Too many wrong codes: the second factor is locked.",
@@ -57,11 +87,34 @@ pub(crate) fn decide(
             None,
         )));
     }
+    if facts.remembered {
+        return Decided::keep(Ok((
+            ChallengeOutcome {
+                method,
+                rule,
+                ..ChallengeOutcome::plain(
+                    ChallengeState::Remembered,
+                    "Second factor already given in this session.",
+                )
+            },
+            None,
+        )));
+    }
     let digits = rec.totp().map_or(super::EMAIL_CODE_DIGITS, |t| t.digits) as u32;
+    // Root's unacknowledged break-glass uses go before whatever else is said.
+    let note = breakglass::note(&rec);
     let prompt = |message: String| ChallengeOutcome {
         method,
         digits,
-        ..ChallengeOutcome::plain(ChallengeState::CodeRequired, message)
+        rule: rule.clone(),
+        ..ChallengeOutcome::plain(
+            ChallengeState::CodeRequired,
+            match (note.is_empty(), message.is_empty()) {
+                (true, _) => message,
+                (false, true) => note.clone(),
+                (false, false) => format!("{note} {message}"),
+            },
+        )
     };
     let Some(address) = rec.email().map(|f| f.address.clone()) else {
         return Decided::keep(Ok((prompt(String::new()), None)));
@@ -134,6 +187,22 @@ impl Engine {
         ctx: Context,
     ) -> Result<ChallengeOutcome, ServiceError> {
         let (_permit, account) = self.open_call(caller, Interface::Auth, user).await?;
+        let facts = self.facts(caller, &account, &ctx).await?;
+        if facts.decision.mode == Mode::Skip {
+            // Decided by the configuration alone: no record is read.
+            self.audit.event(
+                Level::Info,
+                "policy-skip",
+                &account.name,
+                &ctx,
+                caller.uid,
+                &format!("rule=\"{}\"", facts.decision.describe),
+            );
+            return Ok(ChallengeOutcome {
+                rule: facts.decision.describe,
+                ..ChallengeOutcome::plain(ChallengeState::Skip, "")
+            });
+        }
         let on = self.mailer.is_some();
         let failed = self.recent_mail_failure(&account.key(), self.clock.now());
         let fresh = email::new_code().map_err(super::internal)?;
@@ -144,7 +213,7 @@ impl Engine {
                     failed: failed.as_deref(),
                     fresh: &fresh,
                 };
-                decide(rec, env, &state)
+                decide(rec, env, &state, &facts)
             })
             .await?;
         if let Some(mail) = mail {

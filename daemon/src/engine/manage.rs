@@ -62,7 +62,7 @@ fn prove(
         ))));
     }
     let mut rec = rec;
-    let checked = match check_code(&mut rec, code, env, None) {
+    let checked = match check_code(&mut rec, code, env, None, None) {
         Ok(c) => c,
         Err(fault) => {
             return Err(Decided {
@@ -189,7 +189,10 @@ impl Engine {
             caller.uid,
             move |rec, env| decide_disable(rec, admin, &code, env),
         )
-        .await
+        .await?;
+        // A remembered session must not outlive the factor it proved.
+        self.forget_sessions(account.uid);
+        Ok(())
     }
 
     pub async fn regenerate_backup_codes(

@@ -14,7 +14,10 @@
 //! - `admin.rs`: ListUsers, Unlock, Reset, Stats, Import, and moving
 //!   records filed by name to their uid;
 //! - `mail.rs`: sending a code without holding anything, and taking it
-//!   back when it could not be sent.
+//!   back when it could not be sent;
+//! - `policy.rs`: which `[[policy]]` rule applies to a login, the caller's
+//!   session and console, remembered successes, Account and ExplainPolicy;
+//! - `breakglass.rs`: root's console-only one-time codes.
 //!
 //! Around a decision the engine does, in this order: admission (a caller
 //! that is not root has a bounded number of calls), the account (the name
@@ -26,10 +29,12 @@
 
 mod access;
 mod admin;
+mod breakglass;
 mod challenge;
 mod enrol;
 mod mail;
 mod manage;
+mod policy;
 mod transact;
 mod verify;
 
@@ -201,6 +206,8 @@ pub struct Engine {
     /// Records filed by name are left (their names did not resolve at
     /// start): look for one before deciding that an account has none.
     legacy_left: AtomicBool,
+    /// Successes remembered per login session (`remember_secs`).
+    remembered: policy::Remembered,
 }
 
 /// This host's name, as shown in authenticator apps and mail subjects.
@@ -269,6 +276,7 @@ impl Engine {
             accounts: Arc::new(SystemAccounts),
             mail_failures: Mutex::new(HashMap::new()),
             legacy_left: AtomicBool::new(true),
+            remembered: policy::Remembered::default(),
         }
     }
 

@@ -152,6 +152,7 @@ fn user(name: &str, uid: u32) -> Caller {
         uid,
         name: Some(name.into()),
         admin: false,
+        pid: None,
     }
 }
 

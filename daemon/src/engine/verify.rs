@@ -9,6 +9,8 @@ use std::sync::Arc;
 
 use otpgate_proto::{MethodUsed, ServiceError, VerifyResult};
 
+use super::breakglass;
+use super::policy::Facts;
 use super::{corrupt, Context, Decided, Engine, Env, Event, VerifyOutcome, EMAIL_CODE_DIGITS};
 use crate::audit::Level;
 use crate::authz::{Caller, Interface};
@@ -18,7 +20,7 @@ use crate::crypto;
 use crate::email;
 use crate::error::Error;
 use crate::lockout::{lock_duration, SourceCounter};
-use crate::record::{Factor, TotpFactor, UserRecord};
+use crate::record::{BreakglassUse, Factor, TotpFactor, UserRecord};
 use crate::store::Write;
 use crate::totp::{self, Params};
 
@@ -43,7 +45,8 @@ pub(crate) fn params_of(f: &TotpFactor) -> Result<Params, String> {
 
 /// The rule. `source_blocked` is the caller's remote host and when its
 /// failure window ends, if it is over its limit (the engine's in-memory
-/// per-source count).
+/// per-source count). `console` is the login, when it sits at a local
+/// console: only then are break-glass codes tried.
 // The refusal is a whole decision, made once per call: not worth a box.
 #[allow(clippy::result_large_err)]
 pub(crate) fn check_code(
@@ -51,6 +54,7 @@ pub(crate) fn check_code(
     code: &str,
     env: &Env,
     source_blocked: Option<(&str, u64)>,
+    console: Option<&Facts>,
 ) -> Result<Checked, Decided<VerifyOutcome>> {
     let now = env.now;
     let cfg = env.config;
@@ -138,6 +142,10 @@ pub(crate) fn check_code(
                 }
             }
         }
+        // Root without a device, with break-glass codes, at the console.
+        None if console.is_some() && rec.breakglass.is_some() => {
+            candidate = totp::normalise(code, 6);
+        }
         None => return Err(corrupt(env, "no factor")),
     }
     if result == VerifyResult::Invalid {
@@ -148,6 +156,26 @@ pub(crate) fn check_code(
                 rec.backup.as_mut().expect("checked above").hashes.remove(i);
                 result = VerifyResult::Ok;
                 method = Some(MethodUsed::Backup);
+            }
+        }
+    }
+    if let (VerifyResult::Invalid, Some(facts), Some(b)) = (result, console, &candidate.backup) {
+        if let Some(set) = &rec.breakglass {
+            let found = backup::find(env.key, &breakglass::binding(rec), set, b)
+                .map_err(|e| Decided::<VerifyOutcome>::keep(Err(super::internal(e))))?;
+            if let Some(i) = found {
+                rec.breakglass
+                    .as_mut()
+                    .expect("checked above")
+                    .hashes
+                    .remove(i);
+                rec.breakglass_uses.push(BreakglassUse {
+                    at: now,
+                    tty: crate::audit::clean(&facts.tty),
+                    service: crate::audit::clean(&facts.service),
+                });
+                result = VerifyResult::Ok;
+                method = Some(MethodUsed::Breakglass);
             }
         }
     }
@@ -176,6 +204,19 @@ pub(crate) fn check_code(
             ));
             outcome.message = format!("Backup code accepted; {left} left.");
         }
+        if method == Some(MethodUsed::Breakglass) {
+            let left = rec.breakglass.as_ref().map_or(0, |b| b.hashes.len());
+            events.push(Event::new(
+                Level::Alert,
+                "breakglass-used",
+                format!("breakglass_codes_left={left}"),
+            ));
+            outcome.message = format!(
+                "Break-glass code accepted; {left} left. This use is reported to the administrators."
+            );
+        }
+        // Noted at every login until root acknowledges it.
+        outcome.notice = breakglass::note(rec);
         return Ok(Checked {
             outcome,
             changed: true,
@@ -228,9 +269,12 @@ pub(crate) fn decide(
     code: &str,
     env: &Env,
     source_blocked: Option<(&str, u64)>,
+    facts: &Facts,
 ) -> Decided<VerifyOutcome> {
+    let console = facts.console.then_some(facts);
     let mut rec = match rec {
         Some(r) if r.enrolled() => r,
+        Some(r) if console.is_some() && r.breakglass.is_some() => r,
         _ => {
             return Decided::keep(Ok(VerifyOutcome::plain(
                 VerifyResult::NotEnrolled,
@@ -238,7 +282,7 @@ pub(crate) fn decide(
             )))
         }
     };
-    match check_code(&mut rec, code, env, source_blocked) {
+    match check_code(&mut rec, code, env, source_blocked, console) {
         Err(fault) => fault,
         Ok(c) => Decided {
             write: if c.changed {
@@ -285,6 +329,7 @@ impl Engine {
         ctx: Context,
     ) -> Result<VerifyOutcome, ServiceError> {
         let (_permit, account) = self.open_call(caller, Interface::Auth, user).await?;
+        let facts = self.facts(caller, &account, &ctx).await?;
         // Only root's callers (the PAM module in sshd, sudo, login) report
         // a remote host worth trusting; a user's own caller could name any.
         let source = if caller.is_root() {
@@ -297,10 +342,21 @@ impl Engine {
             .await?;
         let mut outcome = self
             .transact(&account, &ctx, caller.uid, {
-                let source = source.clone();
-                move |rec, env| decide(rec, &code, env, blocked.map(|u| (source.as_str(), u)))
+                let (source, facts) = (source.clone(), facts.clone());
+                move |rec, env| {
+                    decide(
+                        rec,
+                        &code,
+                        env,
+                        blocked.map(|u| (source.as_str(), u)),
+                        &facts,
+                    )
+                }
             })
             .await?;
+        if outcome.result == VerifyResult::Ok {
+            self.remember(&account, &facts);
+        }
         let failed = matches!(
             outcome.result,
             VerifyResult::Invalid | VerifyResult::Replayed
