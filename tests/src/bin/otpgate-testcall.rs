@@ -7,7 +7,9 @@
 //! Challenge USER [CONTEXT_JSON] · Verify USER CODE [CONTEXT_JSON] ·
 //! Enroll USER [METHOD [EMAIL]] · Confirm USER CODE · Status USER ·
 //! Disable USER [CODE] · RegenerateBackupCodes USER [CODE] · ListUsers ·
-//! Unlock USER · Reset USER · Stats · Import USER FILE
+//! Unlock USER · Reset USER · Stats · Import USER FILE ·
+//! Account USER [CONTEXT_JSON] · ExplainPolicy USER SERVICE [CONTEXT_JSON] ·
+//! GenerateBreakglass USER · AcknowledgeBreakglass USER
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -81,6 +83,39 @@ async fn call(address: &str, iface: &str, method: &str, a: &[String]) -> zbus::R
                 .await?;
             json!([s, dict_json(&d)])
         }
+        ("Auth", "Account") => {
+            let ctx = context(a.get(1));
+            let (s, d) = AuthProxy::new(&conn)
+                .await?
+                .account(arg(0), as_dict(&ctx))
+                .await?;
+            json!([s, dict_json(&d)])
+        }
+        ("Admin", "ExplainPolicy") => {
+            let ctx = context(a.get(2));
+            let d = AdminProxy::new(&conn)
+                .await?
+                .explain_policy(arg(0), arg(1), as_dict(&ctx))
+                .await?;
+            let mut v = dict_json(&d);
+            // `reasons` is an array of strings, which dict_json cannot show.
+            if let Ok(x) = otpgate_proto::codec::Explanation::from_dict(&d) {
+                v["reasons"] = json!(x.reasons);
+            }
+            v
+        }
+        ("Admin", "GenerateBreakglass") => json!(
+            AdminProxy::new(&conn)
+                .await?
+                .generate_breakglass(arg(0))
+                .await?
+        ),
+        ("Admin", "AcknowledgeBreakglass") => json!(
+            AdminProxy::new(&conn)
+                .await?
+                .acknowledge_breakglass(arg(0))
+                .await?
+        ),
         ("Manager", "Enroll") => {
             let mut opts = HashMap::new();
             if let Some(m) = a.get(1) {
