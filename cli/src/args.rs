@@ -128,8 +128,8 @@ pub enum Command {
             jumps, and walks every result of every module as libpam does. Also reads \
             sshd_config and sudoers, checks the module file and the bus policy, and, for \
             the root /, whether otpgated is running and whether root, where the policy \
-            requires a second factor, has break-glass codes left. Each way around the code is printed \
-            with the file and line and the exact fix. Nothing is changed. With --root it \
+            requires a second factor, has break-glass codes left. Each way around the code \
+            is printed with the file and line and the exact fix. Nothing is changed. With --root it \
             reads a copy of a system and does not use the bus.",
         after_help = "Examples:\n  \
             otpgate doctor\n  \
