@@ -127,8 +127,9 @@ pub enum Command {
             with --service), following @include, include, substack and [value=action] \
             jumps, and walks every result of every module as libpam does. Also reads \
             sshd_config and sudoers, checks the module file and the bus policy, and, for \
-            the root /, whether otpgated is running. Each way around the code is printed \
-            with the file and line and the exact fix. Nothing is changed. With --root it \
+            the root /, whether otpgated is running and whether root, where the policy \
+            requires a second factor, has break-glass codes left. Each way around the code \
+            is printed with the file and line and the exact fix. Nothing is changed. With --root it \
             reads a copy of a system and does not use the bus.",
         after_help = "Examples:\n  \
             otpgate doctor\n  \
@@ -138,6 +139,30 @@ pub enum Command {
             severity bypass), 2 error (not root, unreadable root)."
     )]
     Doctor(DoctorArgs),
+
+    /// Administrator: which [[policy]] rule applies to a login, and why
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  \
+            otpgate policy explain alice sshd --rhost 10.1.2.3\n  \
+            otpgate policy explain root login --json"
+    )]
+    Policy(PolicyCommand),
+
+    /// Root: one-time codes for a lost device, accepted only on a local console
+    #[command(
+        subcommand,
+        long_about = "Root: break-glass codes, for when root's device is lost.\n\n\
+            Break-glass codes are one-time codes that otpgated accepts only on a local \
+            console (a virtual or a serial console), never over ssh or from another host. \
+            Each use is logged at alert level and noted at every later login until it is \
+            acknowledged with `otpgate breakglass ack`. Only root may make or acknowledge \
+            them.",
+        after_help = "Examples:\n  \
+            otpgate breakglass generate        (print them once; keep them offline, in a safe)\n  \
+            otpgate breakglass ack             (after checking every use in the log)"
+    )]
+    Breakglass(BreakglassCommand),
 
     /// Administrator: operations on this host's otpgated itself
     #[command(
@@ -180,6 +205,86 @@ pub enum AdminCommand {
             Exit status: 0 every record re-sealed, 1 some left as they were (named), 2 error."
     )]
     RotateKey(ConfigArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// Which [[policy]] rule applies to USER logging in through SERVICE, and why
+    #[command(
+        long_about = "Which [[policy]] rule applies to USER logging in through the PAM \
+            service SERVICE, and why.\n\n\
+            otpgated evaluates its [[policy]] rules in order, as it would for a real login, \
+            and says which rule decides (with the configuration file's line), the mode \
+            (require, optional or skip), whether USER is enrolled, what the login would get \
+            now, and why each rule before it does not match. Nothing is changed and no code \
+            is asked. The PAM line's own options (nullok) still apply on top.",
+        after_help = "Examples:\n  \
+            otpgate policy explain alice sshd --rhost 10.1.2.3\n  \
+            otpgate policy explain root login\n  \
+            otpgate policy explain bob sudo --json | jq -r .mode\n\n\
+            Exit status: 0 explained, 1 failure (one line on stderr), 2 usage error."
+    )]
+    Explain(ExplainArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ExplainArgs {
+    /// The user who logs in
+    #[arg(value_name = "USER", value_parser = parse_user)]
+    pub user: String,
+
+    /// The PAM service the login goes through (sshd, sudo, login, ...)
+    #[arg(value_name = "SERVICE", value_parser = parse_service)]
+    pub service: String,
+
+    /// The remote host the login comes from (an address or a name) [default: a local login]
+    #[arg(long, value_name = "HOST", value_parser = parse_host)]
+    pub rhost: Option<String>,
+}
+
+/// What PAM_RHOST can hold: one word, nothing that could forge a line.
+fn parse_host(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.len() > 255 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        Err(format!("`{s}` is not a host name or address"))
+    } else {
+        Ok(s.to_owned())
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BreakglassCommand {
+    /// Replace the break-glass codes and print the new ones once
+    #[command(
+        long_about = "Replace USER's break-glass codes (root's unless --user says otherwise) \
+            and print the new ones, once. The old codes stop working. Only root may run it.\n\n\
+            Store the codes offline, in a safe: they are for when root's device is lost. \
+            otpgated accepts them only on a local console (a virtual or a serial console), \
+            never over ssh; each use is logged at alert level and noted at every later \
+            login until `otpgate breakglass ack`.",
+        after_help = "Examples:\n  \
+            otpgate breakglass generate\n  \
+            otpgate breakglass generate --user alice --json"
+    )]
+    Generate(BreakglassArgs),
+
+    /// Acknowledge the break-glass codes used so far (stops the notice at every login)
+    #[command(
+        long_about = "Acknowledge USER's used break-glass codes (root's unless --user says \
+            otherwise): otpgated stops noting them at every login. Check first, in the log \
+            (`journalctl -p alert`), that every use was someone entitled to it. Only root \
+            may run it.",
+        after_help = "Examples:\n  \
+            otpgate breakglass ack\n  \
+            otpgate breakglass ack --user alice --json"
+    )]
+    Ack(BreakglassArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BreakglassArgs {
+    /// Whose break-glass codes [default: root]
+    #[arg(long, value_name = "USER", value_parser = parse_user, default_value = "root")]
+    pub user: String,
 }
 
 #[derive(Args, Debug)]
@@ -368,5 +473,63 @@ mod tests {
                 .unwrap()
                 .json
         );
+    }
+
+    #[test]
+    fn policy_explain_takes_a_user_a_service_and_a_host() {
+        let cli = Cli::try_parse_from([
+            "otpgate", "policy", "explain", "alice", "sshd", "--rhost", "10.1.2.3", "--json",
+        ])
+        .unwrap();
+        assert!(cli.json);
+        let Command::Policy(PolicyCommand::Explain(a)) = cli.command else {
+            panic!("{:?}", cli.command)
+        };
+        assert_eq!((a.user.as_str(), a.service.as_str()), ("alice", "sshd"));
+        assert_eq!(a.rhost.as_deref(), Some("10.1.2.3"));
+        let local = Cli::try_parse_from(["otpgate", "policy", "explain", "bob", "sudo"]).unwrap();
+        let Command::Policy(PolicyCommand::Explain(a)) = local.command else {
+            panic!()
+        };
+        assert_eq!(a.rhost, None);
+        for bad in [
+            vec!["otpgate", "policy", "explain", "alice"],
+            vec!["otpgate", "policy", "explain", "../x", "sshd"],
+            vec!["otpgate", "policy", "explain", "alice", "../sshd"],
+            vec![
+                "otpgate", "policy", "explain", "alice", "sshd", "--rhost", "a\nb",
+            ],
+            vec![
+                "otpgate", "policy", "explain", "alice", "sshd", "--rhost", "",
+            ],
+            vec!["otpgate", "policy"],
+        ] {
+            let err = Cli::try_parse_from(&bad).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn breakglass_is_about_root_unless_told() {
+        let cli = Cli::try_parse_from(["otpgate", "breakglass", "generate"]).unwrap();
+        let Command::Breakglass(BreakglassCommand::Generate(a)) = cli.command else {
+            panic!()
+        };
+        assert_eq!(a.user, "root");
+        let cli =
+            Cli::try_parse_from(["otpgate", "breakglass", "ack", "--user", "alice", "--json"])
+                .unwrap();
+        assert!(cli.json);
+        let Command::Breakglass(BreakglassCommand::Ack(a)) = cli.command else {
+            panic!()
+        };
+        assert_eq!(a.user, "alice");
+        for bad in [
+            vec!["otpgate", "breakglass"],
+            vec!["otpgate", "breakglass", "use"],
+            vec!["otpgate", "breakglass", "ack", "--user", "../etc"],
+        ] {
+            assert_eq!(Cli::try_parse_from(&bad).unwrap_err().exit_code(), 2);
+        }
     }
 }

@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use otpgate_proto::codec::{DecodeError, Enrollment, Imported, Stats, Status, UserEntry};
+use otpgate_proto::codec::{
+    DecodeError, Enrollment, Explanation, Imported, Stats, Status, UserEntry,
+};
 use otpgate_proto::{AdminProxy, Dict, ManagerProxy, BUS_NAME, SYSTEM_BUS_ADDRESS};
 use zbus::names::{BusName, UniqueName};
 use zbus::proxy::CacheProperties;
@@ -102,6 +104,16 @@ impl Client {
             .map_err(self.err(None))
     }
 
+    async fn trusted_admin(&self, what: &'static str) -> Result<AdminProxy<'static>, CliError> {
+        let owner = self.root_owner(what).await?;
+        AdminProxy::builder(&self.conn)
+            .destination(owner)
+            .cache_properties(CacheProperties::No)
+            .build()
+            .await
+            .map_err(self.err(None))
+    }
+
     fn err(&self, user: Option<&str>) -> impl FnOnce(zbus::Error) -> CliError + '_ {
         let user = user.map(str::to_owned);
         move |e| from_zbus(e, &self.address, user.as_deref())
@@ -187,17 +199,50 @@ impl Client {
     }
 
     pub async fn import(&self, user: &str, contents: &str) -> Result<Imported, CliError> {
-        let owner = self.root_owner("secret").await?;
-        let reply = AdminProxy::builder(&self.conn)
-            .destination(owner)
-            .cache_properties(CacheProperties::No)
-            .build()
-            .await
-            .map_err(self.err(None))?
+        let reply = self
+            .trusted_admin("secret")
+            .await?
             .import(user, contents)
             .await
             .map_err(self.err(Some(user)))?;
         Imported::from_dict(&reply).map_err(protocol)
+    }
+
+    pub async fn explain_policy(
+        &self,
+        user: &str,
+        service: &str,
+        rhost: Option<&str>,
+    ) -> Result<Explanation, CliError> {
+        let mut context: Dict<'_> = HashMap::new();
+        if let Some(h) = rhost {
+            context.insert(otpgate_proto::context::RHOST, h.into());
+        }
+        let reply = self
+            .admin
+            .explain_policy(user, service, context)
+            .await
+            .map_err(self.err(Some(user)))?;
+        Explanation::from_dict(&reply).map_err(protocol)
+    }
+
+    /// Codes from an impostor would be worse than none: root would lock
+    /// them in the safe believing there is a way back in. So only root's
+    /// daemon is asked.
+    pub async fn generate_breakglass(&self, user: &str) -> Result<BackupCodes, CliError> {
+        self.trusted_admin("break-glass request")
+            .await?
+            .generate_breakglass(user)
+            .await
+            .map(BackupCodes::new)
+            .map_err(self.err(Some(user)))
+    }
+
+    pub async fn acknowledge_breakglass(&self, user: &str) -> Result<u32, CliError> {
+        self.admin
+            .acknowledge_breakglass(user)
+            .await
+            .map_err(self.err(Some(user)))
     }
 }
 

@@ -24,11 +24,17 @@ pub fn generate(packaging_dir: &Path) -> io::Result<Vec<PathBuf>> {
         written.push(path);
     }
 
-    // One page per command: otpgate.1, otpgate-enroll.1, ...
+    // One page per command, nested ones included: otpgate.1,
+    // otpgate-enroll.1, otpgate-policy-explain.1, ... A group's page lists
+    // its commands as `otpgate-policy-explain(1)`, so those pages must exist.
     let mut cmd = crate::args::command().disable_help_subcommand(true);
     cmd.build();
-    let mut pages = vec![cmd.clone()];
-    pages.extend(cmd.get_subcommands().filter(|s| !s.is_hide_set()).cloned());
+    let mut pages = Vec::new();
+    let mut todo = vec![cmd];
+    while let Some(page) = todo.pop() {
+        todo.extend(page.get_subcommands().filter(|s| !s.is_hide_set()).cloned());
+        pages.push(page);
+    }
     for page in pages {
         let path = clap_mangen::Man::new(page)
             .manual("otpgate manual")

@@ -111,7 +111,7 @@ fn user_flag(user: &str, self_service: bool) -> String {
 
 /// The daemon's own text, on one line, without control characters: it is
 /// shown to a person and must not be able to move the cursor or forge lines.
-fn clean(message: &str) -> String {
+pub(crate) fn clean(message: &str) -> String {
     let one_line: String = message
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })

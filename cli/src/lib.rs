@@ -92,6 +92,8 @@ async fn run(cli: &Cli) -> Result<(), CliError> {
         Command::List => commands::admin::list(&ctx).await,
         Command::Stats => commands::admin::stats(&ctx).await,
         Command::Import(a) => commands::import::import(&ctx, a).await,
+        Command::Policy(c) => commands::policy::policy(&ctx, c).await,
+        Command::Breakglass(c) => commands::breakglass::breakglass(&ctx, c).await,
         Command::Admin(_) | Command::Doctor(_) => unreachable!("handled in main"),
     }
 }

@@ -167,10 +167,31 @@ impl StatusText for Status {
             ("failures", self.failures.to_string()),
         ];
         let width = pairs.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
-        pairs
+        let mut pairs = pairs.to_vec();
+        // Most users never have break-glass codes: the line appears only
+        // for those who do.
+        if self.breakglass_codes_left > 0 {
+            pairs.push((
+                "break-glass codes",
+                format!("{} left", self.breakglass_codes_left),
+            ));
+        }
+        let mut out: String = pairs
             .iter()
             .map(|(k, v)| format!("{:<w$}  {v}\n", format!("{k}:"), w = width + 1))
-            .collect()
+            .collect();
+        if self.breakglass_unacknowledged > 0 {
+            let flag = if self.user == "root" {
+                String::new()
+            } else {
+                format!(" --user {}", self.user)
+            };
+            out.push_str(&format!(
+                "\nwarning: break-glass codes used: {}, not acknowledged: run `otpgate breakglass ack{flag}`\n",
+                self.breakglass_unacknowledged
+            ));
+        }
+        out
     }
 }
 
@@ -264,5 +285,44 @@ mod tests {
             .collect();
         assert!(starts.windows(2).all(|w| w[0] == w[1]), "{text}");
         assert!(text.contains("backup codes left:  9"), "{text}");
+    }
+
+    #[test]
+    fn break_glass_lines_only_when_there_is_something_to_say() {
+        let s = Status {
+            user: "root".into(),
+            enrolled: true,
+            method: "totp".into(),
+            backup_codes_left: 10,
+            ..Status::default()
+        };
+        assert!(!s.text(0).contains("break-glass"), "{}", s.text(0));
+        let s = Status {
+            breakglass_codes_left: 4,
+            breakglass_unacknowledged: 1,
+            ..s
+        };
+        let text = s.text(0);
+        assert!(text.contains("\nbreak-glass codes:  4 left\n"), "{text}");
+        assert!(
+            text.ends_with(
+                "\nwarning: break-glass codes used: 1, not acknowledged: run `otpgate breakglass ack`\n"
+            ),
+            "{text}"
+        );
+        // Same column as the other values.
+        let col = |l: &str| l.find("4 left").or(l.find("10"));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            col(lines.iter().find(|l| l.starts_with("backup")).unwrap()),
+            col(lines.iter().find(|l| l.starts_with("break-glass")).unwrap())
+        );
+        let alice = Status {
+            user: "alice".into(),
+            ..s
+        };
+        assert!(alice
+            .text(0)
+            .contains("run `otpgate breakglass ack --user alice`"));
     }
 }

@@ -11,8 +11,8 @@ fn committed_completions_and_man_pages_are_up_to_date() {
     let fresh = tempfile::tempdir().unwrap();
     let files = otpgate::docs::generate(fresh.path()).unwrap();
     assert!(
-        files.len() >= 3 + 11,
-        "expected 3 completions and 11 man pages: {files:?}"
+        files.len() >= 3 + 15,
+        "expected 3 completions and 15 man pages: {files:?}"
     );
     let mut stale = Vec::new();
     for rel in &files {
@@ -53,6 +53,10 @@ fn every_command_has_a_man_page_and_completion() {
         "list",
         "stats",
         "import",
+        "doctor",
+        "admin",
+        "policy",
+        "breakglass",
     ] {
         let page =
             std::fs::read_to_string(fresh.path().join(format!("man/otpgate-{cmd}.1"))).unwrap();
@@ -60,6 +64,16 @@ fn every_command_has_a_man_page_and_completion() {
         let bash = std::fs::read_to_string(fresh.path().join("completions/otpgate.bash")).unwrap();
         assert!(bash.contains(cmd), "bash completion lacks {cmd}");
     }
+    let bash = std::fs::read_to_string(fresh.path().join("completions/otpgate.bash")).unwrap();
+    for sub in ["explain", "generate", "ack", "--rhost"] {
+        assert!(bash.contains(sub), "bash completion lacks {sub}");
+    }
+    let breakglass =
+        std::fs::read_to_string(fresh.path().join("man/otpgate-breakglass.1")).unwrap();
+    assert!(
+        breakglass.contains("local console"),
+        "where break-glass codes work is in the page"
+    );
     let enroll = std::fs::read_to_string(fresh.path().join("man/otpgate-enroll.1")).unwrap();
     assert!(enroll.contains("qr\\-svg"), "options are in the page");
     assert!(

@@ -22,6 +22,9 @@ _otpgate() {
             otpgate,backup-codes)
                 cmd="otpgate__subcmd__backup__subcmd__codes"
                 ;;
+            otpgate,breakglass)
+                cmd="otpgate__subcmd__breakglass"
+                ;;
             otpgate,confirm)
                 cmd="otpgate__subcmd__confirm"
                 ;;
@@ -42,6 +45,9 @@ _otpgate() {
                 ;;
             otpgate,list)
                 cmd="otpgate__subcmd__list"
+                ;;
+            otpgate,policy)
+                cmd="otpgate__subcmd__policy"
                 ;;
             otpgate,reset)
                 cmd="otpgate__subcmd__reset"
@@ -73,11 +79,32 @@ _otpgate() {
             otpgate__subcmd__admin__subcmd__help,rotate-key)
                 cmd="otpgate__subcmd__admin__subcmd__help__subcmd__rotate__subcmd__key"
                 ;;
+            otpgate__subcmd__breakglass,ack)
+                cmd="otpgate__subcmd__breakglass__subcmd__ack"
+                ;;
+            otpgate__subcmd__breakglass,generate)
+                cmd="otpgate__subcmd__breakglass__subcmd__generate"
+                ;;
+            otpgate__subcmd__breakglass,help)
+                cmd="otpgate__subcmd__breakglass__subcmd__help"
+                ;;
+            otpgate__subcmd__breakglass__subcmd__help,ack)
+                cmd="otpgate__subcmd__breakglass__subcmd__help__subcmd__ack"
+                ;;
+            otpgate__subcmd__breakglass__subcmd__help,generate)
+                cmd="otpgate__subcmd__breakglass__subcmd__help__subcmd__generate"
+                ;;
+            otpgate__subcmd__breakglass__subcmd__help,help)
+                cmd="otpgate__subcmd__breakglass__subcmd__help__subcmd__help"
+                ;;
             otpgate__subcmd__help,admin)
                 cmd="otpgate__subcmd__help__subcmd__admin"
                 ;;
             otpgate__subcmd__help,backup-codes)
                 cmd="otpgate__subcmd__help__subcmd__backup__subcmd__codes"
+                ;;
+            otpgate__subcmd__help,breakglass)
+                cmd="otpgate__subcmd__help__subcmd__breakglass"
                 ;;
             otpgate__subcmd__help,confirm)
                 cmd="otpgate__subcmd__help__subcmd__confirm"
@@ -100,6 +127,9 @@ _otpgate() {
             otpgate__subcmd__help,list)
                 cmd="otpgate__subcmd__help__subcmd__list"
                 ;;
+            otpgate__subcmd__help,policy)
+                cmd="otpgate__subcmd__help__subcmd__policy"
+                ;;
             otpgate__subcmd__help,reset)
                 cmd="otpgate__subcmd__help__subcmd__reset"
                 ;;
@@ -118,6 +148,27 @@ _otpgate() {
             otpgate__subcmd__help__subcmd__admin,rotate-key)
                 cmd="otpgate__subcmd__help__subcmd__admin__subcmd__rotate__subcmd__key"
                 ;;
+            otpgate__subcmd__help__subcmd__breakglass,ack)
+                cmd="otpgate__subcmd__help__subcmd__breakglass__subcmd__ack"
+                ;;
+            otpgate__subcmd__help__subcmd__breakglass,generate)
+                cmd="otpgate__subcmd__help__subcmd__breakglass__subcmd__generate"
+                ;;
+            otpgate__subcmd__help__subcmd__policy,explain)
+                cmd="otpgate__subcmd__help__subcmd__policy__subcmd__explain"
+                ;;
+            otpgate__subcmd__policy,explain)
+                cmd="otpgate__subcmd__policy__subcmd__explain"
+                ;;
+            otpgate__subcmd__policy,help)
+                cmd="otpgate__subcmd__policy__subcmd__help"
+                ;;
+            otpgate__subcmd__policy__subcmd__help,explain)
+                cmd="otpgate__subcmd__policy__subcmd__help__subcmd__explain"
+                ;;
+            otpgate__subcmd__policy__subcmd__help,help)
+                cmd="otpgate__subcmd__policy__subcmd__help__subcmd__help"
+                ;;
             *)
                 ;;
         esac
@@ -125,7 +176,7 @@ _otpgate() {
 
     case "${cmd}" in
         otpgate)
-            opts="-h -V --bus --json --help --version enroll confirm status disable backup-codes unlock reset list stats import doctor admin help"
+            opts="-h -V --bus --json --help --version enroll confirm status disable backup-codes unlock reset list stats import doctor policy breakglass admin help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -312,6 +363,124 @@ _otpgate() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        otpgate__subcmd__breakglass)
+            opts="-h -V --bus --json --help --version generate ack help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --bus)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpgate__subcmd__breakglass__subcmd__ack)
+            opts="-h -V --user --bus --json --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --bus)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpgate__subcmd__breakglass__subcmd__generate)
+            opts="-h -V --user --bus --json --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --bus)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpgate__subcmd__breakglass__subcmd__help)
+            opts="generate ack help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpgate__subcmd__breakglass__subcmd__help__subcmd__ack)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpgate__subcmd__breakglass__subcmd__help__subcmd__generate)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpgate__subcmd__breakglass__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         otpgate__subcmd__confirm)
             opts="-h -V --user --bus --json --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -435,7 +604,7 @@ _otpgate() {
             return 0
             ;;
         otpgate__subcmd__help)
-            opts="enroll confirm status disable backup-codes unlock reset list stats import doctor admin help"
+            opts="enroll confirm status disable backup-codes unlock reset list stats import doctor policy breakglass admin help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -493,6 +662,48 @@ _otpgate() {
         otpgate__subcmd__help__subcmd__backup__subcmd__codes)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpgate__subcmd__help__subcmd__breakglass)
+            opts="generate ack"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpgate__subcmd__help__subcmd__breakglass__subcmd__ack)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpgate__subcmd__help__subcmd__breakglass__subcmd__generate)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -591,6 +802,34 @@ _otpgate() {
         otpgate__subcmd__help__subcmd__list)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpgate__subcmd__help__subcmd__policy)
+            opts="explain"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpgate__subcmd__help__subcmd__policy__subcmd__explain)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -706,6 +945,88 @@ _otpgate() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpgate__subcmd__policy)
+            opts="-h -V --bus --json --help --version explain help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --bus)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpgate__subcmd__policy__subcmd__explain)
+            opts="-h -V --rhost --bus --json --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --rhost)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --bus)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpgate__subcmd__policy__subcmd__help)
+            opts="explain help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpgate__subcmd__policy__subcmd__help__subcmd__explain)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpgate__subcmd__policy__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 *)
                     COMPREPLY=()
                     ;;

@@ -2,9 +2,11 @@
 //! `Ctx`, talks to the daemon and prints; errors come back as `CliError`.
 
 pub mod admin;
+pub mod breakglass;
 pub mod codes;
 pub mod enroll;
 pub mod import;
+pub mod policy;
 pub mod status;
 
 use crate::client::{BackupCodes, Client};
@@ -43,6 +45,18 @@ impl Ctx {
     }
 }
 
+/// One-time codes in two columns, indented: short enough to copy by hand.
+pub fn code_columns(codes: &BackupCodes) -> String {
+    let mut out = String::new();
+    for pair in codes.0.chunks(2) {
+        let line: Vec<&str> = pair.iter().map(|c| c.as_str()).collect();
+        out.push_str("    ");
+        out.push_str(&line.join("    "));
+        out.push('\n');
+    }
+    out
+}
+
 /// Backup codes for a person: two columns, then the line telling them to
 /// store the codes, because they are never shown again.
 pub fn backup_codes_text(user: &str, codes: &BackupCodes) -> String {
@@ -50,12 +64,7 @@ pub fn backup_codes_text(user: &str, codes: &BackupCodes) -> String {
         "Backup codes for {user} (each works once, for when the phone is lost; \
          they are not shown again):\n\n"
     );
-    for pair in codes.0.chunks(2) {
-        let line: Vec<&str> = pair.iter().map(|c| c.as_str()).collect();
-        out.push_str("    ");
-        out.push_str(&line.join("    "));
-        out.push('\n');
-    }
+    out.push_str(&code_columns(codes));
     out.push_str(
         "\nStore these codes somewhere safe now (a password manager, or on paper): \
          otpgate keeps only their hashes.\n",

@@ -12,6 +12,7 @@ pub mod sudoers;
 use std::fmt::Write as _;
 use std::path::Path;
 
+use otpgate_proto::codec::Status;
 use serde::Serialize;
 
 use crate::args::DoctorArgs;
@@ -53,19 +54,36 @@ fn scope(root: &Path, given: &[String], sudo: &sudoers::SudoFacts) -> Result<Vec
 }
 
 /// What the running daemon says, for a check of `/`.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct Live {
-    /// Whether root has a second factor; `None`: the daemon could not say.
-    pub root_enrolled: Option<bool>,
+    /// Root's `Manager.Status`; `None`: the daemon could not say.
+    pub root: Option<Status>,
+    /// The `[[policy]]` mode (`require`, `optional`, `skip`) for root on
+    /// each service in scope that the daemon explained; empty from a
+    /// daemon that predates `ExplainPolicy`.
+    pub root_modes: Vec<(String, String)>,
 }
 
+impl Live {
+    fn root_enrolled(&self) -> Option<bool> {
+        self.root.as_ref().map(|s| s.enrolled)
+    }
+}
+
+/// Asks the running daemon about the services in scope; what `examine`
+/// calls on the live system.
+pub type AskDaemon<'a> = &'a dyn Fn(&[String]) -> Live;
+
 /// Runs every check on `root`. `live`: also ask the running system (only
-/// meaningful when `root` is `/`).
-pub fn examine(root: &Path, given: &[String], live: Option<Live>) -> Result<Report, String> {
-    let (live, facts) = (live.is_some(), live.unwrap_or_default());
+/// meaningful when `root` is `/`), about the services in scope.
+pub fn examine(root: &Path, given: &[String], live: Option<AskDaemon>) -> Result<Report, String> {
     std::fs::read_dir(root).map_err(|e| format!("cannot read {}: {e}", root.display()))?;
     let (sudo, sudo_findings) = sudoers::check(root);
     let services = scope(root, given, &sudo)?;
+    let (live, facts) = match live {
+        Some(ask) => (true, ask(&services)),
+        None => (false, Live::default()),
+    };
     let (reports, pam_findings) = pam::check(root, &services)?;
     let host_findings = host::check(root, live);
     let daemon_down = live
@@ -86,7 +104,7 @@ pub fn examine(root: &Path, given: &[String], live: Option<Live>) -> Result<Repo
         }
         findings.push(f);
     }
-    if facts.root_enrolled == Some(false) {
+    if facts.root_enrolled() == Some(false) {
         findings.extend(root_locked_out(&reports));
     }
     findings.extend(sshd::check(root));
@@ -105,6 +123,10 @@ pub fn examine(root: &Path, given: &[String], live: Option<Live>) -> Result<Repo
             s.enforced = false;
         }
     }
+    // After the bypasses are known: a service anyone gets through needs no
+    // break-glass code.
+    findings.extend(breakglass(&reports, &facts));
+    findings.sort_by_key(|f| f.severity);
     Ok(Report {
         services: reports,
         findings,
@@ -142,22 +164,81 @@ fn root_locked_out(reports: &[pam::ServiceReport]) -> Vec<Finding> {
         .collect()
 }
 
-/// Asks the daemon whether root is enrolled, within a deadline, on a
-/// thread of its own (a daemon that accepts and never answers must not
-/// hang doctor).
-fn root_enrolled(bus: &str) -> Option<bool> {
+/// How the break-glass finding begins (tests look for it).
+pub const NO_BREAKGLASS: &str = "root must give a second factor on";
+
+/// Root's way back in when its device is lost, and the trace of its use.
+/// Only for an enrolled root (one without a factor is told so by
+/// `root_locked_out`, and a lost device is not its problem), and only on
+/// services the policy puts root under `require` whose stack no one gets
+/// around anyway.
+fn breakglass(reports: &[pam::ServiceReport], facts: &Live) -> Vec<Finding> {
+    let Some(root) = &facts.root else {
+        return Vec::new();
+    };
+    let mut findings = Vec::new();
+    if root.enrolled && root.breakglass_codes_left == 0 {
+        for (service, mode) in &facts.root_modes {
+            let enforced = reports.iter().any(|r| &r.service == service && r.enforced);
+            if mode == "require" && enforced {
+                findings.push(Finding::new(
+                    Severity::Warning,
+                    Some(service),
+                    format!(
+                        "{NO_BREAKGLASS} {service} and has no break-glass codes: a lost device means booting a rescue system"
+                    ),
+                    "run `otpgate breakglass generate` and keep the codes offline",
+                ));
+            }
+        }
+    }
+    if root.breakglass_unacknowledged > 0 {
+        let n = root.breakglass_unacknowledged;
+        findings.push(Finding::new(
+            Severity::Warning,
+            None,
+            format!(
+                "root's break-glass codes were used {n} time{} and not acknowledged: someone logged in as root on a console without root's device",
+                if n == 1 { "" } else { "s" }
+            ),
+            "check each use in the log (`journalctl -p alert`), then run `otpgate breakglass ack`",
+        ));
+    }
+    findings
+}
+
+/// How long the daemon has to answer doctor's questions, all of them.
+const DAEMON_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Asks the daemon about root (its status, and the policy for each of
+/// `services`), within a deadline, on a thread of its own (a daemon that
+/// accepts and never answers must not hang doctor). What it cannot say is
+/// left out, and gives no finding.
+fn ask_daemon(bus: &str, services: &[String]) -> Live {
     let bus = bus.to_owned();
+    let services = services.to_vec();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let asked = zruntime::block_on(async {
-            let client = crate::client::Client::connect(&bus).await.ok()?;
-            client.status("root").await.ok().map(|s| s.enrolled)
+            let Ok(client) = crate::client::Client::connect(&bus).await else {
+                return Live::default();
+            };
+            let root = client.status("root").await.ok();
+            let mut root_modes = Vec::new();
+            for s in &services {
+                match client.explain_policy("root", s, None).await {
+                    Ok(x) => root_modes.push((s.clone(), x.mode)),
+                    // An otpgated from before [[policy]] has no
+                    // ExplainPolicy (and no break-glass codes): asking
+                    // again for every service would only repeat that.
+                    Err(_) => break,
+                }
+            }
+            Live { root, root_modes }
         });
         let _ = tx.send(asked);
     });
-    rx.recv_timeout(std::time::Duration::from_secs(5))
-        .ok()
-        .flatten()
+    rx.recv_timeout(DAEMON_DEADLINE).unwrap_or_default()
 }
 
 /// The text report: a line per service, then the findings by severity.
@@ -230,9 +311,9 @@ pub fn main(args: &DoctorArgs, json: bool, bus: Option<&str>) -> i32 {
         .canonicalize()
         .map(|p| p == Path::new("/"))
         .unwrap_or(false);
-    let live = live.then(|| Live {
-        root_enrolled: root_enrolled(&crate::client::bus_address(bus)),
-    });
+    let bus = crate::client::bus_address(bus);
+    let ask = |services: &[String]| ask_daemon(&bus, services);
+    let live = live.then_some(&ask as AskDaemon);
     let report = match examine(&args.root, &args.service, live) {
         Ok(r) => r,
         Err(e) => {
@@ -311,14 +392,15 @@ mod tests {
         );
         let services: Vec<String> = ["sudo", "login", "su"].map(String::from).to_vec();
         let locked = |enrolled| {
-            let r = examine(
-                root.path(),
-                &services,
-                Some(Live {
-                    root_enrolled: Some(enrolled),
+            let ask = |_: &[String]| Live {
+                root: Some(Status {
+                    user: "root".into(),
+                    enrolled,
+                    ..Status::default()
                 }),
-            )
-            .unwrap();
+                root_modes: Vec::new(),
+            };
+            let r = examine(root.path(), &services, Some(&ask)).unwrap();
             r.findings
                 .into_iter()
                 .filter(|f| f.what.starts_with("root has no second factor"))
@@ -327,5 +409,130 @@ mod tests {
         };
         assert_eq!(locked(false), ["sudo"]);
         assert!(locked(true).is_empty());
+    }
+
+    /// Enrolled root, where the policy requires the code: a lost device
+    /// locks root out unless it has break-glass codes. Named on the
+    /// services that require it and that nobody gets around anyway.
+    #[test]
+    fn root_without_break_glass_codes_is_warned_where_the_policy_requires_it() {
+        let root = tempfile::tempdir().unwrap();
+        let put = |path: &str, text: &str| put(root.path(), path, text);
+        let enforced = "auth required pam_unix.so\nauth required pam_otpgate.so\n";
+        put("etc/pam.d/sudo", enforced);
+        put("etc/pam.d/login", enforced);
+        put(
+            "etc/pam.d/su",
+            "auth sufficient pam_permit.so\nauth required pam_otpgate.so\n",
+        );
+        let services: Vec<String> = ["sudo", "login", "su"].map(String::from).to_vec();
+        let asked = std::cell::RefCell::new(Vec::new());
+        let run = |status: Status, modes: &[(&str, &str)]| {
+            let ask = |s: &[String]| {
+                asked.replace(s.to_vec());
+                Live {
+                    root: Some(status.clone()),
+                    root_modes: modes
+                        .iter()
+                        .map(|(s, m)| (s.to_string(), m.to_string()))
+                        .collect(),
+                }
+            };
+            examine(root.path(), &services, Some(&ask)).unwrap()
+        };
+        let named = |r: &Report| {
+            r.findings
+                .iter()
+                .filter(|f| f.what.starts_with(NO_BREAKGLASS))
+                .map(|f| (f.severity, f.service.clone().unwrap()))
+                .collect::<Vec<_>>()
+        };
+        let enrolled = Status {
+            user: "root".into(),
+            enrolled: true,
+            method: "totp".into(),
+            ..Status::default()
+        };
+        let modes = [
+            ("sudo", "require"),
+            ("login", "optional"),
+            ("su", "require"),
+        ];
+
+        let r = run(enrolled.clone(), &modes);
+        assert_eq!(
+            *asked.borrow(),
+            services,
+            "the daemon is asked about the services in scope"
+        );
+        // su: anyone gets through pam_permit, a bypass of its own.
+        assert_eq!(named(&r), [(Severity::Warning, "sudo".to_owned())]);
+        let f = r
+            .findings
+            .iter()
+            .find(|f| f.what.starts_with(NO_BREAKGLASS))
+            .unwrap();
+        assert_eq!(
+            f.what,
+            "root must give a second factor on sudo and has no break-glass codes: a lost device means booting a rescue system"
+        );
+        assert!(f.fix.contains("otpgate breakglass generate"), "{f:?}");
+        assert!(f.fix.contains("offline"), "{f:?}");
+
+        let with_codes = Status {
+            breakglass_codes_left: 5,
+            ..enrolled.clone()
+        };
+        assert!(named(&run(with_codes, &modes)).is_empty());
+        // An otpgated without ExplainPolicy: nothing to go on, no finding.
+        assert!(named(&run(enrolled.clone(), &[])).is_empty());
+        // Root without a factor is told that instead (root_locked_out).
+        let r = run(
+            Status {
+                enrolled: false,
+                ..enrolled.clone()
+            },
+            &modes,
+        );
+        assert!(named(&r).is_empty());
+        assert!(r
+            .findings
+            .iter()
+            .any(|f| f.what.starts_with("root has no second factor")));
+    }
+
+    #[test]
+    fn unacknowledged_break_glass_uses_are_a_host_warning() {
+        let root = tempfile::tempdir().unwrap();
+        put(
+            root.path(),
+            "etc/pam.d/sudo",
+            "auth required pam_unix.so\nauth required pam_otpgate.so\n",
+        );
+        let used = |n: u32| {
+            let ask = |_: &[String]| Live {
+                root: Some(Status {
+                    user: "root".into(),
+                    enrolled: true,
+                    breakglass_codes_left: 3,
+                    breakglass_unacknowledged: n,
+                    ..Status::default()
+                }),
+                root_modes: Vec::new(),
+            };
+            let r = examine(root.path(), &["sudo".into()], Some(&ask)).unwrap();
+            r.findings
+                .into_iter()
+                .filter(|f| f.what.contains("break-glass codes were used"))
+                .collect::<Vec<_>>()
+        };
+        assert!(used(0).is_empty());
+        let f = used(2);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].severity, Severity::Warning);
+        assert_eq!(f[0].service, None);
+        assert!(f[0].what.contains("used 2 times"), "{f:?}");
+        assert!(f[0].fix.contains("otpgate breakglass ack"), "{f:?}");
+        assert!(used(1)[0].what.contains("used 1 time and"));
     }
 }
