@@ -1,4 +1,4 @@
-//! The two calls to otpgated, each one a complete, bounded exchange on a
+//! The calls to otpgated (Challenge, Verify, Account), each one a complete, bounded exchange on a
 //! connection of its own: on the daemon's direct socket ([`SocketDaemon`])
 //! when it is there, else on the bus ([`BusDaemon`]); [`Route`] chooses.
 //!
@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use otpgate_proto::codec::{ChallengeAnswer, DecodeError, VerifyAnswer};
+use otpgate_proto::codec::{AccountAnswer, ChallengeAnswer, DecodeError, VerifyAnswer};
 use otpgate_proto::methods::{self, Call};
 use otpgate_proto::{context, Dict, OwnedDict, BUS_NAME, OBJECT_PATH};
 use std::os::fd::AsRawFd;
@@ -61,6 +61,8 @@ impl Context {
 pub type ChallengeReply = ChallengeAnswer;
 /// `Auth.Verify`'s answer, read as strictly.
 pub type VerifyReply = VerifyAnswer;
+/// `Auth.Account`'s answer, read as strictly.
+pub type AccountReply = AccountAnswer;
 
 fn bad_reply(e: DecodeError) -> Error {
     Error::BadReply(e.0)
@@ -74,11 +76,17 @@ fn decode_verify((word, dict): (String, OwnedDict)) -> Result<VerifyReply, Error
     VerifyAnswer::decode(&word, &dict).map_err(bad_reply)
 }
 
+fn decode_account((word, dict): (String, OwnedDict)) -> Result<AccountReply, Error> {
+    AccountAnswer::decode(&word, &dict).map_err(bad_reply)
+}
+
 /// What the flow needs from the daemon; the real one is [`BusDaemon`],
 /// tests use a scripted one.
 pub trait Daemon {
     fn challenge(&self, user: &str, ctx: &Context) -> Result<ChallengeReply, Error>;
     fn verify(&self, user: &str, code: &str, ctx: &Context) -> Result<VerifyReply, Error>;
+    /// The account phase: may this user log in without having enrolled?
+    fn account(&self, user: &str, ctx: &Context) -> Result<AccountReply, Error>;
 }
 
 /// otpgated on a D-Bus bus at a fixed address.
@@ -139,6 +147,10 @@ impl Daemon for BusDaemon {
 
     fn verify(&self, user: &str, code: &str, ctx: &Context) -> Result<VerifyReply, Error> {
         decode_verify(self.exchange::<methods::Verify>(&(user, code, ctx.to_dict()))?)
+    }
+
+    fn account(&self, user: &str, ctx: &Context) -> Result<AccountReply, Error> {
+        decode_account(self.exchange::<methods::Account>(&(user, ctx.to_dict()))?)
     }
 }
 
@@ -270,6 +282,10 @@ impl Daemon for SocketDaemon {
     fn verify(&self, user: &str, code: &str, ctx: &Context) -> Result<VerifyReply, Error> {
         decode_verify(self.exchange::<methods::Verify>(&(user, code, ctx.to_dict()))?)
     }
+
+    fn account(&self, user: &str, ctx: &Context) -> Result<AccountReply, Error> {
+        decode_account(self.exchange::<methods::Account>(&(user, ctx.to_dict()))?)
+    }
 }
 
 /// The socket first, the bus when the socket is not there. Each call
@@ -303,6 +319,10 @@ impl<S: Daemon, B: Daemon> Daemon for Route<S, B> {
 
     fn verify(&self, user: &str, code: &str, ctx: &Context) -> Result<VerifyReply, Error> {
         self.either(|s| s.verify(user, code, ctx), |b| b.verify(user, code, ctx))
+    }
+
+    fn account(&self, user: &str, ctx: &Context) -> Result<AccountReply, Error> {
+        self.either(|s| s.account(user, ctx), |b| b.account(user, ctx))
     }
 }
 
@@ -510,6 +530,31 @@ mod tests {
     }
 
     #[test]
+    fn account_answers_are_read_as_strictly() {
+        use otpgate_proto::{AccountState, Policy};
+        let d = dict(vec![
+            ("policy", Variant::from("grace")),
+            ("enroll_by", Variant::from("2027-01-31")),
+            ("rule", Variant::from("policy[0]")),
+        ]);
+        let a = decode_account(("not-enrolled".into(), d)).unwrap();
+        assert_eq!(a.state, AccountState::NotEnrolled);
+        assert_eq!(a.policy, Some(Policy::Grace));
+        assert_eq!(a.enroll_by, "2027-01-31");
+        let ok = decode_account(("ok".into(), OwnedDict::new())).unwrap();
+        assert_eq!((ok.state, ok.policy), (AccountState::Ok, None));
+        for (word, d) in [
+            ("OK", OwnedDict::new()),
+            ("code-required", OwnedDict::new()),
+            ("ok", dict(vec![("policy", Variant::from("maybe"))])),
+            ("ok", dict(vec![("enroll_by", Variant::from(20270131u32))])),
+        ] {
+            let err = decode_account((word.into(), d)).unwrap_err();
+            assert!(matches!(err, Error::BadReply(_)), "{word}: {err}");
+        }
+    }
+
+    #[test]
     fn context_sends_only_what_is_known() {
         let c = Context {
             service: Some("sshd".into()),
@@ -610,6 +655,10 @@ mod tests {
         }
 
         fn verify(&self, _: &str, _: &str, _: &Context) -> Result<VerifyReply, Error> {
+            unreachable!("only challenge is scripted")
+        }
+
+        fn account(&self, _: &str, _: &Context) -> Result<AccountReply, Error> {
             unreachable!("only challenge is scripted")
         }
     }

@@ -51,6 +51,9 @@ pub enum Error {
     /// The application's conversation function failed or gave no answer.
     #[error("conversation failed: {0}")]
     Conversation(String),
+    /// libpam refused to set an item (`PAM_AUTHTOK`).
+    #[error("{0}")]
+    Item(String),
     /// PAM could not tell us who is logging in.
     #[error("no user name: {0}")]
     NoUser(String),

@@ -1,10 +1,13 @@
-//! What `pam_sm_authenticate` decides: the calls to the daemon, the prompt,
-//! the PAM code for every outcome and the one line the user is told.
+//! What `pam_sm_authenticate` and `pam_sm_acct_mgmt` decide: the calls to
+//! the daemon, the prompt, the PAM code for every outcome and the one line
+//! the user is told.
 //!
 //! Written against [`PamIo`] and [`Daemon`] so every branch is unit-tested
 //! without libpam or a bus.
 
-use otpgate_proto::{valid_user_name, ChallengeState, MethodUsed, VerifyResult, MAX_CODE_LEN};
+use otpgate_proto::{
+    valid_user_name, AccountState, ChallengeState, MethodUsed, Policy, VerifyResult, MAX_CODE_LEN,
+};
 use zeroize::Zeroizing;
 
 use crate::client::{Context, Daemon};
@@ -22,6 +25,10 @@ pub enum PamCode {
     AuthinfoUnavail,
     ConvErr,
     UserUnknown,
+    /// The account phase's refusal.
+    PermDenied,
+    /// PAM itself failed us (the password could not be handed on).
+    ServiceErr,
 }
 
 /// The host side: PAM items, the conversation and the log.
@@ -36,6 +43,9 @@ pub trait PamIo {
     fn error_msg(&mut self, text: &str);
     /// `PAM_TEXT_INFO`.
     fn text_info(&mut self, text: &str);
+    /// Sets `PAM_AUTHTOK`, the password the next module takes with
+    /// `use_first_pass` (`forward_pass`).
+    fn set_authtok(&mut self, password: &str) -> Result<(), Error>;
     fn log(&mut self, level: Level, text: &str);
 }
 
@@ -55,7 +65,16 @@ pub const MSG_STORAGE: &str =
 pub const MSG_BAD_REPLY: &str = "otpgate gave an answer this login does not understand: refused.";
 pub const MSG_NOT_ENROLLED: &str =
     "No second factor is set up for this account: run `otpgate enroll` or ask an administrator.";
+/// The account phase's refusal of an account the policy requires to enrol.
+pub const MSG_ACCOUNT_REQUIRES: &str =
+    "No second factor is set up for this account, and this host requires one: ask an administrator.";
+pub const MSG_REMEMBERED: &str = "Second factor already given in this session.";
+/// A daemon older than the module, asked for a method it does not have.
+pub const MSG_OUTDATED: &str =
+    "otpgated is older than this login expects: second factor unavailable.";
 pub const MSG_NO_CODE: &str = "No code entered.";
+/// `forward_pass` when no code is asked: the whole answer is the password.
+pub const PASSWORD_PROMPT: &str = "Password: ";
 pub const MSG_REPLAYED: &str = "That code was already used: wait for the next one.";
 pub const MSG_EXPIRED: &str = "That code has expired: ask for a new one.";
 pub const MSG_UNKNOWN_USER: &str =
@@ -67,6 +86,7 @@ pub const MSG_DENIED: &str =
 const ERROR_INVALID_USER: &str = "org.otpgate.Otpgate1.Error.InvalidUser";
 const ERROR_TOO_MANY: &str = "org.otpgate.Otpgate1.Error.TooManyRequests";
 const ERROR_STORAGE: &str = "org.otpgate.Otpgate1.Error.Storage";
+const ERROR_UNKNOWN_METHOD: &str = "org.freedesktop.DBus.Error.UnknownMethod";
 
 /// Longest daemon message shown to a user.
 const MAX_SHOWN: usize = 200;
@@ -81,6 +101,87 @@ pub fn authenticate<P: PamIo, D: Daemon>(
     f.run(daemon)
 }
 
+/// What `pam_sm_acct_mgmt` decides: whether the daemon's policy lets this
+/// account in without a second factor. This is what enforces `require` on
+/// logins whose auth stack never ran (sshd with public keys only).
+///
+/// Every refusal is `PAM_PERM_DENIED` (an unknown user `PAM_USER_UNKNOWN`),
+/// the codes every application reads as "this account may not log in":
+/// `PAM_AUTHINFO_UNAVAIL` is not one of the account phase's documented
+/// answers. Only an absent daemon with `failmode=open` steps aside.
+pub fn account<P: PamIo, D: Daemon>(
+    pam: &mut P,
+    daemon: &D,
+    opts: &Options,
+    silent: bool,
+) -> PamCode {
+    let mut f = Flow { pam, opts, silent };
+    f.account(daemon)
+}
+
+/// A `forward_pass` answer taken apart. No `Debug`: it would print both.
+pub struct Split {
+    /// For the next module, as `PAM_AUTHTOK`.
+    pub password: Zeroizing<String>,
+    /// Empty when none could be found.
+    pub code: Zeroizing<String>,
+}
+
+/// Crockford's base32 alphabet in lower case: the daemon's backup codes.
+const BACKUP_ALPHABET: &str = "0123456789abcdefghjkmnpqrstvwxyz";
+const BACKUP_LEN: usize = 10;
+
+fn looks_like_backup_code(token: &str) -> bool {
+    let mut n = 0;
+    for c in token.chars().filter(|&c| c != '-') {
+        if !BACKUP_ALPHABET.contains(c.to_ascii_lowercase()) {
+            return false;
+        }
+        n += 1;
+    }
+    n == BACKUP_LEN
+}
+
+/// Takes one `forward_pass` answer apart into the password and the code
+/// (`digits` long; 0 means 6), the code last:
+///
+/// 1. a backup code after the last space ("hunter2 abcd-efgh-jk");
+/// 2. else the last `digits` characters, when they are all digits
+///    ("hunter2123456" or "hunter2 123456"); one space before them is a
+///    separator, not part of the password, so a password that itself ends
+///    in a space is followed by a space before the code;
+/// 3. else no code at all: the whole answer is the password.
+///
+/// Nothing is trimmed: a password may begin or end with a space.
+pub fn split_answer(answer: &str, digits: u32) -> Split {
+    let digits = match digits {
+        0 => 6,
+        n => (n as usize).min(MAX_CODE_LEN),
+    };
+    if let Some((password, token)) = answer.rsplit_once(' ') {
+        if looks_like_backup_code(token) {
+            return Split {
+                password: Zeroizing::new(password.to_string()),
+                code: Zeroizing::new(token.to_string()),
+            };
+        }
+    }
+    let bytes = answer.as_bytes();
+    if bytes.len() >= digits && bytes[bytes.len() - digits..].iter().all(u8::is_ascii_digit) {
+        // All ASCII from there on, so this is a character boundary.
+        let (rest, code) = answer.split_at(answer.len() - digits);
+        let password = rest.strip_suffix(' ').unwrap_or(rest);
+        return Split {
+            password: Zeroizing::new(password.to_string()),
+            code: Zeroizing::new(code.to_string()),
+        };
+    }
+    Split {
+        password: Zeroizing::new(answer.to_string()),
+        code: Zeroizing::new(String::new()),
+    }
+}
+
 struct Flow<'a, P: PamIo> {
     pam: &'a mut P,
     opts: &'a Options,
@@ -88,12 +189,13 @@ struct Flow<'a, P: PamIo> {
 }
 
 impl<P: PamIo> Flow<'_, P> {
-    fn run<D: Daemon>(&mut self, daemon: &D) -> PamCode {
+    /// The user and the PAM items, or the code to answer with.
+    fn who(&mut self) -> Result<(String, Context, String), PamCode> {
         let user = match self.pam.user() {
             Ok(u) => u,
             Err(e) => {
                 self.log(Level::Err, &e.to_string());
-                return PamCode::UserUnknown;
+                return Err(PamCode::UserUnknown);
             }
         };
         if !valid_user_name(&user) {
@@ -101,10 +203,18 @@ impl<P: PamIo> Flow<'_, P> {
                 Level::Notice,
                 &format!("refusing user name {:?}: not a name otpgate accepts", user),
             );
-            return PamCode::UserUnknown;
+            return Err(PamCode::UserUnknown);
         }
         let ctx = self.pam.context();
         let whom = describe(&user, &ctx);
+        Ok((user, ctx, whom))
+    }
+
+    fn run<D: Daemon>(&mut self, daemon: &D) -> PamCode {
+        let (user, ctx, whom) = match self.who() {
+            Ok(w) => w,
+            Err(code) => return code,
+        };
         self.log(
             Level::Debug,
             &format!("{whom}: asking otpgated (Challenge)"),
@@ -112,18 +222,45 @@ impl<P: PamIo> Flow<'_, P> {
 
         let challenge = match daemon.challenge(&user, &ctx) {
             Ok(c) => c,
-            Err(e) => return self.daemon_failed(&whom, e),
+            Err(e) => {
+                let code = self.daemon_failed(&whom, e);
+                return self.pass_on(&whom, code);
+            }
         };
         self.log(
             Level::Debug,
             &format!("{whom}: Challenge said {}", challenge.state),
         );
+        let rule = rule_note(&challenge.rule);
         match challenge.state {
             ChallengeState::CodeRequired => {}
-            ChallengeState::NotEnrolled => return self.not_enrolled(&whom),
+            ChallengeState::NotEnrolled => {
+                let code = self.not_enrolled(
+                    &whom,
+                    challenge.policy,
+                    &challenge.enroll_by,
+                    &challenge.rule,
+                );
+                return self.pass_on(&whom, code);
+            }
             ChallengeState::Locked => return self.locked(&whom, challenge.locked_until),
-            ChallengeState::Skip => return PamCode::Ignore,
-            ChallengeState::Remembered => return PamCode::Success,
+            ChallengeState::Skip => {
+                // Stepping aside, never vouching: the rest of the stack
+                // decides, as if this module were not there.
+                self.log(
+                    Level::Info,
+                    &format!("{whom}: no second factor asked here{rule}: ignored"),
+                );
+                return self.pass_on(&whom, PamCode::Ignore);
+            }
+            ChallengeState::Remembered => {
+                self.info(MSG_REMEMBERED);
+                self.log(
+                    Level::Info,
+                    &format!("{whom}: second factor already given in this session{rule}"),
+                );
+                return self.pass_on(&whom, PamCode::Success);
+            }
         }
         if let Some(m) = shown(&challenge.message) {
             // For a mailed code this says where it went, or why none came
@@ -136,19 +273,21 @@ impl<P: PamIo> Flow<'_, P> {
             }
         }
 
-        let code = match self.pam.prompt_hidden(&self.opts.prompt) {
-            Ok(Some(code)) => code,
-            Ok(None) => {
-                self.log(
-                    Level::Notice,
-                    &format!("{whom}: the application gave no answer"),
-                );
-                return PamCode::ConvErr;
+        let answer = match self.ask(&whom, &self.opts.prompt) {
+            Ok(a) => a,
+            Err(code) => return code,
+        };
+        let code = if self.opts.forward_pass {
+            let split = split_answer(&answer, challenge.digits);
+            drop(answer);
+            // Before the code is judged, so that the modules after this one
+            // see the same password whatever the code was.
+            if let Err(code) = self.set_authtok(&whom, &split.password) {
+                return code;
             }
-            Err(e) => {
-                self.log(Level::Notice, &format!("{whom}: {e}"));
-                return PamCode::ConvErr;
-            }
+            split.code
+        } else {
+            answer
         };
         let trimmed = code.trim();
         if trimmed.is_empty() {
@@ -169,20 +308,26 @@ impl<P: PamIo> Flow<'_, P> {
             Ok(v) => v,
             Err(e) => return self.daemon_failed(&whom, e),
         };
-        if verify.result != VerifyResult::Ok {
-            let n = verify.notice.trim();
-            if !n.is_empty() {
-                let n: String = printable(n).chars().take(MAX_SHOWN).collect();
+        if let Some(n) = shown(&verify.notice) {
+            if verify.result == VerifyResult::Ok {
+                // A security note (a break-glass code was used): shown
+                // even under PAM_SILENT.
+                self.pam.text_info(&n);
+            } else {
                 self.error(&n);
             }
         }
         match verify.result {
             VerifyResult::Ok => {
                 let used = verify.method_used.map_or("code", MethodUsed::as_str);
-                self.log(
-                    Level::Info,
-                    &format!("{whom}: second factor accepted ({used})"),
-                );
+                // A break-glass code is root's way in past the factor:
+                // worth an administrator's attention in the log.
+                let level = if verify.method_used == Some(MethodUsed::Breakglass) {
+                    Level::Warning
+                } else {
+                    Level::Info
+                };
+                self.log(level, &format!("{whom}: second factor accepted ({used})"));
                 if verify.method_used == Some(MethodUsed::Backup) {
                     let line = match verify.backup_codes_left {
                         Some(0) => "Backup code accepted. That was the last one: run `otpgate backup-codes` for new ones.".to_string(),
@@ -219,21 +364,155 @@ impl<P: PamIo> Flow<'_, P> {
                 PamCode::AuthErr
             }
             VerifyResult::Locked => self.locked(&whom, verify.locked_until),
-            VerifyResult::NotEnrolled => self.not_enrolled(&whom),
+            VerifyResult::NotEnrolled => self.not_enrolled(&whom, None, "", ""),
         }
     }
 
-    fn not_enrolled(&mut self, whom: &str) -> PamCode {
-        if self.opts.nullok {
-            self.log(
-                Level::Info,
-                &format!("{whom}: not enrolled, nullok: ignored"),
-            );
+    /// `policy`, `enroll_by` and `rule` are the daemon's (Challenge's);
+    /// `None` is `require`, as an older daemon meant it.
+    fn not_enrolled(
+        &mut self,
+        whom: &str,
+        policy: Option<Policy>,
+        enroll_by: &str,
+        rule: &str,
+    ) -> PamCode {
+        if self.unenrolled_passes(whom, policy, enroll_by, rule) {
             PamCode::Ignore
         } else {
             self.error(MSG_NOT_ENROLLED);
-            self.log(Level::Notice, &format!("{whom}: not enrolled, refused"));
             PamCode::AuthErr
+        }
+    }
+
+    /// Whether an account with no second factor passes, from the policy
+    /// and `nullok` (the one stack's override of `require`). Says the
+    /// grace notice and logs; the caller refuses in its own words.
+    fn unenrolled_passes(
+        &mut self,
+        whom: &str,
+        policy: Option<Policy>,
+        enroll_by: &str,
+        rule: &str,
+    ) -> bool {
+        let rule = rule_note(rule);
+        match policy {
+            Some(Policy::Optional) | Some(Policy::Skip) => {
+                self.log(
+                    Level::Info,
+                    &format!("{whom}: not enrolled, the policy does not require it{rule}: ignored"),
+                );
+                true
+            }
+            Some(Policy::Grace) => {
+                // The user must learn of the deadline before it passes, so
+                // this is shown even under PAM_SILENT.
+                self.pam.text_info(&grace_line(enroll_by));
+                self.log(
+                    Level::Notice,
+                    &format!(
+                        "{whom}: not enrolled, let in until {}{rule}: ignored",
+                        printable(enroll_by)
+                    ),
+                );
+                true
+            }
+            Some(Policy::Require) | None if self.opts.nullok => {
+                self.log(
+                    Level::Info,
+                    &format!(
+                        "{whom}: not enrolled; the policy requires a second factor{rule}, \
+                         but nullok overrides it in this stack: ignored"
+                    ),
+                );
+                true
+            }
+            Some(Policy::Require) | None => {
+                self.log(
+                    Level::Notice,
+                    &format!("{whom}: not enrolled, refused{rule}"),
+                );
+                false
+            }
+        }
+    }
+
+    /// After an answer that lets the stack go on (`Success`, `Ignore`)
+    /// with `forward_pass`: the one prompt still comes, and the whole
+    /// answer is the password, so that `use_first_pass` below finds one.
+    fn pass_on(&mut self, whom: &str, code: PamCode) -> PamCode {
+        if !self.opts.forward_pass || !matches!(code, PamCode::Success | PamCode::Ignore) {
+            return code;
+        }
+        let password = match self.ask(whom, PASSWORD_PROMPT) {
+            Ok(p) => p,
+            Err(code) => return code,
+        };
+        match self.set_authtok(whom, &password) {
+            Ok(()) => code,
+            Err(failed) => failed,
+        }
+    }
+
+    /// One echo-off prompt; the code to answer with if there is no answer.
+    fn ask(&mut self, whom: &str, prompt: &str) -> Result<Zeroizing<String>, PamCode> {
+        match self.pam.prompt_hidden(prompt) {
+            Ok(Some(answer)) => Ok(answer),
+            Ok(None) => {
+                self.log(
+                    Level::Notice,
+                    &format!("{whom}: the application gave no answer"),
+                );
+                Err(PamCode::ConvErr)
+            }
+            Err(e) => {
+                self.log(Level::Notice, &format!("{whom}: {e}"));
+                Err(PamCode::ConvErr)
+            }
+        }
+    }
+
+    fn set_authtok(&mut self, whom: &str, password: &str) -> Result<(), PamCode> {
+        self.pam.set_authtok(password).map_err(|e| {
+            self.log(Level::Err, &format!("{whom}: {e}"));
+            PamCode::ServiceErr
+        })
+    }
+
+    fn account<D: Daemon>(&mut self, daemon: &D) -> PamCode {
+        let (user, ctx, whom) = match self.who() {
+            Ok(w) => w,
+            Err(code) => return code,
+        };
+        self.log(Level::Debug, &format!("{whom}: asking otpgated (Account)"));
+        let answer = match daemon.account(&user, &ctx) {
+            Ok(a) => a,
+            Err(e) => {
+                return match self.daemon_failed(&whom, e) {
+                    code @ (PamCode::Ignore | PamCode::UserUnknown) => code,
+                    _ => PamCode::PermDenied,
+                }
+            }
+        };
+        self.log(
+            Level::Debug,
+            &format!("{whom}: Account said {}", answer.state),
+        );
+        match answer.state {
+            AccountState::Ok => {
+                if let Some(m) = shown(&answer.message) {
+                    self.info(&m);
+                }
+                PamCode::Success
+            }
+            AccountState::NotEnrolled => {
+                if self.unenrolled_passes(&whom, answer.policy, &answer.enroll_by, &answer.rule) {
+                    PamCode::Ignore
+                } else {
+                    self.error(MSG_ACCOUNT_REQUIRES);
+                    PamCode::PermDenied
+                }
+            }
         }
     }
 
@@ -292,6 +571,9 @@ impl<P: PamIo> Flow<'_, P> {
             Error::Service { name, .. } if name == otpgate_proto::ACCESS_DENIED => {
                 (MSG_DENIED, PamCode::AuthinfoUnavail)
             }
+            Error::Service { name, .. } if name == ERROR_UNKNOWN_METHOD => {
+                (MSG_OUTDATED, PamCode::AuthinfoUnavail)
+            }
             _ => (MSG_FAILED, PamCode::AuthinfoUnavail),
         };
         self.error(line);
@@ -326,6 +608,35 @@ fn lock_line(until: u64) -> String {
         Some(when) => format!("Too many wrong codes: locked until {when}."),
         None => "Too many wrong codes: locked.".to_string(),
     }
+}
+
+/// " (rule …)" for a log line, or nothing.
+fn rule_note(rule: &str) -> String {
+    match shown(rule) {
+        Some(r) => format!(" (rule {r})"),
+        None => String::new(),
+    }
+}
+
+/// The notice of an account let in without a second factor until a day.
+fn grace_line(enroll_by: &str) -> String {
+    if is_date(enroll_by) {
+        format!(
+            "No second factor is set up for this account: run `otpgate enroll` before the end of {enroll_by}; after that day this login is refused."
+        )
+    } else {
+        "No second factor is set up for this account: run `otpgate enroll` soon; this login will be refused without one.".to_string()
+    }
+}
+
+/// `YYYY-MM-DD` in shape: anything else from the daemon is not shown.
+fn is_date(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 10
+        && b.iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            _ => c.is_ascii_digit(),
+        })
 }
 
 /// The daemon's own message, made safe to print on a terminal.
@@ -408,7 +719,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::client::{ChallengeReply, VerifyReply};
+    use crate::client::{AccountReply, ChallengeReply, VerifyReply};
 
     #[derive(Default)]
     struct FakePam {
@@ -458,6 +769,9 @@ mod tests {
         fn text_info(&mut self, text: &str) {
             self.infos.push(text.to_string());
         }
+        fn set_authtok(&mut self, _: &str) -> Result<(), Error> {
+            panic!("PAM_AUTHTOK is set only with forward_pass")
+        }
         fn log(&mut self, level: Level, text: &str) {
             self.logs.push((level, text.to_string()));
         }
@@ -468,6 +782,7 @@ mod tests {
     struct FakeDaemon {
         challenge: Answer<ChallengeReply>,
         verify: Answer<VerifyReply>,
+        account: Answer<AccountReply>,
         verified: RefCell<Vec<(String, String, Context)>>,
     }
 
@@ -480,6 +795,9 @@ mod tests {
                 .borrow_mut()
                 .push((user.to_string(), code.to_string(), ctx.clone()));
             (self.verify)()
+        }
+        fn account(&self, _user: &str, _ctx: &Context) -> Result<AccountReply, Error> {
+            (self.account)()
         }
     }
 
@@ -495,6 +813,7 @@ mod tests {
         FakeDaemon {
             challenge,
             verify,
+            account: || panic!("no Account"),
             verified: RefCell::new(Vec::new()),
         }
     }
@@ -931,5 +1250,540 @@ mod tests {
         };
         assert_eq!(format_until(tomorrow, now), "2026-11-25 00:07");
         assert!(clock::local(1_800_000_000).is_some());
+    }
+}
+
+#[cfg(test)]
+mod policy_tests {
+    //! The policy's states, `forward_pass` and the account phase.
+
+    use std::cell::RefCell;
+
+    use super::*;
+    use crate::client::{AccountReply, ChallengeReply, VerifyReply};
+
+    #[derive(Default)]
+    struct Host {
+        answer: Option<&'static str>,
+        authtok_fails: bool,
+        authtoks: Vec<String>,
+        prompts: Vec<String>,
+        errors: Vec<String>,
+        infos: Vec<String>,
+        logs: Vec<(Level, String)>,
+    }
+
+    impl Host {
+        fn new(answer: Option<&'static str>) -> Host {
+            Host {
+                answer,
+                ..Host::default()
+            }
+        }
+
+        fn logged(&self, level: Level, part: &str) -> bool {
+            self.logs
+                .iter()
+                .any(|(l, t)| *l == level && t.contains(part))
+        }
+    }
+
+    impl PamIo for Host {
+        fn user(&mut self) -> Result<String, Error> {
+            Ok("alice".into())
+        }
+        fn context(&mut self) -> Context {
+            Context {
+                service: Some("sshd".into()),
+                ..Context::default()
+            }
+        }
+        fn prompt_hidden(&mut self, prompt: &str) -> Result<Option<Zeroizing<String>>, Error> {
+            self.prompts.push(prompt.to_string());
+            Ok(self.answer.map(|a| Zeroizing::new(a.to_string())))
+        }
+        fn error_msg(&mut self, text: &str) {
+            self.errors.push(text.to_string());
+        }
+        fn text_info(&mut self, text: &str) {
+            self.infos.push(text.to_string());
+        }
+        fn set_authtok(&mut self, password: &str) -> Result<(), Error> {
+            if self.authtok_fails {
+                return Err(Error::Item("PAM_BUF_ERR".into()));
+            }
+            self.authtoks.push(password.to_string());
+            Ok(())
+        }
+        fn log(&mut self, level: Level, text: &str) {
+            self.logs.push((level, text.to_string()));
+        }
+    }
+
+    /// Answers as scripted; a call that is not scripted fails the test.
+    #[derive(Default)]
+    struct Scripted {
+        challenge: Option<ChallengeReply>,
+        verify: Option<VerifyReply>,
+        account: Option<Result<AccountReply, fn() -> Error>>,
+        codes: RefCell<Vec<String>>,
+    }
+
+    impl Daemon for Scripted {
+        fn challenge(&self, _: &str, _: &Context) -> Result<ChallengeReply, Error> {
+            Ok(self.challenge.clone().expect("no Challenge expected"))
+        }
+        fn verify(&self, _: &str, code: &str, _: &Context) -> Result<VerifyReply, Error> {
+            self.codes.borrow_mut().push(code.to_string());
+            Ok(self.verify.clone().expect("no Verify expected"))
+        }
+        fn account(&self, _: &str, _: &Context) -> Result<AccountReply, Error> {
+            match self.account.clone().expect("no Account expected") {
+                Ok(a) => Ok(a),
+                Err(e) => Err(e()),
+            }
+        }
+    }
+
+    fn challenge(state: ChallengeState) -> Scripted {
+        Scripted {
+            challenge: Some(ChallengeReply::plain(state, "")),
+            ..Scripted::default()
+        }
+    }
+
+    fn unenrolled(policy: Option<Policy>) -> Scripted {
+        Scripted {
+            challenge: Some(ChallengeReply {
+                policy,
+                enroll_by: "2027-01-31".into(),
+                rule: "policy[2]".into(),
+                ..ChallengeReply::plain(ChallengeState::NotEnrolled, "")
+            }),
+            ..Scripted::default()
+        }
+    }
+
+    fn code_then(verify: VerifyReply) -> Scripted {
+        Scripted {
+            challenge: Some(ChallengeReply::plain(ChallengeState::CodeRequired, "")),
+            verify: Some(verify),
+            ..Scripted::default()
+        }
+    }
+
+    fn auth(host: &mut Host, d: &Scripted, args: &[&str], silent: bool) -> PamCode {
+        let (opts, w) = Options::parse(args);
+        assert!(w.is_empty(), "{w:?}");
+        authenticate(host, d, &opts, silent)
+    }
+
+    fn acct(host: &mut Host, d: &Scripted, args: &[&str], silent: bool) -> PamCode {
+        let (opts, w) = Options::parse(args);
+        assert!(w.is_empty(), "{w:?}");
+        account(host, d, &opts, silent)
+    }
+
+    const GRACE_LINE: &str = "No second factor is set up for this account: run `otpgate enroll` before the end of 2027-01-31; after that day this login is refused.";
+
+    fn split(answer: &str, digits: u32) -> (String, String) {
+        let s = split_answer(answer, digits);
+        (s.password.to_string(), s.code.to_string())
+    }
+
+    fn pair(p: &str, c: &str) -> (String, String) {
+        (p.to_string(), c.to_string())
+    }
+
+    #[test]
+    fn split_takes_the_code_from_the_end() {
+        // Digits, with and without a separator.
+        assert_eq!(split("hunter2123456", 0), pair("hunter2", "123456"));
+        assert_eq!(split("hunter2 123456", 0), pair("hunter2", "123456"));
+        assert_eq!(split("hunter2 123456", 6), pair("hunter2", "123456"));
+        // Only one space is a separator: a password ending in a space
+        // is typed with one more.
+        assert_eq!(split("pass  123456", 0), pair("pass ", "123456"));
+        // A password that ends in digits keeps them.
+        assert_eq!(split("pw2024 123456", 0), pair("pw2024", "123456"));
+        assert_eq!(split("pw2024123456", 0), pair("pw2024", "123456"));
+        // The code's length is the daemon's.
+        assert_eq!(split("pw12345678", 8), pair("pw", "12345678"));
+        assert_eq!(split("pw 12345678", 6), pair("pw 12", "345678"));
+        // The code alone leaves an empty password.
+        assert_eq!(split("123456", 0), pair("", "123456"));
+        // Spaces inside the password stay.
+        assert_eq!(
+            split(" my pass phrase 123456", 0),
+            pair(" my pass phrase", "123456")
+        );
+        // Non-ASCII passwords are split on characters, not bytes.
+        assert_eq!(split("pässwört123456", 0), pair("pässwört", "123456"));
+    }
+
+    #[test]
+    fn split_takes_a_backup_code_after_the_last_space() {
+        assert_eq!(
+            split("hunter2 abcd-efgh-jk", 0),
+            pair("hunter2", "abcd-efgh-jk")
+        );
+        assert_eq!(
+            split("hunter2 ABCDEFGHJK", 0),
+            pair("hunter2", "ABCDEFGHJK")
+        );
+        assert_eq!(split("a b c 0123456789", 0), pair("a b c", "0123456789"));
+        // Not the alphabet (i, l, o, u), not 10 characters, no space: no
+        // backup code, so the rules for digits or none apply.
+        assert_eq!(split("pw abcdefghil", 0), pair("pw abcdefghil", ""));
+        assert_eq!(split("pw abcdefghj", 0), pair("pw abcdefghj", ""));
+        assert_eq!(split("pwabcdefghjk", 0), pair("pwabcdefghjk", ""));
+        assert_eq!(split("pw abcde-fghjkm", 0), pair("pw abcde-fghjkm", ""));
+    }
+
+    #[test]
+    fn split_without_a_code_keeps_the_whole_answer_as_the_password() {
+        assert_eq!(split("hunter2", 0), pair("hunter2", ""));
+        assert_eq!(split("12345", 0), pair("12345", ""));
+        assert_eq!(split("", 0), pair("", ""));
+        assert_eq!(split("trailing ", 0), pair("trailing ", ""));
+        assert_eq!(split("pw 12345x", 0), pair("pw 12345x", ""));
+    }
+
+    #[test]
+    fn skip_steps_aside_without_a_prompt() {
+        let d = Scripted {
+            challenge: Some(ChallengeReply {
+                rule: "policy[1]".into(),
+                ..ChallengeReply::plain(ChallengeState::Skip, "")
+            }),
+            ..Scripted::default()
+        };
+        let mut h = Host::new(Some("123456"));
+        assert_eq!(auth(&mut h, &d, &[], false), PamCode::Ignore);
+        assert!(h.prompts.is_empty() && h.errors.is_empty() && h.infos.is_empty());
+        assert!(h.logged(Level::Info, "(rule policy[1])"), "{:?}", h.logs);
+    }
+
+    #[test]
+    fn remembered_succeeds_without_a_prompt_and_says_so_unless_silent() {
+        let d = challenge(ChallengeState::Remembered);
+        let mut h = Host::new(Some("123456"));
+        assert_eq!(auth(&mut h, &d, &[], false), PamCode::Success);
+        assert!(h.prompts.is_empty() && h.errors.is_empty());
+        assert_eq!(h.infos, [MSG_REMEMBERED]);
+        assert!(h.logged(Level::Info, "already given"));
+
+        let mut h = Host::new(Some("123456"));
+        assert_eq!(auth(&mut h, &d, &[], true), PamCode::Success);
+        assert!(h.infos.is_empty());
+    }
+
+    #[test]
+    fn not_enrolled_follows_the_policy_and_nullok_overrides_only_require() {
+        for silent in [false, true] {
+            let mut h = Host::new(None);
+            let d = unenrolled(Some(Policy::Optional));
+            assert_eq!(auth(&mut h, &d, &[], silent), PamCode::Ignore);
+            assert!(h.prompts.is_empty() && h.errors.is_empty() && h.infos.is_empty());
+
+            // The date is shown even under PAM_SILENT.
+            let mut h = Host::new(None);
+            let d = unenrolled(Some(Policy::Grace));
+            assert_eq!(auth(&mut h, &d, &[], silent), PamCode::Ignore);
+            assert_eq!(h.infos, [GRACE_LINE]);
+            assert!(h.errors.is_empty());
+
+            for policy in [Some(Policy::Require), None] {
+                let d = unenrolled(policy);
+                let mut h = Host::new(None);
+                assert_eq!(auth(&mut h, &d, &[], silent), PamCode::AuthErr);
+                assert_eq!(h.errors, [MSG_NOT_ENROLLED]);
+                let mut h = Host::new(None);
+                assert_eq!(auth(&mut h, &d, &["nullok"], silent), PamCode::Ignore);
+                assert!(h.errors.is_empty());
+                assert!(h.logged(Level::Info, "nullok overrides"), "{:?}", h.logs);
+            }
+        }
+    }
+
+    #[test]
+    fn a_grace_date_that_is_not_one_is_not_shown() {
+        let d = Scripted {
+            challenge: Some(ChallengeReply {
+                policy: Some(Policy::Grace),
+                enroll_by: "\x1b[2Jsoon".into(),
+                ..ChallengeReply::plain(ChallengeState::NotEnrolled, "")
+            }),
+            ..Scripted::default()
+        };
+        let mut h = Host::new(None);
+        assert_eq!(auth(&mut h, &d, &[], true), PamCode::Ignore);
+        assert_eq!(h.infos.len(), 1);
+        assert!(!h.infos[0].contains('\x1b') && h.infos[0].contains("otpgate enroll"));
+    }
+
+    #[test]
+    fn a_notice_with_ok_is_shown_even_under_silent_and_breakglass_is_a_warning() {
+        let d = code_then(VerifyReply {
+            method_used: Some(MethodUsed::Breakglass),
+            notice: "A break-glass code was used on tty1.".into(),
+            ..VerifyReply::plain(VerifyResult::Ok, "")
+        });
+        let mut h = Host::new(Some("abcd-efgh-jk"));
+        assert_eq!(auth(&mut h, &d, &[], true), PamCode::Success);
+        assert_eq!(h.infos, ["A break-glass code was used on tty1."]);
+        assert!(h.errors.is_empty());
+        assert!(
+            h.logged(Level::Warning, "accepted (breakglass)"),
+            "{:?}",
+            h.logs
+        );
+
+        let d = code_then(VerifyReply {
+            method_used: Some(MethodUsed::Totp),
+            ..VerifyReply::plain(VerifyResult::Ok, "")
+        });
+        let mut h = Host::new(Some("123456"));
+        assert_eq!(auth(&mut h, &d, &[], false), PamCode::Success);
+        assert!(h.logged(Level::Info, "accepted (totp)"));
+    }
+
+    #[test]
+    fn forward_pass_splits_one_answer_and_hands_the_password_on() {
+        let d = code_then(VerifyReply::plain(VerifyResult::Ok, ""));
+        let mut h = Host::new(Some("hunter2 123456"));
+        assert_eq!(auth(&mut h, &d, &["forward_pass"], false), PamCode::Success);
+        assert_eq!(h.prompts, ["Password and verification code: "]);
+        assert_eq!(h.authtoks, ["hunter2"]);
+        assert_eq!(*d.codes.borrow(), ["123456"]);
+        assert!(h.logs.iter().all(|(_, l)| !l.contains("hunter2")));
+
+        // The daemon's code length.
+        let d = Scripted {
+            challenge: Some(ChallengeReply {
+                digits: 8,
+                ..ChallengeReply::plain(ChallengeState::CodeRequired, "")
+            }),
+            verify: Some(VerifyReply::plain(VerifyResult::Ok, "")),
+            ..Scripted::default()
+        };
+        let mut h = Host::new(Some("pw12345678"));
+        assert_eq!(
+            auth(&mut h, &d, &["forward_pass", "prompt=PW+OTP: "], false),
+            PamCode::Success
+        );
+        assert_eq!(h.prompts, ["PW+OTP: "]);
+        assert_eq!(h.authtoks, ["pw"]);
+        assert_eq!(*d.codes.borrow(), ["12345678"]);
+    }
+
+    #[test]
+    fn forward_pass_hands_the_password_on_even_when_the_code_is_wrong_or_missing() {
+        let d = code_then(VerifyReply::plain(VerifyResult::Invalid, ""));
+        let mut h = Host::new(Some("hunter2000000"));
+        assert_eq!(auth(&mut h, &d, &["forward_pass"], false), PamCode::AuthErr);
+        assert_eq!(h.authtoks, ["hunter2"]);
+        assert_eq!(h.errors, ["Wrong code."]);
+
+        let d = code_then(VerifyReply::plain(VerifyResult::Ok, ""));
+        let mut h = Host::new(Some("hunter2"));
+        assert_eq!(auth(&mut h, &d, &["forward_pass"], false), PamCode::AuthErr);
+        assert_eq!(h.authtoks, ["hunter2"]);
+        assert_eq!(h.errors, [MSG_NO_CODE]);
+        assert!(d.codes.borrow().is_empty());
+    }
+
+    #[test]
+    fn forward_pass_asks_for_the_password_alone_where_no_code_is_needed() {
+        let passing = [
+            (
+                challenge(ChallengeState::Skip),
+                &["forward_pass"][..],
+                PamCode::Ignore,
+            ),
+            (
+                challenge(ChallengeState::Remembered),
+                &["forward_pass"][..],
+                PamCode::Success,
+            ),
+            (
+                unenrolled(Some(Policy::Optional)),
+                &["forward_pass"][..],
+                PamCode::Ignore,
+            ),
+            (
+                unenrolled(Some(Policy::Grace)),
+                &["forward_pass"][..],
+                PamCode::Ignore,
+            ),
+            (
+                unenrolled(None),
+                &["forward_pass", "nullok"][..],
+                PamCode::Ignore,
+            ),
+        ];
+        for (d, args, code) in passing {
+            // The whole answer, digits and spaces too, is the password.
+            let mut h = Host::new(Some("pass word 123456"));
+            assert_eq!(auth(&mut h, &d, args, false), code);
+            assert_eq!(h.prompts, [PASSWORD_PROMPT]);
+            assert_eq!(h.authtoks, ["pass word 123456"]);
+        }
+        // No answer: a conversation error, nothing set.
+        let mut h = Host::new(None);
+        let d = challenge(ChallengeState::Skip);
+        assert_eq!(auth(&mut h, &d, &["forward_pass"], false), PamCode::ConvErr);
+        assert!(h.authtoks.is_empty());
+        // PAM refusing the item.
+        let mut h = Host::new(Some("pw"));
+        h.authtok_fails = true;
+        assert_eq!(
+            auth(&mut h, &d, &["forward_pass"], false),
+            PamCode::ServiceErr
+        );
+    }
+
+    #[test]
+    fn forward_pass_does_not_prompt_where_the_login_is_refused_anyway() {
+        let locked = Scripted {
+            challenge: Some(ChallengeReply::plain(ChallengeState::Locked, "")),
+            ..Scripted::default()
+        };
+        let mut h = Host::new(Some("pw 123456"));
+        assert_eq!(
+            auth(&mut h, &locked, &["forward_pass"], false),
+            PamCode::MaxTries
+        );
+        assert!(h.prompts.is_empty() && h.authtoks.is_empty());
+
+        let mut h = Host::new(Some("pw 123456"));
+        let d = unenrolled(None);
+        assert_eq!(auth(&mut h, &d, &["forward_pass"], false), PamCode::AuthErr);
+        assert!(h.prompts.is_empty() && h.authtoks.is_empty());
+        assert_eq!(h.errors, [MSG_NOT_ENROLLED]);
+    }
+
+    #[test]
+    fn forward_pass_with_an_absent_daemon_and_failmode_open_still_hands_the_password_on() {
+        struct Absent;
+        impl Daemon for Absent {
+            fn challenge(&self, _: &str, _: &Context) -> Result<ChallengeReply, Error> {
+                Err(Error::NotRunning("no owner".into()))
+            }
+            fn verify(&self, _: &str, _: &str, _: &Context) -> Result<VerifyReply, Error> {
+                unreachable!()
+            }
+            fn account(&self, _: &str, _: &Context) -> Result<AccountReply, Error> {
+                Err(Error::NotRunning("no owner".into()))
+            }
+        }
+        let (opts, _) = Options::parse(&["forward_pass", "failmode=open"]);
+        let mut h = Host::new(Some("pw"));
+        assert_eq!(authenticate(&mut h, &Absent, &opts, false), PamCode::Ignore);
+        assert_eq!(h.authtoks, ["pw"]);
+        let (opts, _) = Options::parse(&["forward_pass"]);
+        let mut h = Host::new(Some("pw"));
+        assert_eq!(
+            authenticate(&mut h, &Absent, &opts, false),
+            PamCode::AuthinfoUnavail
+        );
+        assert!(h.prompts.is_empty());
+
+        // The account phase: absence is the only thing failmode=open lets by.
+        let (opts, _) = Options::parse(&["failmode=open"]);
+        let mut h = Host::new(None);
+        assert_eq!(account(&mut h, &Absent, &opts, false), PamCode::Ignore);
+        let (opts, _) = Options::parse::<&str>(&[]);
+        let mut h = Host::new(None);
+        assert_eq!(account(&mut h, &Absent, &opts, false), PamCode::PermDenied);
+        assert_eq!(h.errors, [MSG_UNAVAILABLE]);
+    }
+
+    fn account_says(state: AccountState, policy: Option<Policy>) -> Scripted {
+        Scripted {
+            account: Some(Ok(AccountReply {
+                state,
+                policy,
+                enroll_by: "2027-01-31".into(),
+                rule: "policy[0]".into(),
+                message: String::new(),
+            })),
+            ..Scripted::default()
+        }
+    }
+
+    #[test]
+    fn account_maps_the_policy() {
+        let mut h = Host::new(None);
+        let d = account_says(AccountState::Ok, None);
+        assert_eq!(acct(&mut h, &d, &[], false), PamCode::Success);
+        assert!(h.prompts.is_empty() && h.errors.is_empty());
+
+        let mut h = Host::new(None);
+        let d = account_says(AccountState::NotEnrolled, Some(Policy::Optional));
+        assert_eq!(acct(&mut h, &d, &[], false), PamCode::Ignore);
+        assert!(h.infos.is_empty());
+
+        let mut h = Host::new(None);
+        let d = account_says(AccountState::NotEnrolled, Some(Policy::Grace));
+        assert_eq!(acct(&mut h, &d, &[], true), PamCode::Ignore);
+        assert_eq!(h.infos, [GRACE_LINE]);
+
+        for policy in [Some(Policy::Require), None] {
+            let d = account_says(AccountState::NotEnrolled, policy);
+            let mut h = Host::new(None);
+            assert_eq!(acct(&mut h, &d, &[], true), PamCode::PermDenied);
+            assert_eq!(h.errors, [MSG_ACCOUNT_REQUIRES]);
+            let mut h = Host::new(None);
+            assert_eq!(acct(&mut h, &d, &["nullok"], false), PamCode::Ignore);
+            assert!(h.errors.is_empty());
+        }
+    }
+
+    #[test]
+    fn account_refuses_whatever_else_goes_wrong() {
+        type MakeError = fn() -> Error;
+        let cases: [(MakeError, PamCode, &str); 5] = [
+            (
+                || Error::TimedOut(std::time::Duration::from_secs(5)),
+                PamCode::PermDenied,
+                MSG_TIMED_OUT,
+            ),
+            (
+                || Error::BadReply("unknown Account state".into()),
+                PamCode::PermDenied,
+                MSG_BAD_REPLY,
+            ),
+            (
+                || Error::NotRoot(1000),
+                PamCode::PermDenied,
+                MSG_NOT_TRUSTED,
+            ),
+            (
+                || Error::Service {
+                    name: "org.freedesktop.DBus.Error.UnknownMethod".into(),
+                    message: "no Account".into(),
+                },
+                PamCode::PermDenied,
+                MSG_OUTDATED,
+            ),
+            (
+                || Error::Service {
+                    name: "org.otpgate.Otpgate1.Error.InvalidUser".into(),
+                    message: "no such user".into(),
+                },
+                PamCode::UserUnknown,
+                MSG_UNKNOWN_USER,
+            ),
+        ];
+        for (err, code, line) in cases {
+            let d = Scripted {
+                account: Some(Err(err)),
+                ..Scripted::default()
+            };
+            let mut h = Host::new(None);
+            assert_eq!(acct(&mut h, &d, &["failmode=open", "nullok"], false), code);
+            assert_eq!(h.errors, [line]);
+        }
     }
 }

@@ -1,8 +1,15 @@
 //! `pam_otpgate.so`: the PAM side of otpgate.
 //!
 //! ```text
-//! auth required pam_otpgate.so [nullok] [failmode=secure|open] [timeout=SECS] [bus=unix:path=/ABSOLUTE/PATH] [debug] [prompt=TEXT]
+//! auth    required pam_otpgate.so [nullok] [failmode=secure|open] [timeout=SECS] [socket=PATH] [bus_only] [bus=unix:path=/ABSOLUTE/PATH] [debug] [prompt=TEXT] [forward_pass]
+//! account required pam_otpgate.so [nullok] [failmode=secure|open] [timeout=SECS] [socket=PATH] [bus_only] [bus=unix:path=/ABSOLUTE/PATH] [debug]
 //! ```
+//!
+//! `forward_pass` takes the password and the code at one prompt (the code
+//! last) and hands the password on as `PAM_AUTHTOK` to the next module
+//! (`pam_unix.so use_first_pass`). The `account` line asks the daemon
+//! whether its policy lets an account with no second factor in: the one
+//! check that still runs when sshd accepts a public key alone.
 //!
 //! This file is the thin shim between libpam and the module's logic: the
 //! entry points (pamsm), the PAM items and the conversation. What the module
@@ -48,10 +55,8 @@ impl PamServiceModule for PamOtpgate {
         PamError::SUCCESS
     }
 
-    /// Nothing to check at account time; `PAM_IGNORE` lets a stray
-    /// `account ... pam_otpgate.so` line do no harm.
-    fn acct_mgmt(_: Pam, _: PamFlags, _: Vec<String>) -> PamError {
-        PamError::IGNORE
+    fn acct_mgmt(pamh: Pam, flags: PamFlags, args: Vec<String>) -> PamError {
+        guarded(|| account(&pamh, flags, &args))
     }
 
     fn open_session(_: Pam, _: PamFlags, _: Vec<String>) -> PamError {
@@ -75,7 +80,26 @@ pub fn guarded(f: impl FnOnce() -> PamError) -> PamError {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or(PamError::SERVICE_ERR)
 }
 
+type Daemons = Route<SocketDaemon, trust::Checked<BusDaemon>>;
+
 fn authenticate(pamh: &Pam, flags: PamFlags, args: &[String]) -> PamError {
+    run(pamh, flags, args, |io, d, o, s| {
+        flow::authenticate(io, d, o, s)
+    })
+}
+
+fn account(pamh: &Pam, flags: PamFlags, args: &[String]) -> PamError {
+    run(pamh, flags, args, |io, d, o, s| flow::account(io, d, o, s))
+}
+
+/// Both phases reach the daemon the same way: the socket first, then the
+/// bus, with the same trust checks and deadline.
+fn run(
+    pamh: &Pam,
+    flags: PamFlags,
+    args: &[String],
+    phase: impl FnOnce(&mut LibPam<'_>, &Daemons, &Options, bool) -> PamCode,
+) -> PamError {
     let (opts, warnings) = Options::parse(args);
     let mut io = LibPam::new(pamh, opts.debug);
     for w in &warnings {
@@ -86,7 +110,7 @@ fn authenticate(pamh: &Pam, flags: PamFlags, args: &[String]) -> PamError {
         bus: trust::Checked::new(&opts.bus, BusDaemon::new(&opts.bus, opts.timeout)),
     };
     let silent = flags.contains(PamFlags::SILENT);
-    to_pam(flow::authenticate(&mut io, &daemon, &opts, silent))
+    to_pam(phase(&mut io, &daemon, &opts, silent))
 }
 
 fn to_pam(code: PamCode) -> PamError {
@@ -98,6 +122,8 @@ fn to_pam(code: PamCode) -> PamError {
         PamCode::AuthinfoUnavail => PamError::AUTHINFO_UNAVAIL,
         PamCode::ConvErr => PamError::CONV_ERR,
         PamCode::UserUnknown => PamError::USER_UNKNOWN,
+        PamCode::PermDenied => PamError::PERM_DENIED,
+        PamCode::ServiceErr => PamError::SERVICE_ERR,
     }
 }
 
@@ -122,7 +148,7 @@ impl<'a> LibPam<'a> {
     }
 
     fn say(&mut self, style: std::ffi::c_int, text: &str) {
-        // SAFETY: `raw` is the handle of the running pam_sm_authenticate call.
+        // SAFETY: `raw` is the handle of the running pam_sm_* call.
         if let Err(e) = unsafe { conv::converse(self.raw, style, text) } {
             self.log
                 .log(Level::Debug, &format!("could not show a message: {e}"));
@@ -172,6 +198,21 @@ impl PamIo for LibPam<'_> {
         self.say(conv::PAM_TEXT_INFO, text);
     }
 
+    fn set_authtok(&mut self, password: &str) -> Result<(), Error> {
+        // Built in a buffer with room for the NUL, so that CString::new
+        // does not move the password to a new allocation and leave a copy
+        // behind; the CString's bytes are wiped once libpam has its own.
+        let mut bytes = Zeroizing::new(Vec::with_capacity(password.len() + 1));
+        bytes.extend_from_slice(password.as_bytes());
+        let c = std::ffi::CString::new(std::mem::take(&mut *bytes)).map_err(|e| {
+            drop(Zeroizing::new(e.into_vec()));
+            Error::Item("the password contains NUL".into())
+        })?;
+        let result = self.pamh.set_authtok(&c);
+        drop(Zeroizing::new(c.into_bytes_with_nul()));
+        result.map_err(|e| Error::Item(format!("pam_set_item(PAM_AUTHTOK) failed: {e}")))
+    }
+
     fn log(&mut self, level: Level, text: &str) {
         self.log.log(level, text);
     }
@@ -196,5 +237,7 @@ mod tests {
         assert_eq!(to_pam(PamCode::AuthinfoUnavail), PamError::AUTHINFO_UNAVAIL);
         assert_eq!(to_pam(PamCode::ConvErr), PamError::CONV_ERR);
         assert_eq!(to_pam(PamCode::UserUnknown), PamError::USER_UNKNOWN);
+        assert_eq!(to_pam(PamCode::PermDenied), PamError::PERM_DENIED);
+        assert_eq!(to_pam(PamCode::ServiceErr), PamError::SERVICE_ERR);
     }
 }

@@ -12,6 +12,8 @@ use std::time::Duration;
 use otpgate_proto::{PAM_SOCKET, SYSTEM_BUS_ADDRESS};
 
 pub const DEFAULT_PROMPT: &str = "Verification code: ";
+/// The prompt with `forward_pass`, unless `prompt=` says otherwise.
+pub const FORWARD_PASS_PROMPT: &str = "Password and verification code: ";
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A longer wait would keep sshd's login grace timer, not ours, in charge.
 pub const MAX_TIMEOUT_SECS: u64 = 120;
@@ -38,6 +40,9 @@ pub struct Options {
     pub bus_only: bool,
     pub debug: bool,
     pub prompt: String,
+    /// One prompt for the password and the code; the password goes on
+    /// as `PAM_AUTHTOK` for the next module (`use_first_pass`).
+    pub forward_pass: bool,
 }
 
 impl Default for Options {
@@ -51,6 +56,7 @@ impl Default for Options {
             bus_only: false,
             debug: false,
             prompt: DEFAULT_PROMPT.to_string(),
+            forward_pass: false,
         }
     }
 }
@@ -61,6 +67,7 @@ impl Options {
     pub fn parse<S: AsRef<str>>(args: &[S]) -> (Options, Vec<String>) {
         let mut opts = Options::default();
         let mut warnings = Vec::new();
+        let mut prompt_given = false;
         for arg in args {
             let arg = arg.as_ref();
             let (key, value) = match arg.split_once('=') {
@@ -71,6 +78,7 @@ impl Options {
                 ("nullok", None) => opts.nullok = true,
                 ("bus_only", None) => opts.bus_only = true,
                 ("debug", None) => opts.debug = true,
+                ("forward_pass", None) => opts.forward_pass = true,
                 ("failmode", Some("secure")) => opts.failmode = FailMode::Secure,
                 ("failmode", Some("open")) => opts.failmode = FailMode::Open,
                 ("failmode", _) => {
@@ -98,10 +106,14 @@ impl Options {
                         ));
                     } else {
                         opts.prompt = v.to_string();
+                        prompt_given = true;
                     }
                 }
                 _ => warnings.push(format!("ignoring unknown option {arg:?}")),
             }
+        }
+        if opts.forward_pass && !prompt_given {
+            opts.prompt = FORWARD_PASS_PROMPT.to_string();
         }
         (opts, warnings)
     }
@@ -136,15 +148,34 @@ mod tests {
             "bus_only",
             "debug",
             "prompt=OTP for sudo: ",
+            "forward_pass",
         ]);
         assert!(w.is_empty(), "{w:?}");
-        assert!(o.nullok && o.debug);
+        assert!(o.nullok && o.debug && o.forward_pass);
         assert_eq!(o.failmode, FailMode::Open);
         assert_eq!(o.timeout, Duration::from_secs(2));
         assert_eq!(o.bus, "unix:path=/run/x/bus");
         assert_eq!(o.socket, "/run/x/pam.socket");
         assert!(o.bus_only);
         assert_eq!(o.prompt, "OTP for sudo: ");
+    }
+
+    #[test]
+    fn forward_pass_has_its_own_prompt_unless_one_is_given() {
+        let (o, _) = Options::parse(&["forward_pass"]);
+        assert_eq!(o.prompt, "Password and verification code: ");
+        for args in [
+            ["forward_pass", "prompt=Password+OTP: "],
+            ["prompt=Password+OTP: ", "forward_pass"],
+        ] {
+            let (o, w) = Options::parse(&args);
+            assert!(w.is_empty(), "{w:?}");
+            assert_eq!(o.prompt, "Password+OTP: ");
+        }
+        // A rejected prompt= leaves forward_pass's default, not the code's.
+        let (o, w) = Options::parse(&["forward_pass", "prompt="]);
+        assert_eq!(w.len(), 1);
+        assert_eq!(o.prompt, FORWARD_PASS_PROMPT);
     }
 
     #[test]
@@ -165,11 +196,12 @@ mod tests {
             "prompt=a\nb",
             "nullok=yes",
             "bus_only=yes",
+            "forward_pass=yes",
             "frobnicate",
             "",
         ]);
         assert_eq!(o, Options::default());
-        assert_eq!(w.len(), 11, "{w:?}");
+        assert_eq!(w.len(), 12, "{w:?}");
         assert!(w.iter().any(|m| m.contains("frobnicate")));
     }
 

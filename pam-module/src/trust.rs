@@ -17,7 +17,7 @@ use std::io::ErrorKind;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
-use crate::client::{ChallengeReply, Context, Daemon, VerifyReply};
+use crate::client::{AccountReply, ChallengeReply, Context, Daemon, VerifyReply};
 use crate::error::Error;
 
 /// Linux's own limit on symbolic links followed in one lookup.
@@ -299,6 +299,11 @@ impl<D: Daemon> Daemon for Checked<D> {
     fn verify(&self, user: &str, code: &str, ctx: &Context) -> Result<VerifyReply, Error> {
         self.check()?;
         self.inner.verify(user, code, ctx)
+    }
+
+    fn account(&self, user: &str, ctx: &Context) -> Result<AccountReply, Error> {
+        self.check()?;
+        self.inner.account(user, ctx)
     }
 }
 

@@ -13,6 +13,8 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use otpgate_tests::*;
 
+pub mod sshd;
+
 /// A file under /etc that the test writes and that is put back as it was
 /// (removed, or the old contents restored) when the guard drops, also
 /// when the test fails.
@@ -163,10 +165,27 @@ impl Drop for ChildGuard {
 
 /// `pamtester SERVICE USER authenticate` with `input` on stdin.
 pub fn pamtester(service: &str, user: &str, input: &str) -> Outcome {
+    pamtester_op(service, user, "authenticate", input)
+}
+
+/// `pamtester SERVICE USER OPERATION` (`acct_mgmt`, ...) with `input` on stdin.
+pub fn pamtester_op(service: &str, user: &str, operation: &str, input: &str) -> Outcome {
     let mut cmd = Command::new("pamtester");
-    cmd.args([service, user, "authenticate"])
+    cmd.args([service, user, operation])
         .env_remove("DBUS_SYSTEM_BUS_ADDRESS");
     run_with_input(cmd, &format!("{input}\n"), Duration::from_secs(60))
+}
+
+/// Sets `user`'s password (chpasswd; the password goes through stdin).
+pub fn set_password(user: &TestUser, password: &str) {
+    let mut cmd = Command::new("chpasswd");
+    cmd.env_remove("DBUS_SYSTEM_BUS_ADDRESS");
+    let o = run_with_input(
+        cmd,
+        &format!("{}:{password}\n", user.name),
+        Duration::from_secs(30),
+    );
+    assert!(o.success, "chpasswd: {o:#?}");
 }
 
 /// A command that runs `program` as `user` (real and effective uid, gid and
