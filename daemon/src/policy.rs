@@ -402,10 +402,12 @@ impl Rule {
     fn check(&self, login: &Login<'_>) -> Result<String, String> {
         let mut why = Vec::new();
         if let Some(p) = &self.users {
-            why.push(format!("user {}", p.check(&[login.user.to_string()])?));
+            let m = p.check(&[login.user.to_string()]);
+            why.push(format!("user {}", m.map_err(|e| format!("user {e}"))?));
         }
         if let Some(p) = &self.groups {
-            why.push(format!("group {}", p.check(login.groups)?));
+            let m = p.check(login.groups);
+            why.push(format!("group {}", m.map_err(|e| format!("group {e}"))?));
         }
         if let Some(p) = &self.services {
             why.push(format!(

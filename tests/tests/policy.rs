@@ -120,12 +120,22 @@ mode = "optional"
     // Optional and enrolled: the code is asked, and decides.
     let o = pamtester(&svc, &enrolled.name, &wrong_code(&e.secret));
     assert_outcome(&o, false, AUTH_ERR, "Wrong code.");
-    let o = pamtester(&svc, &enrolled.name, &oathtool_at(&e.secret, e.confirmed_at + 30));
+    let o = pamtester(
+        &svc,
+        &enrolled.name,
+        &oathtool_at(&e.secret, e.confirmed_at + 30),
+    );
     assert_outcome(&o, true, SUCCESS, PROMPT);
 
     // The account stage says the same (public-key ssh runs no auth stack).
     let acct = |user: &str| {
-        call(&bus, "Auth", "Account", &[user, &format!(r#"{{"service":"{svc}"}}"#)]).ok()
+        call(
+            &bus,
+            "Auth",
+            "Account",
+            &[user, &format!(r#"{{"service":"{svc}"}}"#)],
+        )
+        .ok()
     };
     assert_eq!(acct(&staff.name)[0], "not-enrolled");
     assert_eq!(acct(&staff.name)[1]["policy"], "require");
@@ -144,11 +154,32 @@ mode = "optional"
     assert_eq!(x["mode"], "require");
     assert!(x["rule"].as_str().unwrap().starts_with("rule 3 ("), "{x}");
     let reasons = x["reasons"].to_string();
-    assert!(reasons.contains("rule 2 (line 8) does not match"), "{reasons}");
-    assert!(reasons.contains("203.0.113.9 is in 203.0.113.0/24"), "{reasons}");
-    assert!(x["outcome"].as_str().unwrap().starts_with("refused: not enrolled"), "{x}");
+    assert!(
+        reasons.contains(&format!(
+            r#"rule 2 (line 14) does not match: user \"{}\" matches none of"#,
+            tmp.name
+        )),
+        "{reasons}"
+    );
+    assert!(
+        reasons.contains("203.0.113.9 is in 203.0.113.0/24"),
+        "{reasons}"
+    );
+    assert!(
+        x["outcome"]
+            .as_str()
+            .unwrap()
+            .starts_with("refused: not enrolled"),
+        "{x}"
+    );
     // Only administrators may ask.
-    let r = call_as(&bus, Some(staff.uid), "Admin", "ExplainPolicy", &[&tmp.name, &svc]);
+    let r = call_as(
+        &bus,
+        Some(staff.uid),
+        "Admin",
+        "ExplainPolicy",
+        &[&tmp.name, &svc],
+    );
     assert!(r.is_access_denied(), "{r:?}");
 }
 
@@ -222,8 +253,11 @@ impl Session {
 
     /// pamtester from this session: (prompted, succeeded).
     fn pamtester(&mut self, tmux: &Tmux, service: &str, user: &str, code: &str) -> (bool, bool) {
-        let (prompted, ok, _) =
-            self.run(tmux, &format!("pamtester {service} {user} authenticate"), code);
+        let (prompted, ok, _) = self.run(
+            tmux,
+            &format!("pamtester {service} {user} authenticate"),
+            code,
+        );
         (prompted, ok)
     }
 }
@@ -250,20 +284,29 @@ fn remember_secs_spares_the_same_session_only_until_it_runs_out() {
     let mut two = Session::open(&mut tmux);
 
     // First login in session one: asked.
-    assert_eq!(one.pamtester(&tmux, &svc, &alice.name, &oathtool_at(&a, t)), (true, true));
+    assert_eq!(
+        one.pamtester(&tmux, &svc, &alice.name, &oathtool_at(&a, t)),
+        (true, true)
+    );
     // Again in the same session: not asked.
     assert_eq!(one.pamtester(&tmux, &svc, &alice.name, ""), (false, true));
     // Another session, the same user and service: asked.
     t += 30;
     s.clock.set(t);
-    assert_eq!(two.pamtester(&tmux, &svc, &alice.name, &oathtool_at(&a, t)), (true, true));
+    assert_eq!(
+        two.pamtester(&tmux, &svc, &alice.name, &oathtool_at(&a, t)),
+        (true, true)
+    );
     // The same session, a service the rule does not name: asked.
     t += 30;
     s.clock.set(t);
     let (asked, _) = one.pamtester(&tmux, &other, &alice.name, &wrong_code(&a));
     assert!(asked);
     // The same session, another user: asked.
-    assert_eq!(one.pamtester(&tmux, &svc, &bob.name, &oathtool_at(&b, t)), (true, true));
+    assert_eq!(
+        one.pamtester(&tmux, &svc, &bob.name, &oathtool_at(&b, t)),
+        (true, true)
+    );
     // A caller that is not root, in the remembered session, with a session
     // id of its own making: still asked (only root's callers are the hosts
     // of logins, and nothing a caller says about its session is taken).
@@ -294,7 +337,10 @@ fn remember_secs_spares_the_same_session_only_until_it_runs_out() {
     // After logout, a new session starts from nothing.
     t += 60;
     s.clock.set(t);
-    assert_eq!(two.pamtester(&tmux, &svc, &bob.name, &oathtool_at(&b, t)), (true, true));
+    assert_eq!(
+        two.pamtester(&tmux, &svc, &bob.name, &oathtool_at(&b, t)),
+        (true, true)
+    );
     tmux.type_line(&two.w, "exit");
     let mut three = Session::open(&mut tmux);
     assert!(three.pamtester(&tmux, &svc, &bob.name, &wrong_code(&b)).0);
@@ -304,7 +350,13 @@ fn remember_secs_spares_the_same_session_only_until_it_runs_out() {
 fn enroll_at(bus: &Bus, s: &InProcess, user: &str) -> String {
     let e = call(bus, "Manager", "Enroll", &[user]).ok();
     let secret = e["secret"].as_str().unwrap().to_string();
-    call(bus, "Manager", "Confirm", &[user, &oathtool_at(&secret, s.now())]).ok();
+    call(
+        bus,
+        "Manager",
+        "Confirm",
+        &[user, &oathtool_at(&secret, s.now())],
+    )
+    .ok();
     secret
 }
 
@@ -324,11 +376,22 @@ fn break_glass_codes_open_the_console_once_and_nothing_else() {
     assert_eq!(codes.len(), 5);
     // Root alone mints them, not the administrator group.
     let admin = admin_group_member("otpgpol-admin");
-    let r = call_as(&bus, Some(admin.uid), "Admin", "GenerateBreakglass", &["root"]);
+    let r = call_as(
+        &bus,
+        Some(admin.uid),
+        "Admin",
+        "GenerateBreakglass",
+        &["root"],
+    );
     assert!(r.is_access_denied(), "{r:?}");
 
     // Over ssh (a remote host) and on a pseudo-terminal: refused.
-    let o = pamtester_items(&svc, "root", &[("rhost", "192.0.2.1"), ("tty", "ssh")], &codes[0]);
+    let o = pamtester_items(
+        &svc,
+        "root",
+        &[("rhost", "192.0.2.1"), ("tty", "ssh")],
+        &codes[0],
+    );
     assert_outcome(&o, false, AUTH_ERR, NOT_ENROLLED);
     let o = pamtester_items(&svc, "root", &[("tty", "/dev/pts/0")], &codes[0]);
     assert_outcome(&o, false, AUTH_ERR, NOT_ENROLLED);
@@ -344,13 +407,20 @@ fn break_glass_codes_open_the_console_once_and_nothing_else() {
     assert_eq!(st["breakglass_codes_left"], 4);
     let o = pamtester_items(&svc, "root", &[("tty", "ttyS0")], &codes[1]);
     assert!(o.success && o.says("2 use(s) unacknowledged"), "{o:#?}");
-    assert_eq!(call(&bus, "Admin", "AcknowledgeBreakglass", &["root"]).ok(), 2);
+    assert_eq!(
+        call(&bus, "Admin", "AcknowledgeBreakglass", &["root"]).ok(),
+        2
+    );
     let st = call(&bus, "Manager", "Status", &["root"]).ok();
     assert_eq!(st["breakglass_unacknowledged"], 0);
     // Not for an ordinary user.
     let plain = test_user("otpgpol-plain");
     let r = call(&bus, "Admin", "GenerateBreakglass", &[&plain.name]);
-    assert_eq!(r.err_name(), Some("org.otpgate.Otpgate1.Error.InvalidArgument"), "{r:?}");
+    assert_eq!(
+        r.err_name(),
+        Some("org.otpgate.Otpgate1.Error.InvalidArgument"),
+        "{r:?}"
+    );
 }
 
 #[test]
@@ -368,7 +438,10 @@ fn check_config_refuses_rules_that_lock_root_out_everywhere() {
     );
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains(":1: [[policy]]: these rules make root give a second factor on every service"), "{err}");
+    assert!(
+        err.contains(":1: [[policy]]: these rules make root give a second factor on every service"),
+        "{err}"
+    );
     std::fs::write(
         &path,
         "[[policy]]\nusers = [\"root\"]\nservices = [\"login\"]\nmode = \"optional\"\n\n[[policy]]\ngroups = [\"*\"]\nmode = \"require\"\n",
@@ -381,5 +454,9 @@ fn check_config_refuses_rules_that_lock_root_out_everywhere() {
             .arg(&path),
         STEP,
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
