@@ -191,7 +191,7 @@ const GRACE_ENDS: u64 = 1_900_108_800;
 #[test]
 fn enroll_by_lets_an_unenrolled_user_in_with_a_notice_until_the_day_ends() {
     require_root();
-    assert!(T0 < GRACE_ENDS && GRACE_ENDS - T0 < 2 * 86_400);
+    const { assert!(T0 < GRACE_ENDS && GRACE_ENDS - T0 < 2 * 86_400) };
     let bus = Bus::start();
     let (svc, _pam) = stack(&bus.bus_only_args());
     let user = test_user("otpgpol-new");
@@ -219,7 +219,22 @@ struct Session {
 
 impl Session {
     fn open(tmux: &mut Tmux) -> Session {
-        let w = tmux.window("exec bash --norc --noprofile");
+        Session::open_with(tmux, "exec bash --norc --noprofile")
+    }
+
+    /// A login shell of `user`'s (setpriv execs bash: it leads the session).
+    fn open_as(tmux: &mut Tmux, user: &TestUser) -> Session {
+        Session::open_with(
+            tmux,
+            &format!(
+                "exec setpriv --reuid={} --regid={} --init-groups bash --norc --noprofile",
+                user.uid, user.gid
+            ),
+        )
+    }
+
+    fn open_with(tmux: &mut Tmux, command: &str) -> Session {
+        let w = tmux.window(command);
         tmux.type_line(&w, "echo otpg-ready");
         tmux.wait_for(&w, "otpg-ready\n", 1, STEP);
         Session { w, runs: 0 }
@@ -344,6 +359,34 @@ fn remember_secs_spares_the_same_session_only_until_it_runs_out() {
     tmux.type_line(&two.w, "exit");
     let mut three = Session::open(&mut tmux);
     assert!(three.pamtester(&tmux, &svc, &bob.name, &wrong_code(&b)).0);
+}
+
+#[test]
+fn remember_secs_spares_sudo_in_the_same_terminal_session() {
+    require_root();
+    let bus = Bus::start();
+    let (svc, _pam) = stack(&bus.module_args());
+    let user = test_user("otpgpol-sudo");
+    let config = format!(
+        "[[policy]]\nusers = [\"{}\"]\nservices = [\"{svc}\"]\nmode = \"require\"\nremember_secs = 600\n",
+        user.name
+    );
+    let _d = Daemon::start(&bus, &config);
+    let e = enroll(&bus, &user.name);
+    // sudo's own timestamp is off, so every sudo runs the PAM stack: what
+    // spares the code is the daemon's remembered session alone.
+    let _rules = sudoers(&user, &svc);
+    let mut tmux = Tmux::start("remember-sudo");
+    let mut one = Session::open_as(&mut tmux, &user);
+    let mut two = Session::open_as(&mut tmux, &user);
+    let code = oathtool_at(&e.secret, e.confirmed_at + 30);
+    let (asked, ok, screen) = one.run(&tmux, "sudo true", &code);
+    assert!(asked && ok, "{screen}");
+    let (asked, ok, screen) = one.run(&tmux, "sudo true", "");
+    assert!(!asked && ok, "{screen}");
+    // The user's other terminal is another session: asked.
+    let (asked, ok, screen) = two.run(&tmux, "sudo true", &wrong_code(&e.secret));
+    assert!(asked && !ok, "{screen}");
 }
 
 /// Enrols `user` on the in-process service at its clock's time; the secret.

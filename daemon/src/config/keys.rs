@@ -310,6 +310,37 @@ const HEADER: &str = "\
 # Generated from daemon/src/config/keys.rs; see docs/configuration.md.
 ";
 
+/// Closes the shipped file: `[[policy]]` rules are tables of their own
+/// (none by default), shown as a commented example.
+const POLICY_EXAMPLE: &str = "
+# [[policy]]: who must give a second factor, where, from when. Rules are
+# tried in order and the FIRST that matches decides; no rule matching means
+# \"require\" (the PAM line's nullok may still let an account without a
+# second factor through). Check with: otpgate policy explain USER SERVICE
+#
+# [[policy]]                      # root's console stays open to recover
+# users = [\"root\"]
+# services = [\"login\"]
+# mode = \"optional\"
+#
+# [[policy]]
+# users = [\"backup-robot\"]        # patterns: * and ?, \"!name\" excludes
+# services = [\"sshd\"]
+# mode = \"skip\"                     # \"require\" | \"optional\" | \"skip\"
+# allow_skip_remote = true          # skip applies to remote logins only with this
+#
+# [[policy]]
+# groups = [\"*\", \"!contractors\"]
+# services = [\"sshd\", \"sudo\"]
+# mode = \"require\"
+# enroll_by = \"2027-01-31\"          # not enrolled passes, with a notice, through that day (UTC)
+# remember_secs = 300               # sudo again in the same login session: not asked for 5 min
+#
+# [[policy]]
+# from = [\"0.0.0.0/0\", \"::/0\"]     # from: only ever makes a factor required
+# mode = \"require\"
+";
+
 /// The shipped, all-commented `packaging/otpgate.toml`.
 pub fn render_example() -> String {
     let mut out = String::from(HEADER);
@@ -338,6 +369,7 @@ pub fn render_example() -> String {
             }
         }
     }
+    out.push_str(POLICY_EXAMPLE);
     out
 }
 

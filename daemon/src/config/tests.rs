@@ -783,3 +783,35 @@ fn rules_that_lock_out_root_everywhere_are_refused() {
     let ok = "[[policy]]\nusers = [\"root\"]\nservices = [\"login\"]\nmode = \"optional\"\n\n[[policy]]\ngroups = [\"*\"]\nmode = \"require\"\n";
     assert!(Config::parse(ok, Path::new("x")).is_ok());
 }
+
+#[test]
+fn the_shipped_policy_example_is_a_valid_policy() {
+    let keys: Vec<&str> = super::POLICY_KEYS.iter().map(|(k, _)| *k).collect();
+    let text: String = render_example()
+        .lines()
+        .filter_map(|l| l.strip_prefix("# "))
+        // The example starts at its first table ([email] has a `from` too).
+        .skip_while(|l| !l.starts_with("[[policy]] "))
+        .filter(|l| {
+            *l == "[[policy]]"
+                || l.starts_with("[[policy]] ")
+                || keys
+                    .iter()
+                    .any(|k| l.strip_prefix(k).is_some_and(|r| r.starts_with(" =")))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let c = Config::parse(&text, Path::new("example")).unwrap();
+    assert_eq!(c.policy.rules.len(), 4, "{text}");
+}
+
+#[test]
+fn every_policy_key_is_documented() {
+    let doc = std::fs::read_to_string(repo_file("docs/configuration.md")).unwrap();
+    for (key, _) in super::POLICY_KEYS {
+        assert!(
+            doc.contains(&format!("| `{key}` |")),
+            "docs/configuration.md lacks {key}"
+        );
+    }
+}

@@ -496,3 +496,35 @@ impl Drop for FakeSocket {
         let _ = self.child.wait();
     }
 }
+
+/// sudoers rules for `user` with the PAM service `service`, checked with
+/// `visudo -c` before they go live (a broken sudoers file would break sudo
+/// for everyone). Removed when the guard drops.
+pub fn sudoers(user: &TestUser, service: &str) -> EtcFile {
+    let text = format!(
+        "# written by an otpgate test, removed when it ends\n\
+         Defaults:{u} pam_service={service}, timestamp_timeout=0, passwd_tries=1, lecture=never\n\
+         {u} ALL=(ALL:ALL) ALL\n",
+        u = user.name
+    );
+    let dir = TestDir::new("sudoers");
+    let candidate = dir.join("candidate");
+    fs::write(&candidate, &text).expect("write candidate");
+    let check = Command::new("visudo")
+        .arg("-c")
+        .arg("-f")
+        .arg(&candidate)
+        .output()
+        .expect("run visudo");
+    assert!(
+        check.status.success(),
+        "visudo rejects the test rules: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    // No dot in the name: sudo skips such files in /etc/sudoers.d.
+    EtcFile::write(
+        format!("/etc/sudoers.d/{}", unique("sudo").replace('.', "-")),
+        &text,
+        0o440,
+    )
+}
