@@ -377,6 +377,12 @@ fn rotate_key(args: &Args) -> Result<bool, Error> {
         if d.mailed_code {
             line.push_str("; a mailed code dropped: it is asked for again");
         }
+        if d.breakglass_codes > 0 {
+            line.push_str(&format!(
+                "; {} break-glass codes dropped: make new ones (`otpgate breakglass generate`)",
+                d.breakglass_codes
+            ));
+        }
         println!("{line}");
     };
     let (mut done, mut left) = (0u32, 0u32);

@@ -2,8 +2,9 @@
 //!
 //! TOTP secrets (enrolled or pending) are opened with the old key and
 //! sealed with the new one, so users keep their authenticator apps. What
-//! cannot be carried over is dropped and reported: backup codes and mailed
-//! codes exist only as hashes keyed with the old key, and the codes
+//! cannot be carried over is dropped and reported: backup codes, break-glass
+//! codes and mailed codes exist only as hashes keyed with the old key, and
+//! the codes
 //! themselves are not kept anywhere. A secret that already opens under the
 //! new key is left as it is, so a rotation that was cut short can simply
 //! be run again.
@@ -18,6 +19,9 @@ pub struct Dropped {
     pub backup_codes: usize,
     /// A pending e-mail enrolment or a mailed login code (asked again).
     pub mailed_code: bool,
+    /// Unused break-glass codes (root needs new ones:
+    /// `otpgate breakglass generate`).
+    pub breakglass_codes: usize,
 }
 
 /// `rec` with every secret sealed under `new`, or why it cannot be.
@@ -47,6 +51,9 @@ pub fn reseal(
     }
     if let Some(set) = rec.backup.take() {
         dropped.backup_codes = set.hashes.len();
+    }
+    if let Some(set) = rec.breakglass.take() {
+        dropped.breakglass_codes = set.hashes.len();
     }
     Ok((rec, dropped))
 }
@@ -110,15 +117,21 @@ mod tests {
             expires_at: 9,
             sent_at: 1,
         });
+        rec.breakglass = Some(BackupCodes {
+            salt: vec![4; 16],
+            hashes: vec![BackupHash(vec![5; 32]); 3],
+            generated_at: 1,
+        });
         let (out, dropped) = reseal(rec, &old, &new).unwrap();
         assert_eq!(
             dropped,
             Dropped {
                 backup_codes: 7,
-                mailed_code: true
+                mailed_code: true,
+                breakglass_codes: 3,
             }
         );
-        assert!(out.backup.is_none() && out.email_code.is_none());
+        assert!(out.backup.is_none() && out.email_code.is_none() && out.breakglass.is_none());
         let Factor::Totp(t) = &out.factors[0] else {
             panic!()
         };
