@@ -22,6 +22,12 @@ pub const KEY_AND_CODE: &str = "KbdInteractiveAuthentication yes\n\
      PubkeyAuthentication yes\n\
      AuthenticationMethods publickey,keyboard-interactive\n";
 
+/// A public key alone: sshd never runs the PAM `auth` stack, only the
+/// `account` one (and the session).
+pub const KEY_ONLY: &str = "KbdInteractiveAuthentication no\n\
+     PasswordAuthentication no\n\
+     PubkeyAuthentication yes\n";
+
 /// One-prompt clients: sshd answers PAM's one echo-off prompt with the
 /// client's password string.
 pub const PASSWORD_ONLY: &str = "KbdInteractiveAuthentication no\n\
@@ -80,8 +86,11 @@ impl Sshd {
             .spawn()
             .expect("start sshd (apt-get install openssh-server)");
         let sshd = Sshd { child, port, log };
+        // Its own line, not only an open port: an sshd that lost the port
+        // to another process says so and exits.
+        let listening = format!("Server listening on 127.0.0.1 port {port}.");
         let up = wait_until(Duration::from_secs(20), || {
-            TcpStream::connect(("127.0.0.1", port)).is_ok()
+            sshd.log_text().contains(&listening) && TcpStream::connect(("127.0.0.1", port)).is_ok()
         });
         assert!(up, "sshd did not listen on {port}: {}", sshd.log_text());
         sshd
@@ -101,6 +110,21 @@ impl Sshd {
         key: Option<&Path>,
         preferred: &str,
         answer: &str,
+    ) -> (Outcome, String) {
+        self.login_logging(dir, user, key, preferred, answer, "ERROR")
+    }
+
+    /// [`Sshd::login`] with the client's `LogLevel`: at `INFO` it prints
+    /// what sshd sends besides prompts (PAM's messages, as a banner or a
+    /// keyboard-interactive instruction).
+    pub fn login_logging(
+        &self,
+        dir: &TestDir,
+        user: &TestUser,
+        key: Option<&Path>,
+        preferred: &str,
+        answer: &str,
+        client_log_level: &str,
     ) -> (Outcome, String) {
         let answer_file = dir.join("answer");
         let prompts = dir.join("prompts");
@@ -139,7 +163,7 @@ impl Sshd {
             "-o",
             "ConnectTimeout=10",
             "-o",
-            "LogLevel=ERROR",
+            &format!("LogLevel={client_log_level}"),
         ])
         .arg(format!("{}@127.0.0.1", user.name))
         .arg("true")
@@ -174,8 +198,17 @@ pub fn keygen(path: &Path) {
 }
 
 fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
     // An unusual range, away from the ports services and other tests use.
-    for port in (42000..43000).step_by(7) {
+    // Each call starts past the ports this process handed out before, so
+    // that two tests of one binary never both pick a port in the time
+    // between this check and sshd's bind; the pid spreads processes apart.
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const SLOTS: u32 = 1000 / 7;
+    let start = std::process::id() + NEXT.fetch_add(1, Ordering::SeqCst);
+    for i in 0..SLOTS {
+        let port = 42000 + ((start + i) % SLOTS) * 7;
+        let port = u16::try_from(port).expect("in range");
         if TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
