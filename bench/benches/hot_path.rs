@@ -57,6 +57,8 @@ fn record(key: &MasterKey, user: &str) -> UserRecord {
         digits: 6,
         period: 30,
         last_step: None,
+        drift: None,
+        burned_steps: Vec::new(),
         created_at: T0,
         origin: "enrolled".into(),
     })];

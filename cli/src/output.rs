@@ -176,6 +176,27 @@ impl StatusText for Status {
                 format!("{} left", self.breakglass_codes_left),
             ));
         }
+        // Only once a wrong code was seen to be another time's code.
+        if self.clock_offset_seen_at != 0 {
+            let secs = self.clock_offset_secs.unsigned_abs();
+            let how = if self.clock_offset_secs > 0 {
+                "fast"
+            } else {
+                "slow"
+            };
+            let amount = if secs < 120 {
+                format!("{secs} s")
+            } else {
+                format!("{} min", (secs + 30) / 60)
+            };
+            pairs.push((
+                "app clock",
+                format!(
+                    "about {amount} {how} (seen {}): set the phone to automatic time",
+                    local_time(self.clock_offset_seen_at)
+                ),
+            ));
+        }
         let mut out: String = pairs
             .iter()
             .map(|(k, v)| format!("{:<w$}  {v}\n", format!("{k}:"), w = width + 1))
@@ -288,6 +309,25 @@ mod tests {
     }
 
     #[test]
+    fn the_app_clock_line_says_how_far_off_and_which_way() {
+        let s = Status {
+            user: "alice".into(),
+            enrolled: true,
+            clock_offset_secs: -210,
+            clock_offset_seen_at: 1_800_000_000,
+            ..Status::default()
+        };
+        let text = s.text(0);
+        let line = text.lines().find(|l| l.starts_with("app clock:")).unwrap();
+        assert!(line.contains("about 4 min slow (seen "), "{text}");
+        let s = Status {
+            clock_offset_secs: 90,
+            ..s
+        };
+        assert!(s.text(0).contains("about 90 s fast"), "{}", s.text(0));
+    }
+
+    #[test]
     fn break_glass_lines_only_when_there_is_something_to_say() {
         let s = Status {
             user: "root".into(),
@@ -297,6 +337,7 @@ mod tests {
             ..Status::default()
         };
         assert!(!s.text(0).contains("break-glass"), "{}", s.text(0));
+        assert!(!s.text(0).contains("app clock"), "{}", s.text(0));
         let s = Status {
             breakglass_codes_left: 4,
             breakglass_unacknowledged: 1,

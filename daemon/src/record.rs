@@ -119,9 +119,27 @@ pub struct TotpFactor {
     /// The newest time step accepted; a code must be for a later step.
     #[serde(default)]
     pub last_step: Option<u64>,
+    /// How far off this device's clock was last seen (a wrong code that
+    /// was the code of another step).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<Drift>,
+    /// Steps whose codes a clock-drift hint revealed to whoever typed them:
+    /// never accepted, so a guessed code of a later step cannot be kept for
+    /// its time.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub burned_steps: Vec<u64>,
     pub created_at: u64,
     /// "enrolled" or "imported".
     pub origin: String,
+}
+
+/// An authenticator's clock as seen off.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Drift {
+    /// + fast, - slow.
+    pub offset_secs: i64,
+    pub seen_at: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

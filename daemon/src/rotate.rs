@@ -86,6 +86,8 @@ mod tests {
             digits: 6,
             period: 30,
             last_step: Some(42),
+            drift: None,
+            burned_steps: Vec::new(),
             created_at: 1,
             origin: "enrolled".into(),
         }

@@ -10,8 +10,11 @@ use zeroize::Zeroizing;
 
 use otpgate_proto::MAX_CODE_LEN;
 
-/// 160 bits, RFC 4226's recommended length for HMAC-SHA1.
-pub const SECRET_LEN: usize = 20;
+/// The longest secret `[totp] secret_bytes` may ask for.
+pub const MAX_SECRET_LEN: usize = 64;
+
+/// How far off an authenticator's clock is looked for after a wrong code.
+pub const DRIFT_REACH_SECS: u64 = 3600;
 
 pub fn algorithm(name: &str) -> Option<Algorithm> {
     match name {
@@ -50,6 +53,27 @@ pub fn matched_step(
         .with_secret(Secret::from(secret.to_vec()))
         .build_noncompliant();
     totp.check(code, now)
+}
+
+/// After a wrong code: the step, within `reach_secs` of `now` but outside
+/// `window`, that `code` is the code of, as an offset from now's step (+:
+/// the authenticator's clock is fast). At most 2 × reach / period + 1
+/// HMACs. The caller never accepts it: it only explains.
+pub fn drift(
+    secret: &[u8],
+    params: Params,
+    window: u64,
+    code: &str,
+    now: u64,
+    reach_secs: u64,
+) -> Option<i64> {
+    if params.period == 0 {
+        return None;
+    }
+    let reach = reach_secs / params.period;
+    let step = matched_step(secret, params, reach, code, now)?;
+    let k = i64::try_from(step).ok()? - i64::try_from(now / params.period).ok()?;
+    (k.unsigned_abs() > window).then_some(k)
 }
 
 /// The secret in base32 without padding, as authenticator apps want it.

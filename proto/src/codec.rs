@@ -337,6 +337,10 @@ pub struct Status {
     pub failures: u32,
     pub breakglass_codes_left: u32,
     pub breakglass_unacknowledged: u32,
+    /// The authenticator's clock as last seen off (+ fast); 0 with
+    /// `clock_offset_seen_at` 0 when never.
+    pub clock_offset_secs: i64,
+    pub clock_offset_seen_at: u64,
 }
 
 impl Status {
@@ -361,6 +365,14 @@ impl Status {
             status::BREAKGLASS_UNACKNOWLEDGED,
             self.breakglass_unacknowledged,
         );
+        if self.clock_offset_seen_at != 0 {
+            put(&mut d, status::CLOCK_OFFSET_SECS, self.clock_offset_secs);
+            put(
+                &mut d,
+                status::CLOCK_OFFSET_SEEN_AT,
+                self.clock_offset_seen_at,
+            );
+        }
         d
     }
 
@@ -379,6 +391,8 @@ impl Status {
             failures: get(W, d, status::FAILURES)?.unwrap_or(0),
             breakglass_codes_left: get(W, d, status::BREAKGLASS_CODES_LEFT)?.unwrap_or(0),
             breakglass_unacknowledged: get(W, d, status::BREAKGLASS_UNACKNOWLEDGED)?.unwrap_or(0),
+            clock_offset_secs: get(W, d, status::CLOCK_OFFSET_SECS)?.unwrap_or(0),
+            clock_offset_seen_at: get(W, d, status::CLOCK_OFFSET_SEEN_AT)?.unwrap_or(0),
         })
     }
 }
@@ -701,6 +715,8 @@ mod tests {
             failures: 5,
             breakglass_codes_left: 4,
             breakglass_unacknowledged: 1,
+            clock_offset_secs: -210,
+            clock_offset_seen_at: 1_800_000_000,
         }
     }
 
@@ -843,6 +859,8 @@ mod tests {
                 ("backup_codes_left", "u"),
                 ("breakglass_codes_left", "u"),
                 ("breakglass_unacknowledged", "u"),
+                ("clock_offset_secs", "x"),
+                ("clock_offset_seen_at", "t"),
                 ("enrolled", "b"),
                 ("failures", "u"),
                 ("locked", "b"),

@@ -85,6 +85,10 @@ pub mod status {
     pub const BREAKGLASS_CODES_LEFT: &str = "breakglass_codes_left";
     /// Break-glass codes used and not yet acknowledged (u).
     pub const BREAKGLASS_UNACKNOWLEDGED: &str = "breakglass_unacknowledged";
+    /// How far off the authenticator's clock was last seen, in seconds
+    /// (x, + fast), and when (t); both absent if never.
+    pub const CLOCK_OFFSET_SECS: &str = "clock_offset_secs";
+    pub const CLOCK_OFFSET_SEEN_AT: &str = "clock_offset_seen_at";
 }
 
 /// Keys of the `Manager.Enroll` options and reply.

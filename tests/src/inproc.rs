@@ -140,7 +140,8 @@ impl<'a> Builder<'a> {
             Box::new(store),
             key,
             clock.clone(),
-            Audit::none(),
+            // Kept in memory, for tests that read what was logged.
+            Audit::kept(),
             rt.handle().clone(),
         )
         .with_mailer(mailer);

@@ -200,6 +200,8 @@ fn a_record_filed_by_name_moves_to_the_uid_and_keeps_working() {
         digits: 6,
         period: PERIOD,
         last_step: None,
+        drift: None,
+        burned_steps: Vec::new(),
         created_at: now - 3600,
         origin: "enrolled".into(),
     })];

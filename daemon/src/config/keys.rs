@@ -138,6 +138,8 @@ when present it is preferred over key_file." },
         key("algorithm", Kind::Choice { values: &["SHA1", "SHA256", "SHA512"], hint: " (exactly, in upper case)" }, Str("SHA1"), "hash function (many apps only do SHA1)"),
         // More steps would make a guessed code many times likelier to hit.
         int("window", 0, 10, 1, "accept codes this many steps before/after now"),
+        // Below 128 bits is weak; 64 bytes is HMAC-SHA512's block size.
+        int("secret_bytes", 16, 64, 20, "length of a new secret in bytes (20 = 160 bits, RFC 4226's advice for SHA1)"),
     ] },
 
     Section { name: "lockout", doc: "", note: "", keys: &[

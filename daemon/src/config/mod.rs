@@ -157,6 +157,7 @@ pub struct TotpConfig {
     pub period_secs: u64,
     pub algorithm: Algorithm,
     pub window: u64,
+    pub secret_bytes: usize,
 }
 
 /// `[lockout]`.
@@ -364,6 +365,7 @@ impl Config {
                 period_secs: v.int("totp", "period_secs"),
                 algorithm: Algorithm::from_name(&text("totp", "algorithm")).unwrap_or_default(),
                 window: v.int("totp", "window"),
+                secret_bytes: v.int("totp", "secret_bytes"),
             },
             lockout: LockoutConfig {
                 max_failures: v.int("lockout", "max_failures"),

@@ -165,7 +165,7 @@ fn the_brief_examples_read_as_promised() {
     assert_eq!(
         err("[totp]\ndigits = 6\nwindw = 1\n"),
         "/etc/otpgate/otpgate.toml:3: unknown key \"windw\" in [totp] \
-         (known: issuer, digits, period_secs, algorithm, window)"
+         (known: issuer, digits, period_secs, algorithm, window, secret_bytes)"
     );
 }
 
@@ -409,7 +409,7 @@ fn unknown_sections_and_keys_are_refused() {
         err("[totp]\n[totp.extra]\nx = 1\n"),
         format!(
             "{FILE}:2: unknown key \"extra\" in [totp] \
-             (known: issuer, digits, period_secs, algorithm, window)"
+             (known: issuer, digits, period_secs, algorithm, window, secret_bytes)"
         )
     );
     // Of several problems, the first in the file is reported, whatever

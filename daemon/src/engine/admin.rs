@@ -78,6 +78,8 @@ pub(crate) fn decide_import(rec: Option<UserRecord>, env: &Env, ga: &Imported) -
         digits: 6,
         period: ga.step_secs,
         last_step: None,
+        drift: None,
+        burned_steps: Vec::new(),
         created_at: now,
         origin: "imported".into(),
     })];

@@ -130,6 +130,8 @@ pub(crate) fn decide_enroll(
             digits: cfg.digits,
             period: cfg.period_secs,
             last_step: None,
+            drift: None,
+            burned_steps: Vec::new(),
             created_at: now,
             origin: "enrolled".into(),
         }),
@@ -304,9 +306,11 @@ impl Engine {
             ));
         }
         let id = crypto::hex(&crypto::random_bytes::<8>().map_err(super::internal)?);
-        let secret = Zeroizing::new(
-            crypto::random_bytes::<{ totp::SECRET_LEN }>().map_err(super::internal)?,
+        let mut pool = Zeroizing::new(
+            crypto::random_bytes::<{ totp::MAX_SECRET_LEN }>().map_err(super::internal)?,
         );
+        let secret = Zeroizing::new(pool[..self.config.totp.secret_bytes].to_vec());
+        pool.fill(0);
         let email_code = email::new_code().map_err(super::internal)?;
         let hostname = self.hostname.clone();
         let ctx = Context::default();

@@ -33,6 +33,11 @@ pub(crate) fn status_of(rec: Option<&UserRecord>, name: String, now: u64) -> Sta
         locked,
         breakglass_codes_left: rec.breakglass.as_ref().map_or(0, |b| b.hashes.len()) as u32,
         breakglass_unacknowledged: rec.breakglass_uses.len() as u32,
+        clock_offset_secs: rec
+            .totp()
+            .and_then(|t| t.drift)
+            .map_or(0, |d| d.offset_secs),
+        clock_offset_seen_at: rec.totp().and_then(|t| t.drift).map_or(0, |d| d.seen_at),
         locked_until: if locked { rec.locked_until } else { 0 },
         // An expired lock's count is reset at the next attempt.
         failures: if rec.locked_until != 0 && !locked {

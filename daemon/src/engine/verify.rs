@@ -20,9 +20,28 @@ use crate::crypto;
 use crate::email;
 use crate::error::Error;
 use crate::lockout::{lock_duration, SourceCounter};
-use crate::record::{BreakglassUse, Factor, TotpFactor, UserRecord};
+use crate::record::{BreakglassUse, Drift, Factor, TotpFactor, UserRecord};
 use crate::store::Write;
 use crate::totp::{self, Params};
+
+/// Steps kept burned per device: a few wrong codes' worth within the
+/// hour a drift hint looks at.
+const MAX_BURNED_STEPS: usize = 16;
+
+/// What the user is told when a wrong code was the code of another time.
+pub(crate) fn drift_line(offset_secs: i64) -> String {
+    let (how, secs) = if offset_secs > 0 {
+        ("fast", offset_secs.unsigned_abs())
+    } else {
+        ("slow", offset_secs.unsigned_abs())
+    };
+    let amount = if secs < 120 {
+        format!("{secs} seconds")
+    } else {
+        format!("{} minutes", (secs + 30) / 60)
+    };
+    format!("Your authenticator's clock looks about {amount} {how}: set it to automatic time.")
+}
 
 /// What checking a code did: the answer, whether the record changed, and
 /// what to log. A fault (a record that cannot be used) is an `Err` with
@@ -98,6 +117,9 @@ pub(crate) fn check_code(
     let bind = rec.bound_to().to_string();
     let mut result = VerifyResult::Invalid;
     let mut method = None;
+    // A wrong TOTP code that is the code of another step: (offset in steps, period).
+    let mut drifted: Option<(i64, u64)> = None;
+    let mut drift_notice = String::new();
     let candidate;
     match rec.factors.first().cloned() {
         Some(Factor::Totp(factor)) => {
@@ -107,13 +129,25 @@ pub(crate) fn check_code(
                 let secret = crypto::open(env.key, &bind, &factor.id, &factor.secret)
                     .map_err(|e| corrupt(env, e))?;
                 if let Some(step) = totp::matched_step(&secret, params, cfg.totp.window, t, now) {
-                    if factor.last_step.is_some_and(|last| step <= last) {
+                    if factor.last_step.is_some_and(|last| step <= last)
+                        || factor.burned_steps.contains(&step)
+                    {
                         result = VerifyResult::Replayed;
                     } else {
                         result = VerifyResult::Ok;
                         method = Some(MethodUsed::Totp);
                         rec.totp_mut().expect("checked above").last_step = Some(step);
                     }
+                } else {
+                    drifted = totp::drift(
+                        &secret,
+                        params,
+                        cfg.totp.window,
+                        t,
+                        now,
+                        totp::DRIFT_REACH_SECS,
+                    )
+                    .map(|k| (k, params.period));
                 }
             }
         }
@@ -224,6 +258,33 @@ pub(crate) fn check_code(
         });
     }
 
+    if let (VerifyResult::Invalid, Some((k, period))) = (result, drifted) {
+        let offset_secs = k * period as i64;
+        let f = rec
+            .totp_mut()
+            .expect("drift is only looked for on a TOTP factor");
+        f.drift = Some(Drift {
+            offset_secs,
+            seen_at: now,
+        });
+        // That step's code is now known to whoever typed it: it must never
+        // pass when its time comes. Steps already past need no mark.
+        let origin = now / period;
+        f.burned_steps.retain(|&s| s + cfg.totp.window >= origin);
+        let burned = origin.saturating_add_signed(k);
+        if !f.burned_steps.contains(&burned) {
+            f.burned_steps.push(burned);
+        }
+        if f.burned_steps.len() > MAX_BURNED_STEPS {
+            f.burned_steps.remove(0);
+        }
+        events.push(Event::new(
+            Level::Notice,
+            "clock-drift",
+            format!("offset_secs={offset_secs}"),
+        ));
+        drift_notice = drift_line(offset_secs);
+    }
     rec.failures = rec.failures.saturating_add(1);
     rec.today(now).failures += 1;
     let locking = rec.failures >= max;
@@ -248,6 +309,7 @@ pub(crate) fn check_code(
     } else {
         "Wrong code.".into()
     };
+    outcome.notice = drift_notice;
     if locking {
         outcome.locked_until = rec.locked_until;
         events.push(Event::new(
