@@ -73,6 +73,12 @@ pub enum Command {
         otpgate status --user alice --json")]
     Status(StatusArgs),
 
+    /// Show the last events of a second factor: logins, wrong codes, locks, backup codes used
+    #[command(after_help = "Examples:\n  \
+        otpgate history\n  \
+        otpgate history --user alice --json     (administrator)")]
+    History(StatusArgs),
+
     /// Remove the second factor (a user needs a current code, an administrator none)
     #[command(after_help = "Examples:\n  \
         otpgate disable                      (asks for a current code)\n  \

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use otpgate_proto::codec::{
-    DecodeError, Enrollment, Explanation, Imported, Stats, Status, UserEntry,
+    DecodeError, Enrollment, Explanation, HistoryEntry, Imported, Stats, Status, UserEntry,
 };
 use otpgate_proto::{AdminProxy, Dict, ManagerProxy, BUS_NAME, SYSTEM_BUS_ADDRESS};
 use zbus::names::{BusName, UniqueName};
@@ -154,6 +154,19 @@ impl Client {
             .await
             .map_err(self.err(Some(user)))?;
         Status::from_dict(&reply).map_err(protocol)
+    }
+
+    pub async fn history(&self, user: &str) -> Result<Vec<HistoryEntry>, CliError> {
+        let reply = self
+            .manager
+            .history(user)
+            .await
+            .map_err(self.err(Some(user)))?;
+        reply
+            .iter()
+            .map(HistoryEntry::from_dict)
+            .collect::<Result<_, _>>()
+            .map_err(protocol)
     }
 
     pub async fn disable(&self, user: &str, code: &str) -> Result<(), CliError> {

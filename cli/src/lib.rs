@@ -85,6 +85,7 @@ async fn run(cli: &Cli) -> Result<(), CliError> {
         Command::Enroll(a) => commands::enroll::enroll(&ctx, a).await,
         Command::Confirm(a) => commands::enroll::confirm(&ctx, a).await,
         Command::Status(a) => commands::status::status(&ctx, a).await,
+        Command::History(a) => commands::status::history(&ctx, a).await,
         Command::Disable(a) => commands::codes::disable(&ctx, a).await,
         Command::BackupCodes(a) => commands::codes::backup_codes(&ctx, a).await,
         Command::Unlock(a) => commands::admin::unlock(&ctx, a).await,

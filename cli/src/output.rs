@@ -93,6 +93,59 @@ pub fn local_time(unix: u64) -> String {
     ts.format(&fmt).unwrap_or_else(|_| format!("@{unix}"))
 }
 
+/// `otpgate history`: one line per event, oldest first, in columns. Text
+/// from the daemon is made printable (a remote host name is the client's
+/// to choose).
+pub fn history_text(user: &str, entries: &[otpgate_proto::codec::HistoryEntry]) -> String {
+    if entries.is_empty() {
+        return format!("{user}: no events yet\n");
+    }
+    let clean = |s: &str| -> String {
+        let t: String = s.chars().filter(|c| !c.is_control()).take(64).collect();
+        if t.is_empty() {
+            "-".to_owned()
+        } else {
+            t
+        }
+    };
+    let rows: Vec<[String; 6]> = entries
+        .iter()
+        .map(|e| {
+            [
+                local_time(e.at),
+                clean(&e.event),
+                clean(&e.service),
+                clean(&e.rhost),
+                clean(&e.tty),
+                clean(&e.detail),
+            ]
+        })
+        .collect();
+    let head = ["when", "event", "service", "from", "tty", "detail"];
+    let mut widths = head.map(str::len);
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: [&str; 6]| -> String {
+        let mut l = String::new();
+        for (i, (c, w)) in cells.iter().zip(widths).enumerate() {
+            if i + 1 == cells.len() {
+                l.push_str(c);
+            } else {
+                l.push_str(&format!("{c:<w$}  "));
+            }
+        }
+        format!("{}\n", l.trim_end())
+    };
+    let mut out = line(head);
+    for r in &rows {
+        out.push_str(&line([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]]));
+    }
+    out
+}
+
 /// "in 14 min" style distance from `now` to `then`.
 pub fn from_now(then: u64, now: u64) -> String {
     if then <= now {
@@ -306,6 +359,44 @@ mod tests {
             .collect();
         assert!(starts.windows(2).all(|w| w[0] == w[1]), "{text}");
         assert!(text.contains("backup codes left:  9"), "{text}");
+    }
+
+    #[test]
+    fn history_is_a_table_with_dashes_for_nothing() {
+        use otpgate_proto::codec::HistoryEntry;
+        let text = history_text(
+            "alice",
+            &[
+                HistoryEntry {
+                    at: 1_800_000_000,
+                    event: "failure".into(),
+                    service: "sshd".into(),
+                    rhost: "203.0.113.5\u{1b}[2J".into(),
+                    tty: "ssh".into(),
+                    detail: String::new(),
+                },
+                HistoryEntry {
+                    at: 1_800_000_060,
+                    event: "success".into(),
+                    detail: "totp".into(),
+                    ..HistoryEntry::default()
+                },
+            ],
+        );
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(lines[0].starts_with("when"), "{text}");
+        assert!(
+            lines[1].contains("failure") && lines[1].contains("203.0.113.5[2J"),
+            "{text}"
+        );
+        assert!(!text.contains('\u{1b}'), "{text}");
+        assert!(
+            lines[2].contains("success") && lines[2].ends_with("totp"),
+            "{text}"
+        );
+        assert_eq!(lines[1].find("failure"), lines[2].find("success"), "{text}");
+        assert_eq!(history_text("bob", &[]), "bob: no events yet\n");
     }
 
     #[test]

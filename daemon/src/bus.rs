@@ -305,6 +305,16 @@ impl Manager {
                 .await?,
         ))
     }
+
+    async fn history(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        user: String,
+    ) -> Result<Vec<Dict>, ServiceError> {
+        let (caller, _busy) = self.0.caller(&hdr).await?;
+        let entries = self.0.engine.history(&caller, &user).await?;
+        Ok(entries.iter().map(|h| h.to_dict()).collect())
+    }
 }
 
 #[zbus::interface(name = "org.otpgate.Otpgate1.Admin")]

@@ -64,6 +64,29 @@ pub struct UserRecord {
     /// later login until `otpgate breakglass ack`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub breakglass_uses: Vec<BreakglassUse>,
+    /// The last [`HISTORY_KEPT`] events of this second factor, oldest
+    /// first: what `otpgate history` shows.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<HistoryEntry>,
+}
+
+/// Events kept per user.
+pub const HISTORY_KEPT: usize = 50;
+
+/// One event of a user's second factor.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryEntry {
+    pub at: u64,
+    pub event: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub service: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub rhost: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub tty: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
 }
 
 /// What break-glass code hashes are bound to, after the record's binding:
@@ -208,6 +231,26 @@ impl UserRecord {
             email_sends: Vec::new(),
             breakglass: None,
             breakglass_uses: Vec::new(),
+            history: Vec::new(),
+        }
+    }
+
+    /// Adds an event to the history, dropping the oldest past
+    /// [`HISTORY_KEPT`]. Caller-supplied values are kept short and on one
+    /// line.
+    pub fn note(&mut self, at: u64, event: &str, ctx: &crate::context::Context, detail: String) {
+        let short = |s: &str| crate::audit::clean(s);
+        self.history.push(HistoryEntry {
+            at,
+            event: event.to_string(),
+            service: short(&ctx.service),
+            rhost: short(&ctx.rhost),
+            tty: short(&ctx.tty),
+            detail,
+        });
+        if self.history.len() > HISTORY_KEPT {
+            let extra = self.history.len() - HISTORY_KEPT;
+            self.history.drain(..extra);
         }
     }
 

@@ -40,6 +40,9 @@ _otpgate() {
             otpgate,help)
                 cmd="otpgate__subcmd__help"
                 ;;
+            otpgate,history)
+                cmd="otpgate__subcmd__history"
+                ;;
             otpgate,import)
                 cmd="otpgate__subcmd__import"
                 ;;
@@ -121,6 +124,9 @@ _otpgate() {
             otpgate__subcmd__help,help)
                 cmd="otpgate__subcmd__help__subcmd__help"
                 ;;
+            otpgate__subcmd__help,history)
+                cmd="otpgate__subcmd__help__subcmd__history"
+                ;;
             otpgate__subcmd__help,import)
                 cmd="otpgate__subcmd__help__subcmd__import"
                 ;;
@@ -176,7 +182,7 @@ _otpgate() {
 
     case "${cmd}" in
         otpgate)
-            opts="-h -V --bus --json --help --version enroll confirm status disable backup-codes unlock reset list stats import doctor policy breakglass admin help"
+            opts="-h -V --bus --json --help --version enroll confirm status history disable backup-codes unlock reset list stats import doctor policy breakglass admin help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -604,7 +610,7 @@ _otpgate() {
             return 0
             ;;
         otpgate__subcmd__help)
-            opts="enroll confirm status disable backup-codes unlock reset list stats import doctor policy breakglass admin help"
+            opts="enroll confirm status history disable backup-codes unlock reset list stats import doctor policy breakglass admin help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -785,6 +791,20 @@ _otpgate() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        otpgate__subcmd__help__subcmd__history)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         otpgate__subcmd__help__subcmd__import)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -890,6 +910,28 @@ _otpgate() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpgate__subcmd__history)
+            opts="-h -V --user --bus --json --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --bus)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

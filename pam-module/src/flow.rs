@@ -329,15 +329,22 @@ impl<P: PamIo> Flow<'_, P> {
                 };
                 self.log(level, &format!("{whom}: second factor accepted ({used})"));
                 if verify.method_used == Some(MethodUsed::Backup) {
-                    let line = match verify.backup_codes_left {
-                        Some(0) => "Backup code accepted. That was the last one: run `otpgate backup-codes` for new ones.".to_string(),
-                        Some(1) => "Backup code accepted: 1 left.".to_string(),
-                        Some(n) => format!("Backup code accepted: {n} left."),
-                        None => "Backup code accepted.".to_string(),
-                    };
-                    self.info(&line);
+                    match verify.backup_codes_left {
+                        // Running out is worth saying even under PAM_SILENT.
+                        Some(0) => self.pam.text_info("Backup code accepted. That was the last one: run `otpgate backup-codes` for new ones."),
+                        Some(n @ 1..=2) => self.pam.text_info(&format!(
+                            "Backup code accepted: only {n} left. Run `otpgate backup-codes` for new ones."
+                        )),
+                        Some(n) => self.info(&format!("Backup code accepted: {n} left.")),
+                        None => self.info("Backup code accepted."),
+                    }
                 } else if let Some(m) = shown(&verify.message) {
                     self.info(&m);
+                }
+                if let Some(line) = failures_line(&verify) {
+                    // Someone else may have been trying: shown even under
+                    // PAM_SILENT, like a refusal.
+                    self.pam.text_info(&line);
                 }
                 PamCode::Success
             }
@@ -600,6 +607,34 @@ impl<P: PamIo> Flow<'_, P> {
     }
 }
 
+/// "2 failed attempts since your last login, last from 203.0.113.5 at
+/// 14:02." on a success that followed wrong codes.
+fn failures_line(v: &crate::client::VerifyReply) -> Option<String> {
+    let n = v.failures_since;
+    if n == 0 {
+        return None;
+    }
+    let what = if n == 1 {
+        "1 failed attempt".to_string()
+    } else {
+        format!("{n} failed attempts")
+    };
+    let from: String = printable(v.last_failure_from.trim())
+        .chars()
+        .take(64)
+        .collect();
+    let when = Some(v.last_failure_at)
+        .filter(|&t| t != 0)
+        .and_then(clock::describe_until);
+    let last = match (from.is_empty(), when) {
+        (false, Some(w)) => format!(", last from {from} at {w}"),
+        (false, None) => format!(", last from {from}"),
+        (true, Some(w)) => format!(", last at {w}"),
+        (true, None) => String::new(),
+    };
+    Some(format!("{what} since your last login{last}."))
+}
+
 fn lock_line(until: u64) -> String {
     match Some(until)
         .filter(|&t| t != 0)
@@ -719,6 +754,30 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn a_success_after_wrong_codes_says_how_many_and_from_where() {
+        let mut v = VerifyReply::plain(VerifyResult::Ok, "");
+        assert_eq!(failures_line(&v), None);
+        v.failures_since = 2;
+        v.last_failure_from = "203.0.113.5".into();
+        let line = failures_line(&v).unwrap();
+        assert_eq!(
+            line,
+            "2 failed attempts since your last login, last from 203.0.113.5."
+        );
+        v.failures_since = 1;
+        v.last_failure_from = String::new();
+        v.last_failure_at = 1_800_000_000;
+        let line = failures_line(&v).unwrap();
+        assert!(
+            line.starts_with("1 failed attempt since your last login, last at "),
+            "{line}"
+        );
+        // A hostile remote host name cannot break the line.
+        v.last_failure_from = "evil\nhost".into();
+        assert!(!failures_line(&v).unwrap().contains('\n'));
+    }
     use crate::client::{AccountReply, ChallengeReply, VerifyReply};
 
     #[derive(Default)]

@@ -15,8 +15,8 @@ use zbus::{OwnedVariant, Variant};
 use zeroize::Zeroizing;
 
 use crate::{
-    enroll, explain, import, info, stats, status, AccountState, ChallengeState, Method, MethodUsed,
-    OwnedDict, Policy, VerifyResult,
+    enroll, explain, history, import, info, stats, status, AccountState, ChallengeState, Method,
+    MethodUsed, OwnedDict, Policy, VerifyResult,
 };
 
 /// An answer that does not have the contract's shape. The text names the
@@ -106,6 +106,9 @@ struct Info {
     enroll_by: String,
     digits: u32,
     rule: String,
+    failures_since: u32,
+    last_failure_at: u64,
+    last_failure_from: String,
 }
 
 impl Info {
@@ -123,6 +126,9 @@ impl Info {
             enroll_by: text(W, d, info::ENROLL_BY)?.unwrap_or_default(),
             digits: get(W, d, info::DIGITS)?.unwrap_or(0),
             rule: text(W, d, info::RULE)?.unwrap_or_default(),
+            failures_since: get(W, d, info::FAILURES_SINCE)?.unwrap_or(0),
+            last_failure_at: get(W, d, info::LAST_FAILURE_AT)?.unwrap_or(0),
+            last_failure_from: text(W, d, info::LAST_FAILURE_FROM)?.unwrap_or_default(),
         })
     }
 }
@@ -259,6 +265,11 @@ pub struct VerifyAnswer {
     /// A line the user should see besides the result (why no code came
     /// by mail); empty if none.
     pub notice: String,
+    /// On `ok`: wrong codes since the last success, and the last one's
+    /// time and remote host (0 and "" for none).
+    pub failures_since: u32,
+    pub last_failure_at: u64,
+    pub last_failure_from: String,
 }
 
 impl VerifyAnswer {
@@ -271,6 +282,9 @@ impl VerifyAnswer {
             backup_codes_left: None,
             message: message.into(),
             notice: String::new(),
+            failures_since: 0,
+            last_failure_at: 0,
+            last_failure_from: String::new(),
         }
     }
 
@@ -296,6 +310,11 @@ impl VerifyAnswer {
         }
         put_text(&mut d, info::MESSAGE, &self.message);
         put_text(&mut d, info::NOTICE, &self.notice);
+        if self.failures_since != 0 {
+            put(&mut d, info::FAILURES_SINCE, self.failures_since);
+        }
+        put_nonzero(&mut d, info::LAST_FAILURE_AT, self.last_failure_at);
+        put_text(&mut d, info::LAST_FAILURE_FROM, &self.last_failure_from);
         d
     }
 
@@ -316,6 +335,9 @@ impl VerifyAnswer {
             backup_codes_left: i.backup_codes_left,
             message: i.message,
             notice: i.notice,
+            failures_since: i.failures_since,
+            last_failure_at: i.last_failure_at,
+            last_failure_from: i.last_failure_from,
         })
     }
 }
@@ -434,6 +456,45 @@ impl UserEntry {
             Some(error) => Ok(UserEntry::Unreadable { user, error }),
             None => Status::from_dict(d).map(UserEntry::Ok),
         }
+    }
+}
+
+// ---- Manager.History -------------------------------------------------------
+
+/// One event of a user's second factor. Serialised as is by
+/// `otpgate history --json`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct HistoryEntry {
+    pub at: u64,
+    pub event: String,
+    pub service: String,
+    pub rhost: String,
+    pub tty: String,
+    pub detail: String,
+}
+
+impl HistoryEntry {
+    pub fn to_dict(&self) -> OwnedDict {
+        let mut d = OwnedDict::new();
+        put(&mut d, history::AT, self.at);
+        put(&mut d, history::EVENT, self.event.as_str());
+        put(&mut d, history::SERVICE, self.service.as_str());
+        put(&mut d, history::RHOST, self.rhost.as_str());
+        put(&mut d, history::TTY, self.tty.as_str());
+        put(&mut d, history::DETAIL, self.detail.as_str());
+        d
+    }
+
+    pub fn from_dict(d: &OwnedDict) -> Result<HistoryEntry, DecodeError> {
+        const W: &str = "history entry";
+        Ok(HistoryEntry {
+            at: required(W, history::AT, get(W, d, history::AT)?)?,
+            event: required(W, history::EVENT, text(W, d, history::EVENT)?)?,
+            service: text(W, d, history::SERVICE)?.unwrap_or_default(),
+            rhost: text(W, d, history::RHOST)?.unwrap_or_default(),
+            tty: text(W, d, history::TTY)?.unwrap_or_default(),
+            detail: text(W, d, history::DETAIL)?.unwrap_or_default(),
+        })
     }
 }
 
@@ -700,6 +761,9 @@ mod tests {
             backup_codes_left: Some(7),
             message: "hello".into(),
             notice: "no mail".into(),
+            failures_since: 2,
+            last_failure_at: 1_799_999_000,
+            last_failure_from: "203.0.113.5".into(),
         }
     }
 
@@ -785,6 +849,15 @@ mod tests {
             outcome: "asked for a code".into(),
         };
         assert_eq!(Explanation::from_dict(&x.to_dict()).unwrap(), x);
+        let h = HistoryEntry {
+            at: 1_800_000_000,
+            event: "failure".into(),
+            service: "sshd".into(),
+            rhost: "203.0.113.5".into(),
+            tty: "ssh".into(),
+            detail: "wrong code".into(),
+        };
+        assert_eq!(HistoryEntry::from_dict(&h.to_dict()).unwrap(), h);
         for state in ChallengeState::ALL {
             let c = ChallengeAnswer::plain(*state, "");
             let (w, d) = c.encode();
@@ -838,6 +911,9 @@ mod tests {
             owned(&[
                 ("attempts_left", "u"),
                 ("backup_codes_left", "u"),
+                ("failures_since", "u"),
+                ("last_failure_at", "t"),
+                ("last_failure_from", "s"),
                 ("locked_until", "t"),
                 ("message", "s"),
                 ("method_used", "s"),

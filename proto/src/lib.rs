@@ -68,6 +68,26 @@ pub mod info {
     pub const DIGITS: &str = "digits";
     /// Which policy rule decided (s), for the module's log.
     pub const RULE: &str = "rule";
+    /// Verify `ok`: wrong codes since the last success (u), the last one's
+    /// time (t) and remote host (s, empty for a local login).
+    pub const FAILURES_SINCE: &str = "failures_since";
+    pub const LAST_FAILURE_AT: &str = "last_failure_at";
+    pub const LAST_FAILURE_FROM: &str = "last_failure_from";
+}
+
+/// Keys of each `Manager.History` entry.
+pub mod history {
+    /// Unix time (t).
+    pub const AT: &str = "at";
+    /// `success` | `failure` | `replayed` | `expired` | `locked` |
+    /// `backup-code-used` | `breakglass-used` | `enrolled` |
+    /// `backup-codes-replaced` (s).
+    pub const EVENT: &str = "event";
+    pub const SERVICE: &str = "service";
+    pub const RHOST: &str = "rhost";
+    pub const TTY: &str = "tty";
+    /// What else there is to say (s): the method, codes left, a lock's end.
+    pub const DETAIL: &str = "detail";
 }
 
 /// Keys of the `Manager.Status` and `Admin.ListUsers` dictionaries.
@@ -443,6 +463,9 @@ pub trait Manager {
     fn disable(&self, user: &str, code: &str) -> zbus::Result<()>;
     /// `code` may be empty for administrators. Returns the new codes, once.
     fn regenerate_backup_codes(&self, user: &str, code: &str) -> zbus::Result<Vec<String>>;
+    /// The last events of the user's second factor, oldest first; keys in
+    /// [`history`].
+    fn history(&self, user: &str) -> zbus::Result<Vec<OwnedDict>>;
 }
 
 /// `org.otpgate.Otpgate1.Admin`: administrators only.

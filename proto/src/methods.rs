@@ -32,6 +32,7 @@ pub const CONFIRM: Spec = spec("Confirm", "ss", "as");
 pub const STATUS: Spec = spec("Status", "s", "a{sv}");
 pub const DISABLE: Spec = spec("Disable", "ss", "");
 pub const REGENERATE_BACKUP_CODES: Spec = spec("RegenerateBackupCodes", "ss", "as");
+pub const HISTORY: Spec = spec("History", "s", "aa{sv}");
 
 pub const LIST_USERS: Spec = spec("ListUsers", "", "aa{sv}");
 pub const UNLOCK: Spec = spec("Unlock", "s", "");
@@ -43,7 +44,14 @@ pub const GENERATE_BREAKGLASS: Spec = spec("GenerateBreakglass", "s", "as");
 pub const ACKNOWLEDGE_BREAKGLASS: Spec = spec("AcknowledgeBreakglass", "s", "u");
 
 pub const AUTH: &[Spec] = &[CHALLENGE, VERIFY, ACCOUNT];
-pub const MANAGER: &[Spec] = &[ENROLL, CONFIRM, STATUS, DISABLE, REGENERATE_BACKUP_CODES];
+pub const MANAGER: &[Spec] = &[
+    ENROLL,
+    CONFIRM,
+    STATUS,
+    DISABLE,
+    REGENERATE_BACKUP_CODES,
+    HISTORY,
+];
 pub const ADMIN: &[Spec] = &[
     LIST_USERS,
     UNLOCK,

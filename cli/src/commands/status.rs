@@ -17,3 +17,13 @@ pub async fn status(ctx: &Ctx, args: &StatusArgs) -> Result<(), CliError> {
         output::print(&status.text(output::now()))
     }
 }
+
+pub async fn history(ctx: &Ctx, args: &StatusArgs) -> Result<(), CliError> {
+    let user = ctx.user(args.user.as_deref())?;
+    let entries = ctx.client.history(&user).await?;
+    if ctx.json {
+        output::print_json(&serde_json::json!({ "user": user, "history": entries }))
+    } else {
+        output::print(&output::history_text(&user, &entries))
+    }
+}

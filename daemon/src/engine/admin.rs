@@ -84,6 +84,12 @@ pub(crate) fn decide_import(rec: Option<UserRecord>, env: &Env, ga: &Imported) -
         origin: "imported".into(),
     })];
     rec.pending = None;
+    rec.note(
+        env.now,
+        "enrolled",
+        env.ctx,
+        "imported from google-authenticator".into(),
+    );
     if let Err(e) = super::replace_backup_codes(&mut rec, env, ga.scratch_codes) {
         return Decided::keep(Err(e));
     }

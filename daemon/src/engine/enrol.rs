@@ -249,6 +249,7 @@ pub(crate) fn decide_confirm(
     rec.factors = vec![factor];
     rec.pending = None;
     rec.email_code = None;
+    rec.note(env.now, "enrolled", env.ctx, method.to_string());
     rec.failures = 0;
     rec.locked_until = 0;
     rec.lock_streak = 0;

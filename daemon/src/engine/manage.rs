@@ -160,10 +160,42 @@ pub(crate) fn decide_regenerate(
         "backup-codes-regenerated",
         format!("count={}", new_codes.len()),
     ));
+    rec.note(
+        env.now,
+        "backup-codes-replaced",
+        env.ctx,
+        format!("{} new", new_codes.len()),
+    );
     Decided::put(rec, Ok(new_codes.to_vec()), events)
 }
 
 impl Engine {
+    /// The user's history, oldest first (own user, or an administrator).
+    pub async fn history(
+        self: &Arc<Self>,
+        caller: &Caller,
+        user: &str,
+    ) -> Result<Vec<otpgate_proto::codec::HistoryEntry>, ServiceError> {
+        let (_permit, account) = self.open_call(caller, Interface::Manager, user).await?;
+        self.transact_read_first(&account, &Context::default(), caller.uid, |rec, _| {
+            let entries = rec
+                .map(|r| r.history)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|h| otpgate_proto::codec::HistoryEntry {
+                    at: h.at,
+                    event: h.event,
+                    service: h.service,
+                    rhost: h.rhost,
+                    tty: h.tty,
+                    detail: h.detail,
+                })
+                .collect();
+            Decided::keep(Ok(entries))
+        })
+        .await
+    }
+
     pub async fn status(
         self: &Arc<Self>,
         caller: &Caller,

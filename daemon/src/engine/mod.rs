@@ -108,6 +108,8 @@ pub(crate) struct Env<'a> {
     pub caller_uid: u32,
     /// The account the call is about (its name, for messages and events).
     pub account: &'a Account,
+    /// Where the call comes from (for the user's history).
+    pub ctx: &'a Context,
 }
 
 /// A decision: what to write, what to answer, what to log.

@@ -89,7 +89,7 @@ impl Engine {
             if let Some(other) = clash_with(e.store.shared(), rec.as_ref(), &a) {
                 return Err(e.clash_error(&a, &other));
             }
-            let env = e.env(&a, caller_uid);
+            let env = e.env(&a, &c, caller_uid);
             let d = decide(rec, &env);
             if matches!(d.write, Write::Keep) {
                 e.write_events(&a.name, &c, caller_uid, env.now, d.events);
@@ -101,8 +101,9 @@ impl Engine {
     }
 
     /// What a decision about `account` sees, now.
-    fn env<'a>(&'a self, account: &'a Account, caller_uid: u32) -> Env<'a> {
+    fn env<'a>(&'a self, account: &'a Account, ctx: &'a Context, caller_uid: u32) -> Env<'a> {
         Env {
+            ctx,
             config: &self.config,
             key: &self.key,
             now: self.clock.now(),
@@ -142,7 +143,7 @@ impl Engine {
         F: FnMut(Option<UserRecord>, &Env) -> Decided<T>,
     {
         self.look_for_legacy(account)?;
-        let env = self.env(account, caller_uid);
+        let env = self.env(account, ctx, caller_uid);
         let mut out = None;
         let mut clash = None;
         let key = account.key();

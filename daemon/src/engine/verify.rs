@@ -157,6 +157,7 @@ pub(crate) fn check_code(
                 if now >= sent.expires_at {
                     // Said once, then forgotten: the next try is plain wrong.
                     rec.email_code = None;
+                    rec.note(now, "expired", env.ctx, String::new());
                     events.push(Event::new(Level::Notice, "verify-expired", ""));
                     let mut o = VerifyOutcome::plain(
                         VerifyResult::Expired,
@@ -218,6 +219,19 @@ pub(crate) fn check_code(
     let mut outcome = VerifyOutcome::plain(result, "");
     outcome.method_used = method;
     if result == VerifyResult::Ok {
+        // What the user is told: the wrong codes since their last success.
+        outcome.failures_since = rec.failures;
+        if rec.failures > 0 {
+            if let Some(last) = rec
+                .history
+                .iter()
+                .rev()
+                .find(|h| h.event == "failure" || h.event == "replayed")
+            {
+                outcome.last_failure_at = last.at;
+                outcome.last_failure_from = last.rhost.clone();
+            }
+        }
         rec.failures = 0;
         rec.lock_streak = 0;
         let day = rec.today(now);
@@ -230,6 +244,17 @@ pub(crate) fn check_code(
         outcome.attempts_left = Some(max);
         let m = method.map(|m| m.as_str()).unwrap_or("");
         events.push(Event::new(Level::Info, "verify-ok", format!("method={m}")));
+        rec.note(now, "success", env.ctx, m.to_string());
+        match method {
+            Some(MethodUsed::Backup) => {
+                rec.note(now, "backup-code-used", env.ctx, format!("{left} left"))
+            }
+            Some(MethodUsed::Breakglass) => {
+                let left = rec.breakglass.as_ref().map_or(0, |b| b.hashes.len());
+                rec.note(now, "breakglass-used", env.ctx, format!("{left} left"))
+            }
+            _ => {}
+        }
         if method == Some(MethodUsed::Backup) {
             events.push(Event::new(
                 Level::Notice,
@@ -287,11 +312,23 @@ pub(crate) fn check_code(
     }
     rec.failures = rec.failures.saturating_add(1);
     rec.today(now).failures += 1;
+    let word = if result == VerifyResult::Replayed {
+        "replayed"
+    } else {
+        "failure"
+    };
+    let detail = match drifted {
+        Some((k, period)) => format!("clock off by {} s", k * period as i64),
+        None => String::new(),
+    };
+    rec.note(now, word, env.ctx, detail);
     let locking = rec.failures >= max;
     if locking {
         rec.lock_streak = rec.lock_streak.saturating_add(1);
         rec.locked_until = now + lock_duration(&cfg.lockout, rec.lock_streak);
         rec.today(now).lockouts += 1;
+        let until = rec.locked_until;
+        rec.note(now, "locked", env.ctx, format!("for {} s", until - now));
     }
     let event = if result == VerifyResult::Replayed {
         "verify-replayed"

@@ -8,7 +8,7 @@
 //! Enroll USER [METHOD [EMAIL]] · Confirm USER CODE · Status USER ·
 //! Disable USER [CODE] · RegenerateBackupCodes USER [CODE] · ListUsers ·
 //! Unlock USER · Reset USER · Stats · Import USER FILE ·
-//! Account USER [CONTEXT_JSON] · ExplainPolicy USER SERVICE [CONTEXT_JSON] ·
+//! History USER · Account USER [CONTEXT_JSON] · ExplainPolicy USER SERVICE [CONTEXT_JSON] ·
 //! GenerateBreakglass USER · AcknowledgeBreakglass USER
 
 use std::collections::HashMap;
@@ -131,6 +131,15 @@ async fn call(address: &str, iface: &str, method: &str, a: &[String]) -> zbus::R
                 .await?
                 .confirm(arg(0), arg(1))
                 .await?
+        ),
+        ("Manager", "History") => Value::Array(
+            ManagerProxy::new(&conn)
+                .await?
+                .history(arg(0))
+                .await?
+                .iter()
+                .map(dict_json)
+                .collect(),
         ),
         ("Manager", "Status") => dict_json(&ManagerProxy::new(&conn).await?.status(arg(0)).await?),
         ("Manager", "Disable") => {
