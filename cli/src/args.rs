@@ -132,9 +132,12 @@ pub enum Command {
             login, display managers and screen lockers found in /etc/pam.d; or those given \
             with --service), following @include, include, substack and [value=action] \
             jumps, and walks every result of every module as libpam does. Also reads \
-            sshd_config and sudoers, checks the module file and the bus policy, and, for \
-            the root /, whether otpgated is running and whether root, where the policy \
-            requires a second factor, has break-glass codes left. Each way around the code \
+            sshd_config and sudoers, checks the module file and the bus policy, has the \
+            installed otpgated check /etc/otpgate/otpgate.toml (--check-config), and, for \
+            the root /, whether otpgated is running, whether root, where the policy \
+            requires a second factor, has break-glass codes left, and which accounts in /etc/passwd \
+            the policy requires a second factor of where they have none (refused there, \
+            or let in with the password alone by nullok). Each way around the code \
             is printed with the file and line and the exact fix. Nothing is changed. With --root it \
             reads a copy of a system and does not use the bus.",
         after_help = "Examples:\n  \

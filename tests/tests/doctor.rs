@@ -338,3 +338,162 @@ fn failmode_open_with_the_daemon_down_is_a_bypass() {
     assert_eq!(open["severity"], "bypass", "{v:#}");
     assert_eq!(code, 1);
 }
+
+/// Findings of a `--json` report whose `what` contains `text`.
+fn findings_with(v: &serde_json::Value, text: &str) -> Vec<serde_json::Value> {
+    v["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter(|f| f["what"].as_str().unwrap_or("").contains(text))
+        .cloned()
+        .collect()
+}
+
+/// The daemon's configuration under `--root` goes through the installed
+/// otpgated's own `--check-config`: rules that would lock root out are
+/// named at doctor's strongest severity, any other refusal is a warning,
+/// a valid file or none is nothing.
+#[test]
+fn a_config_otpgated_refuses_is_named_and_one_that_locks_root_out_most_of_all() {
+    require_root();
+    const CONFIG: &str = "etc/otpgate/otpgate.toml";
+    let root = debian_root(true);
+    let run = |toml: Option<&str>| {
+        let _ = fs::remove_file(root.0.join(CONFIG));
+        if let Some(t) = toml {
+            root.write(CONFIG, t);
+        }
+        let (code, out, err) = doctor(
+            Command::new(bin("otpgate")),
+            &["--root", &root.path().display().to_string(), "--json"],
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+        (code, findings_with(&v, "otpgated will not start"), v)
+    };
+
+    let (code, f, v) = run(Some("[[policy]]\ngroups = [\"*\"]\nmode = \"require\"\n"));
+    assert_eq!(f.len(), 1, "{v:#}");
+    assert_eq!(f[0]["severity"], "bypass", "{v:#}");
+    assert_eq!(f[0]["service"], serde_json::Value::Null, "{v:#}");
+    let what = f[0]["what"].as_str().expect("what");
+    assert!(
+        what.starts_with(
+            "otpgated will not start with this config, and its policy would lock root out: \
+             /etc/otpgate/otpgate.toml:1: [[policy]]: these rules make root give a second factor on every service"
+        ),
+        "{what}"
+    );
+    assert!(
+        !what.contains(&root.path().display().to_string()),
+        "the path as on the checked system: {what}"
+    );
+    assert_eq!(code, 1, "{v:#}");
+
+    let (code, f, v) = run(Some("[[policy]]\nmode = \"sometimes\"\n"));
+    assert_eq!(f.len(), 1, "{v:#}");
+    assert_eq!(f[0]["severity"], "warning", "{v:#}");
+    let what = f[0]["what"].as_str().expect("what");
+    assert!(
+        what.starts_with("otpgated will not start with this config: /etc/otpgate/otpgate.toml:2:"),
+        "{what}"
+    );
+    assert_eq!(code, 0, "{v:#}");
+
+    // Root's console first: the same rule is then accepted.
+    let (_, f, v) = run(Some(
+        "[[policy]]\nusers = [\"root\"]\nservices = [\"login\"]\nmode = \"optional\"\n\n\
+         [[policy]]\ngroups = [\"*\"]\nmode = \"require\"\n",
+    ));
+    assert!(f.is_empty(), "{v:#}");
+    let (_, f, v) = run(None);
+    assert!(f.is_empty(), "{v:#}");
+}
+
+/// On the live system, every account in /etc/passwd is put to the
+/// daemon's policy on each stack that asks for the code: those it requires
+/// and would refuse for want of a factor are named, one finding per
+/// service; where `nullok` lets them in anyway, that is a bypass, as
+/// pamtester confirms.
+#[test]
+fn accounts_the_policy_requires_without_a_factor_are_named_and_nullok_for_them_is_a_bypass() {
+    require_root();
+    let bus = Bus::start();
+    let required = test_user("otpgdoc-req");
+    let graced = test_user("otpgdoc-grace");
+    let enrolled = test_user("otpgdoc-enr");
+    let dir = TestDir::new("doctor-policy-module");
+    let module = installed_module(&dir);
+    let stack = |extra: &str| {
+        etc_pam_service(
+            "docpol",
+            &format!(
+                "auth required {} {}{extra}\nauth required pam_permit.so",
+                module.display(),
+                bus.module_args()
+            ),
+        )
+    };
+    let (strict, _f1) = stack("");
+    let (lenient, _f2) = stack(" nullok");
+    let config = format!(
+        "[[policy]]\nusers = [\"{}\", \"{}\"]\nmode = \"require\"\n\n\
+         [[policy]]\nusers = [\"{}\"]\nmode = \"require\"\nenroll_by = \"2099-12-31\"\n\n\
+         [[policy]]\nmode = \"optional\"\n",
+        required.name, enrolled.name, graced.name
+    );
+    let _d = Daemon::start(&bus, &config);
+    enroll(&bus, &enrolled.name);
+
+    let mut cmd = Command::new(bin("otpgate"));
+    cmd.args(["--bus", &bus.address])
+        .env_remove("DBUS_SYSTEM_BUS_ADDRESS");
+    let (code, out, err) = doctor(
+        cmd,
+        &["--service", &strict, "--service", &lenient, "--json"],
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+
+    let warned = findings_with(&v, "must give a second factor on");
+    assert_eq!(warned.len(), 1, "{v:#}");
+    assert_eq!(warned[0]["service"], strict.as_str(), "{v:#}");
+    assert_eq!(warned[0]["severity"], "warning", "{v:#}");
+    assert_eq!(
+        warned[0]["what"],
+        format!(
+            "1 account must give a second factor on {strict} but has not enrolled: {} — it cannot log in there",
+            required.name
+        ),
+        "only the required account: not the enrolled one, not the one with a grace, not those the policy makes optional"
+    );
+    assert!(
+        warned[0]["fix"]
+            .as_str()
+            .expect("fix")
+            .contains("otpgate enroll --user"),
+        "{v:#}"
+    );
+
+    let bypass = findings_with(&v, "that the policy requires in on");
+    assert_eq!(bypass.len(), 1, "{v:#}");
+    assert_eq!(bypass[0]["service"], lenient.as_str(), "{v:#}");
+    assert_eq!(bypass[0]["severity"], "bypass", "{v:#}");
+    // Line 1 of the file is the test's comment.
+    assert_eq!(
+        bypass[0]["what"],
+        format!(
+            "`nullok` at /etc/pam.d/{lenient}:2 lets 1 account that the policy requires in on {lenient} with the password alone: {}",
+            required.name
+        ),
+        "{v:#}"
+    );
+    assert_eq!(code, 1, "{v:#}");
+
+    // libpam agrees: refused where the policy holds, in where nullok wins.
+    let o = pamtester(&strict, &required.name, "");
+    assert!(!o.success, "{o:#?}");
+    let o = pamtester(&lenient, &required.name, "");
+    assert!(o.success && !o.says(PROMPT), "{o:#?}");
+}

@@ -3,9 +3,11 @@
 //! root directory (and, for `/`, asks whether the daemon runs), and reports
 //! every way to log in without otpgate's code, each with its fix.
 
+pub mod config;
 pub mod finding;
 pub mod host;
 pub mod pam;
+pub mod policy;
 pub mod sshd;
 pub mod sudoers;
 
@@ -62,6 +64,10 @@ pub struct Live {
     /// each service in scope that the daemon explained; empty from a
     /// daemon that predates `ExplainPolicy`.
     pub root_modes: Vec<(String, String)>,
+    /// Who the policy requires and the daemon would refuse, on the
+    /// services whose stack asks for the code; `None` when it was not
+    /// asked (no `ExplainPolicy`).
+    pub sweep: Option<policy::Sweep>,
 }
 
 impl Live {
@@ -70,9 +76,20 @@ impl Live {
     }
 }
 
-/// Asks the running daemon about the services in scope; what `examine`
-/// calls on the live system.
-pub type AskDaemon<'a> = &'a dyn Fn(&[String]) -> Live;
+/// What `examine` asks the running daemon.
+#[derive(Debug, Clone, Copy)]
+pub struct Questions<'a> {
+    /// The services in scope: root's status and policy on each.
+    pub services: &'a [String],
+    /// The services whose stack asks for the code: the policy for each
+    /// of `accounts` there.
+    pub sweep: &'a [String],
+    /// The accounts people log in with, from the root's /etc/passwd.
+    pub accounts: &'a [String],
+}
+
+/// Asks the running daemon; what `examine` calls on the live system.
+pub type AskDaemon<'a> = &'a dyn Fn(&Questions) -> Live;
 
 /// Runs every check on `root`. `live`: also ask the running system (only
 /// meaningful when `root` is `/`), about the services in scope.
@@ -80,11 +97,26 @@ pub fn examine(root: &Path, given: &[String], live: Option<AskDaemon>) -> Result
     std::fs::read_dir(root).map_err(|e| format!("cannot read {}: {e}", root.display()))?;
     let (sudo, sudo_findings) = sudoers::check(root);
     let services = scope(root, given, &sudo)?;
+    let (reports, pam_findings) = pam::check(root, &services)?;
     let (live, facts) = match live {
-        Some(ask) => (true, ask(&services)),
+        Some(ask) => {
+            // A stack that lets people in some other way refuses no one
+            // for want of a factor; its bypass is reported already.
+            let sweep: Vec<String> = reports
+                .iter()
+                .filter(|r| r.enforced)
+                .map(|r| r.service.clone())
+                .collect();
+            let accounts = policy::accounts(root);
+            let q = Questions {
+                services: &services,
+                sweep: &sweep,
+                accounts: &accounts,
+            };
+            (true, ask(&q))
+        }
         None => (false, Live::default()),
     };
-    let (reports, pam_findings) = pam::check(root, &services)?;
     let host_findings = host::check(root, live);
     let daemon_down = live
         && host_findings
@@ -107,6 +139,12 @@ pub fn examine(root: &Path, given: &[String], live: Option<AskDaemon>) -> Result
     if facts.root_enrolled() == Some(false) {
         findings.extend(root_locked_out(&reports));
     }
+    if let Some(sweep) = &facts.sweep {
+        let nullok = |service: &str| nullok_at(&findings, service);
+        let policy_findings = policy::findings(sweep, nullok);
+        findings.extend(policy_findings);
+    }
+    findings.extend(config::check(root));
     findings.extend(sshd::check(root));
     findings.extend(sudo_findings);
     findings.extend(host_findings);
@@ -164,6 +202,16 @@ fn root_locked_out(reports: &[pam::ServiceReport]) -> Vec<Finding> {
         .collect()
 }
 
+/// The `FILE:LINE` of the `nullok` that lets the not-enrolled through
+/// `service`'s stack, from the stack's own finding about it.
+fn nullok_at(findings: &[Finding], service: &str) -> Option<String> {
+    let tail = format!(": {}", pam::NULLOK_WHAT);
+    findings
+        .iter()
+        .filter(|f| f.service.as_deref() == Some(service))
+        .find_map(|f| f.what.split_once(&tail).map(|(at, _)| at.to_owned()))
+}
+
 /// How the break-glass finding begins (tests look for it).
 pub const NO_BREAKGLASS: &str = "root must give a second factor on";
 
@@ -207,21 +255,34 @@ fn breakglass(reports: &[pam::ServiceReport], facts: &Live) -> Vec<Finding> {
     findings
 }
 
-/// How long the daemon has to answer doctor's questions, all of them.
+/// How long the daemon has to answer doctor's questions about root.
 const DAEMON_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Asks the daemon about root (its status, and the policy for each of
-/// `services`), within a deadline, on a thread of its own (a daemon that
-/// accepts and never answers must not hang doctor). What it cannot say is
-/// left out, and gives no finding.
-fn ask_daemon(bus: &str, services: &[String]) -> Live {
+/// How much longer it has for the accounts in passwd (up to
+/// `policy::MAX_ACCOUNTS` of them on each service).
+const SWEEP_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Asks the daemon about root (its status, and the policy for each
+/// service in scope), then about every account on the services that ask
+/// for the code, within deadlines, on a thread of its own (a daemon that
+/// accepts and never answers must not hang doctor). What it cannot say in
+/// time is left out, and gives no finding, except the accounts' answers
+/// so far, whose findings say how many were asked.
+fn ask_daemon(bus: &str, q: &Questions) -> Live {
+    use std::sync::{Arc, Mutex};
     let bus = bus.to_owned();
-    let services = services.to_vec();
+    let services = q.services.to_vec();
+    let sweep = q.sweep.to_vec();
+    let accounts = q.accounts.to_vec();
     let (tx, rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let progress = Arc::new(Mutex::new(None));
+    let into = Arc::clone(&progress);
     std::thread::spawn(move || {
-        let asked = zruntime::block_on(async {
+        zruntime::block_on(async {
             let Ok(client) = crate::client::Client::connect(&bus).await else {
-                return Live::default();
+                let _ = tx.send(Live::default());
+                return;
             };
             let root = client.status("root").await.ok();
             let mut root_modes = Vec::new();
@@ -234,11 +295,26 @@ fn ask_daemon(bus: &str, services: &[String]) -> Live {
                     Err(_) => break,
                 }
             }
-            Live { root, root_modes }
+            let explains = root_modes.len() == services.len();
+            let _ = tx.send(Live {
+                root,
+                root_modes,
+                sweep: None,
+            });
+            if explains && !sweep.is_empty() {
+                policy::sweep(&client, &sweep, &accounts, &into).await;
+            }
         });
-        let _ = tx.send(asked);
+        let _ = done_tx.send(());
     });
-    rx.recv_timeout(DAEMON_DEADLINE).unwrap_or_default()
+    let Ok(mut live) = rx.recv_timeout(DAEMON_DEADLINE) else {
+        return Live::default();
+    };
+    // Cut short, what was answered is still worth saying (with how much
+    // that was).
+    let _ = done_rx.recv_timeout(SWEEP_DEADLINE);
+    live.sweep = progress.lock().ok().and_then(|s| s.clone());
+    live
 }
 
 /// The text report: a line per service, then the findings by severity.
@@ -312,7 +388,7 @@ pub fn main(args: &DoctorArgs, json: bool, bus: Option<&str>) -> i32 {
         .map(|p| p == Path::new("/"))
         .unwrap_or(false);
     let bus = crate::client::bus_address(bus);
-    let ask = |services: &[String]| ask_daemon(&bus, services);
+    let ask = |q: &Questions| ask_daemon(&bus, q);
     let live = live.then_some(&ask as AskDaemon);
     let report = match examine(&args.root, &args.service, live) {
         Ok(r) => r,
@@ -392,13 +468,14 @@ mod tests {
         );
         let services: Vec<String> = ["sudo", "login", "su"].map(String::from).to_vec();
         let locked = |enrolled| {
-            let ask = |_: &[String]| Live {
+            let ask = |_: &Questions| Live {
                 root: Some(Status {
                     user: "root".into(),
                     enrolled,
                     ..Status::default()
                 }),
                 root_modes: Vec::new(),
+                sweep: None,
             };
             let r = examine(root.path(), &services, Some(&ask)).unwrap();
             r.findings
@@ -428,14 +505,15 @@ mod tests {
         let services: Vec<String> = ["sudo", "login", "su"].map(String::from).to_vec();
         let asked = std::cell::RefCell::new(Vec::new());
         let run = |status: Status, modes: &[(&str, &str)]| {
-            let ask = |s: &[String]| {
-                asked.replace(s.to_vec());
+            let ask = |q: &Questions| {
+                asked.replace(q.services.to_vec());
                 Live {
                     root: Some(status.clone()),
                     root_modes: modes
                         .iter()
                         .map(|(s, m)| (s.to_string(), m.to_string()))
                         .collect(),
+                    sweep: None,
                 }
             };
             examine(root.path(), &services, Some(&ask)).unwrap()
@@ -501,6 +579,87 @@ mod tests {
             .any(|f| f.what.starts_with("root has no second factor")));
     }
 
+    /// The accounts the daemon would refuse for want of a factor: a
+    /// warning per service, a bypass where `nullok` lets them in anyway.
+    /// Only stacks that ask for the code are asked about.
+    #[test]
+    fn accounts_the_policy_requires_without_a_factor_are_named_per_service() {
+        let root = tempfile::tempdir().unwrap();
+        let put = |path: &str, text: &str| put(root.path(), path, text);
+        put(
+            "etc/pam.d/sshd",
+            "auth required pam_unix.so\nauth required pam_otpgate.so\n",
+        );
+        put(
+            "etc/pam.d/login",
+            "auth required pam_unix.so\nauth required pam_otpgate.so nullok\n",
+        );
+        put("etc/pam.d/su", "auth sufficient pam_permit.so\n");
+        put(
+            "etc/passwd",
+            "root:x:0:0::/root:/bin/bash\nalice:x:1000:1000::/home/alice:/bin/bash\nsvc:x:1001:1001::/:/usr/sbin/nologin\n",
+        );
+        let services: Vec<String> = ["sshd", "login", "su"].map(String::from).to_vec();
+        let asked = std::cell::RefCell::new((Vec::new(), Vec::new()));
+        let ask = |q: &Questions| {
+            asked.replace((q.sweep.to_vec(), q.accounts.to_vec()));
+            Live {
+                sweep: Some(policy::Sweep {
+                    unenrolled: vec![
+                        ("sshd".into(), vec!["alice".into()]),
+                        ("login".into(), vec!["alice".into()]),
+                    ],
+                    asked: 2,
+                    total: 2,
+                }),
+                ..Live::default()
+            }
+        };
+        let r = examine(root.path(), &services, Some(&ask)).unwrap();
+        assert_eq!(asked.borrow().0, ["sshd", "login"], "su lets anyone in");
+        assert_eq!(asked.borrow().1, ["root", "alice"]);
+        let of = |svc: &str| {
+            r.findings
+                .iter()
+                .find(|f| {
+                    f.service.as_deref() == Some(svc)
+                        && (f.what.contains(policy::MUST_GIVE)
+                            || f.what.contains("policy requires"))
+                })
+                .unwrap_or_else(|| panic!("no policy finding on {svc}: {r:?}"))
+        };
+        assert_eq!(of("sshd").severity, Severity::Warning);
+        let login = of("login");
+        assert_eq!(login.severity, Severity::Bypass);
+        assert_eq!(
+            login.what,
+            "`nullok` at /etc/pam.d/login:2 lets 1 account that the policy requires in on login with the password alone: alice"
+        );
+        assert!(r.bypass);
+        assert!(
+            !r.services
+                .iter()
+                .find(|s| s.service == "login")
+                .unwrap()
+                .enforced
+        );
+        assert!(
+            r.services
+                .iter()
+                .find(|s| s.service == "sshd")
+                .unwrap()
+                .enforced
+        );
+
+        // Without a sweep (a daemon without ExplainPolicy): nothing said.
+        let ask = |_: &Questions| Live::default();
+        let r = examine(root.path(), &services, Some(&ask)).unwrap();
+        assert!(!r
+            .findings
+            .iter()
+            .any(|f| f.what.contains(policy::MUST_GIVE) || f.what.contains("policy requires")));
+    }
+
     #[test]
     fn unacknowledged_break_glass_uses_are_a_host_warning() {
         let root = tempfile::tempdir().unwrap();
@@ -510,7 +669,7 @@ mod tests {
             "auth required pam_unix.so\nauth required pam_otpgate.so\n",
         );
         let used = |n: u32| {
-            let ask = |_: &[String]| Live {
+            let ask = |_: &Questions| Live {
                 root: Some(Status {
                     user: "root".into(),
                     enrolled: true,
@@ -519,6 +678,7 @@ mod tests {
                     ..Status::default()
                 }),
                 root_modes: Vec::new(),
+                sweep: None,
             };
             let r = examine(root.path(), &["sudo".into()], Some(&ask)).unwrap();
             r.findings

@@ -120,6 +120,10 @@ impl Condition {
 /// bypass when the daemon is down now.
 pub const FAILMODE_OPEN_WHAT: &str = "`failmode=open` on pam_otpgate.so";
 
+/// The text of the nullok finding, after its `FILE:LINE: `: `doctor` finds
+/// the line by it when the policy requires a code of accounts it lets in.
+pub const NULLOK_WHAT: &str = "`nullok` on pam_otpgate.so";
+
 // ---- parsing ---------------------------------------------------------------
 
 /// What libpam does with one module's return value.
@@ -1079,7 +1083,7 @@ fn condition_findings(
                     Severity::Warning,
                     Some(service),
                     format!(
-                        "{}: `nullok` on pam_otpgate.so: users who are not enrolled log in without a code ({how})",
+                        "{}: {NULLOK_WHAT}: users who are not enrolled log in without a code ({how})",
                         o.at()
                     ),
                     format!(
