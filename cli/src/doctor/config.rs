@@ -2,10 +2,9 @@
 //! root? Its own `--check-config` decides, so that doctor never disagrees
 //! with the daemon about what a config means.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use super::finding::{Finding, Severity};
 
@@ -49,36 +48,10 @@ fn otpgated() -> Option<PathBuf> {
 /// `otpgated --check-config --config FILE`: its exit code and what it
 /// wrote to stderr, or `None` if it could not be run or did not finish.
 fn run(daemon: &Path, file: &Path) -> Option<(Option<i32>, String)> {
-    let mut child = Command::new(daemon)
-        .arg("--check-config")
-        .arg("--config")
-        .arg(file)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .ok()?;
-    let mut stderr = child.stderr.take()?;
-    // Read while it runs: a full pipe would otherwise stall it.
-    let reader = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = (&mut stderr).take(64 * 1024).read_to_end(&mut buf);
-        String::from_utf8_lossy(&buf).into_owned()
-    });
-    let end = Instant::now() + CHECK_DEADLINE;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break s,
-            Ok(None) if Instant::now() < end => std::thread::sleep(Duration::from_millis(20)),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return None;
-            }
-        }
-    };
-    let text = reader.join().ok()?;
-    Some((status.code(), text))
+    let mut cmd = Command::new(daemon);
+    cmd.arg("--check-config").arg("--config").arg(file);
+    let ran = super::proc::bounded(cmd, CHECK_DEADLINE)?;
+    Some((ran.code, ran.stderr))
 }
 
 /// The finding for what `otpgated --check-config --config FILE` said.

@@ -46,8 +46,67 @@ pub fn check(root: &Path, live: bool) -> Vec<Finding> {
     findings.extend(bus_policy(root));
     if live {
         findings.extend(daemon(root));
+        findings.push(clock_finding(clock_synchronised()));
     }
     findings
+}
+
+/// How long `timedatectl` or `chronyc` may take to answer.
+const CLOCK_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Whether the host's clock is kept synchronised, and who said so:
+/// systemd's `timedatectl` first, else chrony's `chronyc`; `None` when
+/// neither answers.
+fn clock_synchronised() -> Option<(bool, &'static str)> {
+    let mut t = std::process::Command::new("timedatectl");
+    t.args(["show", "--property=NTPSynchronized", "--value"]);
+    if let Some(r) = super::proc::bounded(t, CLOCK_DEADLINE).filter(|r| r.code == Some(0)) {
+        match r.stdout.trim() {
+            "yes" => return Some((true, "timedatectl")),
+            "no" => return Some((false, "timedatectl")),
+            _ => {}
+        }
+    }
+    let mut c = std::process::Command::new("chronyc");
+    c.args(["-n", "tracking"]);
+    let r = super::proc::bounded(c, CLOCK_DEADLINE).filter(|r| r.code == Some(0))?;
+    chrony_synchronised(&r.stdout).map(|s| (s, "chronyc"))
+}
+
+/// `chronyc tracking`'s "Leap status : Normal" means synchronised; "Not
+/// synchronised" means not.
+fn chrony_synchronised(tracking: &str) -> Option<bool> {
+    let status = tracking
+        .lines()
+        .find_map(|l| l.strip_prefix("Leap status"))?
+        .trim_start_matches([' ', ':'])
+        .trim();
+    Some(status != "Not synchronised")
+}
+
+/// TOTP codes are checked against this host's clock: one that drifts
+/// refuses good codes for everyone.
+fn clock_finding(state: Option<(bool, &str)>) -> Finding {
+    match state {
+        Some((true, by)) => Finding::new(
+            Severity::Info,
+            None,
+            format!("the host's clock is synchronised ({by} says so)"),
+            "nothing to do",
+        ),
+        Some((false, by)) => Finding::new(
+            Severity::Warning,
+            None,
+            format!("the host's clock is not synchronised ({by} says so): codes are checked against it, so a clock that drifts refuses good codes for everyone"),
+            "turn on time synchronisation: timedatectl set-ntp true (or run chrony)",
+        ),
+        None => Finding::new(
+            Severity::Info,
+            None,
+            "could not tell whether the host's clock is synchronised: neither timedatectl nor chronyc answered",
+            "make sure the host keeps its time by NTP (systemd-timesyncd, chrony or ntpd)",
+        ),
+    }
 }
 
 fn on_root(root: &Path, path: &str) -> PathBuf {
@@ -422,6 +481,23 @@ mod tests {
         std::fs::write(&etc, "x").unwrap();
         let f = check(dir.path(), false);
         assert!(!f.iter().any(|f| f.what.contains("D-Bus policy")), "{f:#?}");
+    }
+
+    #[test]
+    fn the_clock_finding_says_who_told() {
+        let ok = clock_finding(Some((true, "timedatectl")));
+        assert_eq!(ok.severity, Severity::Info);
+        let off = clock_finding(Some((false, "chronyc")));
+        assert_eq!(off.severity, Severity::Warning);
+        assert!(off.what.contains("chronyc says so"), "{}", off.what);
+        assert_eq!(clock_finding(None).severity, Severity::Info);
+        let tracking = "Reference ID    : C0A80001 (gw)\nLeap status     : Normal\n";
+        assert_eq!(chrony_synchronised(tracking), Some(true));
+        assert_eq!(
+            chrony_synchronised("Leap status     : Not synchronised\n"),
+            Some(false)
+        );
+        assert_eq!(chrony_synchronised("garbage"), None);
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod finding;
 pub mod host;
 pub mod pam;
 pub mod policy;
+mod proc;
 pub mod sshd;
 pub mod sudoers;
 
