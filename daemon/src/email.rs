@@ -85,9 +85,27 @@ pub trait SendCode: Send + Sync {
         purpose: Purpose,
         ttl_secs: u64,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>>;
+
+    /// Delivers a notice about the account (a lock, a backup code used):
+    /// plain text, no code in it.
+    fn send_notice<'a>(
+        &'a self,
+        to: &'a str,
+        subject: &'a str,
+        body: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>>;
 }
 
 impl SendCode for Mailer {
+    fn send_notice<'a>(
+        &'a self,
+        to: &'a str,
+        subject: &'a str,
+        body: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>> {
+        Box::pin(self.notice(to, subject, body))
+    }
+
     fn send_code<'a>(
         &'a self,
         to: &'a str,
@@ -144,6 +162,23 @@ impl Mailer {
             from,
             hostname: hostname.to_string(),
         }))
+    }
+
+    /// A plain-text notice from this host.
+    pub async fn notice(&self, to: &str, subject: &str, body: &str) -> Result<(), String> {
+        let to: Mailbox = to.parse().map_err(|e| format!("bad address: {e}"))?;
+        let message = Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(format!("{subject} ({})", self.hostname))
+            .header(header::ContentType::TEXT_PLAIN)
+            .body(body.to_string())
+            .map_err(|e| format!("cannot build the message: {e}"))?;
+        self.transport
+            .send(message)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 
     pub async fn send(

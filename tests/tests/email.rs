@@ -172,6 +172,73 @@ fn wrong_codes_lock_the_e_mail_factor_too() {
     assert_eq!(v[0], "locked");
 }
 
+/// The text of a quoted-printable body with its soft line breaks joined.
+fn unfolded(mail: &Mail) -> String {
+    mail.data.replace("=\r\n", "").replace("=\n", "")
+}
+
+/// Whoever is at the keyboard, the owner of the address on file hears of a
+/// lock and of every backup code used, with where it came from.
+#[test]
+fn the_owner_is_mailed_when_the_factor_locks_and_when_a_backup_code_is_used() {
+    let bus = Bus::start();
+    let sink = SmtpSink::start();
+    let _d = Daemon::start(
+        &bus,
+        &format!(
+            "{}\n[lockout]\nmax_failures = 2\n",
+            email_config(&sink.url(), "")
+        ),
+    );
+    let u = test_user("otpgmail9");
+    let backup = enrol_by_mail(&bus, &sink, &u.name);
+    let ctx = r#"{"service":"sshd","rhost":"198.51.100.23"}"#;
+    let before = sink.mails().len();
+    for _ in 0..2 {
+        let v = call(&bus, "Auth", "Verify", &[&u.name, "000000", ctx]).ok();
+        assert_eq!(v[0], "invalid");
+    }
+    let mails = sink.wait_for(before + 1, MAIL_DEADLINE);
+    let lock = &mails[before];
+    assert!(lock.to.iter().any(|t| t.contains(ADDRESS)), "{lock:?}");
+    let subject = lock.header("subject").unwrap_or_default();
+    assert!(
+        subject.starts_with(&format!("The second factor of {} is locked", u.name)),
+        "{subject}"
+    );
+    assert!(
+        unfolded(lock).contains("through sshd from 198.51.100.23"),
+        "{}",
+        lock.data
+    );
+    assert_eq!(lock.code(), None, "a notice carries no code");
+
+    call(&bus, "Admin", "Unlock", &[&u.name]).ok();
+    let before = sink.mails().len();
+    assert_eq!(verify(&bus, &u.name, &backup[0]).0, "ok");
+    let mails = sink.wait_for(before + 1, MAIL_DEADLINE);
+    let used = &mails[before];
+    let subject = used.header("subject").unwrap_or_default();
+    assert!(
+        subject.starts_with(&format!("A backup code of {} was used", u.name)),
+        "{subject}"
+    );
+    assert!(
+        unfolded(used).contains("9 backup code(s) are left"),
+        "{}",
+        used.data
+    );
+    // A right code from the mail is no news: nothing more is sent for it.
+    let before = sink.mails().len();
+    call(&bus, "Auth", "Challenge", &[&u.name]).ok();
+    let code = sink.wait_for(before + 1, MAIL_DEADLINE)[before]
+        .code()
+        .unwrap();
+    assert_eq!(verify(&bus, &u.name, &code).0, "ok");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(sink.mails().len(), before + 1, "{:?}", sink.mails());
+}
+
 /// The relay is down: the login still prompts, says why no code came,
 /// takes a backup code, and refuses anything else; the code that could not
 /// be mailed is withdrawn.

@@ -33,26 +33,9 @@ pub(crate) fn note(rec: &UserRecord) -> String {
             "A break-glass code of this account was used ({} use(s) unacknowledged, the last on {} at {} UTC): once you know why, run `otpgate breakglass ack`.",
             rec.breakglass_uses.len(),
             if last.tty.is_empty() { "a console" } else { &last.tty },
-            utc(last.at)
+            crate::clock::utc(last.at)
         ),
     }
-}
-
-/// `YYYY-MM-DD HH:MM` in UTC.
-fn utc(t: u64) -> String {
-    let days = (t / 86_400) as i64;
-    // H. Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    let s = t % 86_400;
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}", s / 3600, s % 3600 / 60)
 }
 
 fn generate(rec: Option<UserRecord>, env: &Env, codes: &[Zeroizing<String>]) -> Decided<()> {
@@ -135,17 +118,5 @@ impl Engine {
             },
         )
         .await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::utc;
-
-    #[test]
-    fn utc_times() {
-        assert_eq!(utc(0), "1970-01-01 00:00");
-        assert_eq!(utc(1_801_440_000 - 60), "2027-01-31 23:59");
-        assert_eq!(utc(951_782_400), "2000-02-29 00:00");
     }
 }

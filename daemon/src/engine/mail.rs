@@ -63,7 +63,101 @@ pub(crate) fn withdraw(rec: Option<UserRecord>, hash: &[u8], enrolment: bool) ->
     }
 }
 
+/// Something the owner of an account with an e-mail address is told by
+/// mail, whoever is at the keyboard.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Notice {
+    /// Too many wrong codes: the second factor is locked until then.
+    Locked { until: u64 },
+    /// A backup code was used to log in; this many are left.
+    BackupUsed { left: u32 },
+}
+
+impl Notice {
+    fn text(self, user: &str, host: &str, ctx: &Context, now: u64) -> (String, String) {
+        let via = match (ctx.service.is_empty(), ctx.rhost.is_empty()) {
+            (false, false) => format!(" through {} from {}", ctx.service, ctx.rhost),
+            (false, true) => format!(" through {}", ctx.service),
+            (true, false) => format!(" from {}", ctx.rhost),
+            (true, true) => String::new(),
+        };
+        let when = crate::clock::utc(now);
+        let not_you =
+            "If this was not you, someone may know your password: tell your administrator.";
+        match self {
+            Notice::Locked { until } => (
+                format!("The second factor of {user} is locked"),
+                format!(
+                    "Too many wrong codes were entered for {user} on {host}{via}, the last at {when} UTC.\n\
+                     Logins with a second factor are refused until {} UTC.\n\n{not_you}\n",
+                    crate::clock::utc(until)
+                ),
+            ),
+            Notice::BackupUsed { left } => (
+                format!("A backup code of {user} was used"),
+                format!(
+                    "A backup code was used to log in as {user} on {host}{via} at {when} UTC.\n\
+                     {left} backup code(s) are left; `otpgate backup-codes` makes new ones.\n\n{not_you}\n"
+                ),
+            ),
+        }
+    }
+}
+
 impl Engine {
+    /// Mails `notice` to the account's address on file (its e-mail
+    /// factor), if it has one and mail is on; in the background, so the
+    /// login does not wait for the mail server. Text from the caller
+    /// (service, remote host) is cleaned to one short line first.
+    pub(crate) fn mail_notice(
+        self: &Arc<Self>,
+        account: &Account,
+        ctx: &Context,
+        caller_uid: u32,
+        notice: Notice,
+    ) {
+        let Some(sender) = self.mailer.clone() else {
+            return;
+        };
+        let this = Arc::clone(self);
+        let account = account.clone();
+        let ctx = Context {
+            service: crate::audit::clean(&ctx.service),
+            rhost: crate::audit::clean(&ctx.rhost),
+            ruser: String::new(),
+            tty: String::new(),
+        };
+        self.blocking.spawn(async move {
+            let key = account.key();
+            let read = key.clone();
+            let address = this
+                .run(Some(&key), move |e| {
+                    let rec = e.store.get(&read).ok().flatten();
+                    Ok(rec.and_then(|r| r.email().map(|f| f.address.clone())))
+                })
+                .await
+                .ok()
+                .flatten();
+            let Some(address) = address else { return };
+            let now = this.clock.now();
+            let (subject, body) = notice.text(&account.name, &this.hostname, &ctx, now);
+            let (level, event, detail) = match sender.send_notice(&address, &subject, &body).await {
+                Ok(()) => (
+                    Level::Info,
+                    "notice-mailed",
+                    format!("to={}", email::mask(&address)),
+                ),
+                Err(why) => (
+                    Level::Warning,
+                    "notice-mail-failed",
+                    format!("error=\"{}\"", crate::audit::clean(&why)),
+                ),
+            };
+            this.audit
+                .event(level, event, &account.name, &ctx, caller_uid, &detail);
+        });
+    }
+
     /// Why the last login mail to this account failed, if that was within
     /// the resend cooldown.
     pub(crate) fn recent_mail_failure(&self, key: &str, now: u64) -> Option<String> {

@@ -50,6 +50,21 @@ impl SendCode for Outbox {
             Ok(())
         })
     }
+
+    fn send_notice<'a>(
+        &'a self,
+        to: &'a str,
+        subject: &'a str,
+        _body: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>> {
+        Box::pin(async move {
+            self.sent
+                .lock()
+                .unwrap()
+                .push((to.to_string(), format!("notice: {subject}")));
+            Ok(())
+        })
+    }
 }
 
 struct Harness {

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use otpgate_proto::{MethodUsed, ServiceError, VerifyResult};
 
 use super::breakglass;
+use super::mail::Notice;
 use super::policy::Facts;
 use super::{corrupt, Context, Decided, Engine, Env, Event, VerifyOutcome, EMAIL_CODE_DIGITS};
 use crate::audit::Level;
@@ -478,6 +479,20 @@ impl Engine {
             if let Some(why) = self.recent_mail_failure(&account.key(), self.clock.now()) {
                 outcome.notice = format!("No code could be mailed ({why}): use a backup code.");
             }
+        }
+        let locked_now = failed && outcome.attempts_left == Some(0) && outcome.locked_until > 0;
+        let backup_used = outcome.method_used == Some(MethodUsed::Backup);
+        if locked_now || backup_used {
+            let notice = if locked_now {
+                Notice::Locked {
+                    until: outcome.locked_until,
+                }
+            } else {
+                Notice::BackupUsed {
+                    left: outcome.backup_codes_left.unwrap_or(0),
+                }
+            };
+            self.mail_notice(&account, &ctx, caller.uid, notice);
         }
         Ok(outcome)
     }
