@@ -107,7 +107,7 @@ pub enum Command {
         otpgate list --json | jq -r '.users[] | select(.locked) | .user'")]
     List,
 
-    /// Administrator: logins, failures, lockouts and backup codes used over the last 30 days
+    /// Administrator: logins, failures, lockouts, backup codes used, enrolments, disables and resets over the last 30 days
     #[command(after_help = "Examples:\n  \
         otpgate stats\n  \
         otpgate stats --json")]

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use otpgated::audit::{Audit, Level};
-use otpgated::clock::SystemClock;
+use otpgated::clock::{Clock, SystemClock};
 use otpgated::config::{Backend, Config, DEFAULT_CONFIG_PATH};
 use otpgated::crypto::MasterKey;
 use otpgated::email::Mailer;
@@ -282,6 +282,7 @@ fn migrate_store(args: &Args) -> Result<bool, Error> {
         return Err(Error::DatabaseDown(why));
     }
     let fleet = opened.store;
+    let now = SystemClock.now();
     let (mut moved, mut kept, mut unreadable) = (0u32, 0u32, 0u32);
     for (k, rec) in local.list()? {
         let rec = match rec {
@@ -302,8 +303,44 @@ fn migrate_store(args: &Args) -> Result<bool, Error> {
                 continue;
             }
         };
+        // Disabled or reset here: only counters. Never over a fleet record
+        // (that would disable the user on every host), only where none is.
+        if rec.retired(now) {
+            let mut put = false;
+            fleet.update(&k, &mut |current| {
+                put = current.is_none();
+                if put {
+                    Write::Put(rec.clone())
+                } else {
+                    Write::Keep
+                }
+            })?;
+            if put {
+                println!(
+                    "moved {k} ({}): not enrolled, its counters only",
+                    rec.display_name()
+                );
+                moved += 1;
+            } else {
+                println!(
+                    "left {k} ({}): not enrolled here; the fleet's record stays",
+                    rec.display_name()
+                );
+            }
+            continue;
+        }
         let mut refusal = None;
         fleet.update(&k, &mut |current| {
+            // A retired fleet record holds only counters: they are kept.
+            let current = match current {
+                Some(c) if c.retired(now) => {
+                    let mut r = rec.clone();
+                    r.add_days(&c.days);
+                    refusal = None;
+                    return Write::Put(r);
+                }
+                other => other,
+            };
             refusal = match current {
                 Some(c) if c.name.is_some() && rec.name.is_some() && c.name != rec.name => {
                     Some(format!(

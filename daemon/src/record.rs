@@ -4,6 +4,11 @@
 //! and the e-mail factor fit the same list), a pending enrolment, the
 //! backup-code hashes, the lockout state and per-day counters for `Stats`.
 //! Secrets are only ever present sealed (`crypto::Sealed`).
+//!
+//! Disable and Reset leave a *retired* record: the day counters and
+//! nothing that could authenticate (`UserRecord::retire`), so `Stats` keeps
+//! counting what happened. A retired record is no enrolment anywhere, and
+//! is deleted once its counters are older than `DAYS_KEPT`.
 
 use serde::{Deserialize, Serialize};
 
@@ -209,6 +214,27 @@ pub struct DayStats {
     pub lockouts: u32,
     #[serde(default)]
     pub backup_used: u32,
+    /// Enrolments confirmed (or imported). Like the next two, left out
+    /// while 0, so that a record without them reads as before.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub enrolled: u32,
+    /// Second factors disabled (`otpgate disable`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub disabled: u32,
+    /// Records reset by an administrator (`otpgate reset`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reset: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// Why a record is retired (counted on the day it is).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retired {
+    Disabled,
+    Reset,
 }
 
 impl UserRecord {
@@ -301,6 +327,65 @@ impl UserRecord {
         self.pending.as_ref().filter(|p| p.expires_at > now)
     }
 
+    /// Nothing here can authenticate or waits to be confirmed: what
+    /// Disable and Reset leave (an enrolment never confirmed reads the
+    /// same). Treated as no enrolment everywhere, and not listed.
+    pub fn retired(&self, now: u64) -> bool {
+        self.factors.is_empty()
+            && self.pending_live(now).is_none()
+            && self.breakglass.is_none()
+            && self.breakglass_uses.is_empty()
+    }
+
+    /// What Disable and Reset leave of this record: who it was and its day
+    /// counters, `why` counted today. No factor, pending enrolment, backup
+    /// or break-glass code, lock or mailed code: nothing that could
+    /// authenticate, and no secret bound to anything.
+    pub fn retire(&self, why: Retired, now: u64) -> UserRecord {
+        let mut rec = UserRecord::new(&self.user, self.created_at);
+        rec.name = self.name.clone();
+        rec.updated_at = now;
+        rec.days = self.days.clone();
+        let today = rec.today(now);
+        match why {
+            Retired::Disabled => today.disabled += 1,
+            Retired::Reset => today.reset += 1,
+        }
+        rec
+    }
+
+    /// Retired with nothing left worth keeping: no day counter within
+    /// `DAYS_KEPT`, no mail counted against the hourly limit. Deleted
+    /// instead of written.
+    pub fn forgettable(&self, now: u64) -> bool {
+        let day = now / SECS_PER_DAY;
+        self.retired(now)
+            && self.backup.is_none()
+            && self.email_code.is_none()
+            && self.locked_until <= now
+            && self.email_sends.iter().all(|&t| t + 3600 <= now)
+            && self.days.iter().all(|d| d.day + DAYS_KEPT <= day)
+    }
+
+    /// Adds another record's day counters to this one's (a record moved
+    /// over a retired one keeps both).
+    pub fn add_days(&mut self, other: &[DayStats]) {
+        for d in other {
+            match self.days.iter_mut().find(|m| m.day == d.day) {
+                Some(m) => {
+                    m.successes += d.successes;
+                    m.failures += d.failures;
+                    m.lockouts += d.lockouts;
+                    m.backup_used += d.backup_used;
+                    m.enrolled += d.enrolled;
+                    m.disabled += d.disabled;
+                    m.reset += d.reset;
+                }
+                None => self.days.push(d.clone()),
+            }
+        }
+    }
+
     pub fn backup_codes_left(&self) -> usize {
         self.backup.as_ref().map_or(0, |b| b.hashes.len())
     }
@@ -343,5 +428,42 @@ impl UserRecord {
             ));
         }
         Ok(rec)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn day_counters_read_and_write_as_before_until_used() {
+        let old = br#"{"version":1,"user":"uid:5","created_at":1,"updated_at":2,
+            "days":[{"day":3,"successes":4,"failures":1,"lockouts":0,"backup_used":0}]}"#;
+        let mut rec = UserRecord::from_bytes("uid:5", old).unwrap();
+        assert_eq!((rec.days[0].successes, rec.days[0].enrolled), (4, 0));
+        let text = String::from_utf8(rec.to_bytes()).unwrap();
+        assert!(
+            !text.contains("enrolled") && !text.contains("reset"),
+            "{text}"
+        );
+        let now = 3 * SECS_PER_DAY + 10;
+        rec.factors.push(Factor::Email(EmailFactor {
+            id: "e".into(),
+            address: "a@b".into(),
+            created_at: 1,
+        }));
+        rec.backup = Some(BackupCodes {
+            salt: vec![1],
+            hashes: vec![BackupHash(vec![2])],
+            generated_at: 1,
+        });
+        rec.locked_until = now + 100;
+        let gone = rec.retire(Retired::Reset, now);
+        assert!(gone.retired(now) && gone.backup.is_none() && gone.locked_until == 0);
+        assert_eq!((gone.days[0].successes, gone.days[0].reset), (4, 1));
+        assert!(!gone.forgettable(now));
+        assert!(gone.forgettable(now + DAYS_KEPT * SECS_PER_DAY));
+        let back = UserRecord::from_bytes("uid:5", &gone.to_bytes()).unwrap();
+        assert_eq!(back.days[0].reset, 1);
     }
 }

@@ -578,6 +578,11 @@ pub struct Stats {
     pub failures: u32,
     pub lockouts: u32,
     pub backup_codes_used: u32,
+    /// Enrolments confirmed or imported, second factors disabled, records
+    /// reset (a daemon that predates them sends none: 0).
+    pub enrolments: u32,
+    pub disabled: u32,
+    pub resets: u32,
     pub days: u32,
 }
 
@@ -590,11 +595,15 @@ impl Stats {
         put(&mut d, stats::FAILURES, self.failures);
         put(&mut d, stats::LOCKOUTS, self.lockouts);
         put(&mut d, stats::BACKUP_CODES_USED, self.backup_codes_used);
+        put(&mut d, stats::ENROLMENTS, self.enrolments);
+        put(&mut d, stats::DISABLED, self.disabled);
+        put(&mut d, stats::RESETS, self.resets);
         put(&mut d, stats::DAYS, self.days);
         d
     }
 
-    /// Every counter must be there; `days` may be missing.
+    /// Every counter must be there, but for those newer than the others
+    /// (`enrolments`, `disabled`, `resets`: 0) and `days`.
     pub fn from_dict(d: &OwnedDict) -> Result<Stats, DecodeError> {
         const W: &str = "stats";
         let count = |key: &str| required(W, key, get::<u32>(W, d, key)?);
@@ -605,6 +614,9 @@ impl Stats {
             failures: count(stats::FAILURES)?,
             lockouts: count(stats::LOCKOUTS)?,
             backup_codes_used: count(stats::BACKUP_CODES_USED)?,
+            enrolments: get(W, d, stats::ENROLMENTS)?.unwrap_or(0),
+            disabled: get(W, d, stats::DISABLED)?.unwrap_or(0),
+            resets: get(W, d, stats::RESETS)?.unwrap_or(0),
             days: get(W, d, stats::DAYS)?.unwrap_or(STATS_DAYS_UNSAID),
         })
     }
@@ -792,6 +804,9 @@ mod tests {
             failures: 25,
             lockouts: 2,
             backup_codes_used: 3,
+            enrolments: 4,
+            disabled: 5,
+            resets: 6,
             days: 30,
         }
     }
@@ -969,8 +984,11 @@ mod tests {
             owned(&[
                 ("backup_codes_used", "u"),
                 ("days", "u"),
+                ("disabled", "u"),
+                ("enrolments", "u"),
                 ("failures", "u"),
                 ("lockouts", "u"),
+                ("resets", "u"),
                 ("successes", "u"),
                 ("users_enrolled", "u"),
                 ("users_locked", "u"),
@@ -1051,6 +1069,9 @@ mod tests {
             "failures",
             "lockouts",
             "backup_codes_used",
+            "enrolments",
+            "disabled",
+            "resets",
             "days",
         ] {
             let d = with(stats().to_dict(), k, Variant::from(1u64));
@@ -1106,8 +1127,11 @@ mod tests {
             "stats without `successes`"
         );
         let mut d = stats().to_dict();
-        d.remove("days");
-        assert_eq!(Stats::from_dict(&d).unwrap().days, 30);
+        for k in ["days", "enrolments", "disabled", "resets"] {
+            d.remove(k);
+        }
+        let s = Stats::from_dict(&d).unwrap();
+        assert_eq!((s.days, s.enrolments, s.disabled, s.resets), (30, 0, 0, 0));
         let mut d = totp().to_dict();
         d.remove("uri");
         assert!(Enrollment::from_dict(&d).is_err());

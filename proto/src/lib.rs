@@ -130,6 +130,11 @@ pub mod stats {
     pub const FAILURES: &str = "failures";
     pub const LOCKOUTS: &str = "lockouts";
     pub const BACKUP_CODES_USED: &str = "backup_codes_used";
+    /// Enrolments confirmed (or imported), disabled, reset: counted even
+    /// for users no longer enrolled.
+    pub const ENROLMENTS: &str = "enrolments";
+    pub const DISABLED: &str = "disabled";
+    pub const RESETS: &str = "resets";
     pub const DAYS: &str = "days";
 }
 

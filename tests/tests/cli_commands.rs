@@ -180,6 +180,9 @@ fn administer(bus: &Bus, admin: As, user: &TestUser) {
         "failures",
         "lockouts",
         "backup_codes_used",
+        "enrolments",
+        "disabled",
+        "resets",
     ] {
         assert!(stats[key].is_u64(), "stats lacks {key}: {stats}");
     }
@@ -188,6 +191,7 @@ fn administer(bus: &Bus, admin: As, user: &TestUser) {
     let text = otpgate(bus, admin, &["stats"]).ok().stdout.clone();
     assert!(text.starts_with("Last 30 days:"), "{text}");
     assert!(text.contains("lockouts"), "{text}");
+    assert!(text.contains("resets"), "{text}");
 
     // backup-codes for another user: no code needed.
     let b = otpgate(bus, admin, &["backup-codes", "--user", u, "--json"]).json();

@@ -30,7 +30,7 @@ pub async fn reset(ctx: &Ctx, args: &TargetArgs) -> Result<(), CliError> {
         output::print_json(&serde_json::json!({ "user": args.user, "reset": true }))
     } else {
         output::print(&format!(
-            "The enrolment of {} is removed; they enrol again with `otpgate enroll`.\n",
+            "The enrolment of {} is removed (its counts stay in `otpgate stats`); they enrol again with `otpgate enroll`.\n",
             args.user
         ))
     }
@@ -94,6 +94,9 @@ pub fn stats_text(s: &Stats) -> String {
         ("failed codes", s.failures),
         ("lockouts", s.lockouts),
         ("backup codes used", s.backup_codes_used),
+        ("enrolments", s.enrolments),
+        ("disabled", s.disabled),
+        ("resets", s.resets),
     ];
     let cells: Vec<Vec<String>> = rows
         .iter()
@@ -214,6 +217,9 @@ mod tests {
             failures: 25,
             lockouts: 2,
             backup_codes_used: 3,
+            enrolments: 4,
+            disabled: 1,
+            resets: 2,
             days: 30,
         };
         let text = stats_text(&s);
@@ -222,5 +228,7 @@ mod tests {
         let width = lines[1].len();
         assert!(lines[1..].iter().all(|l| l.len() == width), "{text}");
         assert!(lines[3].ends_with("3400"));
+        assert!(lines[7].starts_with("enrolments") && lines[7].ends_with(" 4"));
+        assert!(lines[9].starts_with("resets") && lines[9].ends_with(" 2"));
     }
 }

@@ -1,5 +1,9 @@
 //! The administrator's calls (ListUsers, Unlock, Reset, Stats, Import) and
 //! moving records that earlier versions filed by name to their uid key.
+//!
+//! Reset, like Disable, leaves a retired record (its day counters only), so
+//! `Stats` still counts what the user did; ListUsers does not show it, and
+//! Stats deletes one whose counters are all older than `DAYS_KEPT`.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -13,7 +17,8 @@ use crate::accounts::{uid_of_key, Account};
 use crate::audit::Level;
 use crate::authz::{Caller, Interface};
 use crate::crypto;
-use crate::record::{Factor, TotpFactor, UserRecord, SECS_PER_DAY};
+use crate::error::Error;
+use crate::record::{Factor, Retired, TotpFactor, UserRecord, SECS_PER_DAY};
 use crate::store::Write;
 
 /// Adds one record to the statistics of the last `STATS_DAYS` days.
@@ -30,6 +35,9 @@ pub(crate) fn add_to_stats(s: &mut Stats, rec: &UserRecord, now: u64) {
         s.failures += d.failures;
         s.lockouts += d.lockouts;
         s.backup_codes_used += d.backup_used;
+        s.enrolments += d.enrolled;
+        s.disabled += d.disabled;
+        s.resets += d.reset;
     }
 }
 
@@ -93,6 +101,7 @@ pub(crate) fn decide_import(rec: Option<UserRecord>, env: &Env, ga: &Imported) -
     if let Err(e) = super::replace_backup_codes(&mut rec, env, ga.scratch_codes) {
         return Decided::keep(Err(e));
     }
+    rec.today(now).enrolled += 1;
     let n = ga.scratch_codes.len() as u32;
     let events = vec![Event::new(
         Level::Notice,
@@ -112,8 +121,8 @@ impl Engine {
             .unwrap_or_else(|| key.to_string())
     }
 
-    /// Every user with a record; an unreadable record is listed with its
-    /// error instead of failing the whole list.
+    /// Every user with a record that is not retired; an unreadable record
+    /// is listed with its error instead of failing the whole list.
     pub async fn list_users(
         self: &Arc<Self>,
         caller: &Caller,
@@ -125,6 +134,7 @@ impl Engine {
             let all = e.store.list().map_err(|err| e.storage_error("*", err))?;
             Ok(all
                 .into_iter()
+                .filter(|(_, rec)| !matches!(rec, Ok(r) if r.retired(now)))
                 .map(|(key, rec)| match rec {
                     Ok(rec) => Ok(status_of(Some(&rec), e.shown_name(&key, Some(&rec)), now)),
                     Err(err) => Err((e.shown_name(&key, None), err.to_string())),
@@ -142,10 +152,11 @@ impl Engine {
         .await
     }
 
-    /// Removes the user's record, readable or not: this is also how an
-    /// administrator recovers a user whose record is corrupt, and clears
-    /// the record of an account the name service no longer knows (by the
-    /// name `otpgate list` shows for it).
+    /// Retires the user's record (its counters stay for Stats), or removes
+    /// it if it cannot be read: this is also how an administrator recovers
+    /// a user whose record is corrupt, and clears the record of an account
+    /// the name service no longer knows (by the name `otpgate list` shows
+    /// for it). A record still filed by name is removed, as it always was.
     pub async fn reset(self: &Arc<Self>, caller: &Caller, user: &str) -> Result<(), ServiceError> {
         let _permit = self.admit(caller)?;
         self.authorize(caller, Interface::Admin, None)?;
@@ -168,8 +179,31 @@ impl Engine {
         };
         let (name, uid) = (user.to_string(), caller.uid);
         self.run(Some(&gate), move |e| {
+            let now = e.clock.now();
             let mut removed = 0;
             for key in keys.iter().filter(|k| crate::store::valid_key(k)) {
+                if uid_of_key(key).is_some() {
+                    let mut retired = false;
+                    let done = e.store.update(key, &mut |rec| match rec {
+                        Some(r) if !r.retired(now) => {
+                            retired = true;
+                            Write::Put(r.retire(Retired::Reset, now))
+                        }
+                        _ => {
+                            retired = false;
+                            Write::Keep
+                        }
+                    });
+                    match done {
+                        Ok(()) => {
+                            removed += usize::from(retired);
+                            continue;
+                        }
+                        // Unreadable: nothing to keep; removed below.
+                        Err(Error::Corrupt { .. }) => {}
+                        Err(err) => return Err(e.storage_error(&name, err)),
+                    }
+                }
                 if e.store
                     .remove(key)
                     .map_err(|err| e.storage_error(&name, err))?
@@ -213,14 +247,30 @@ impl Engine {
         self.run(None, |e| {
             let now = e.clock.now();
             let mut s = Stats::default();
-            for (_, rec) in e.store.list().map_err(|err| e.storage_error("*", err))? {
-                if let Ok(rec) = rec {
+            for (key, rec) in e.store.list().map_err(|err| e.storage_error("*", err))? {
+                let Ok(rec) = rec else { continue };
+                if rec.forgettable(now) {
+                    e.forget(&key, now);
+                } else {
                     add_to_stats(&mut s, &rec, now);
                 }
             }
             Ok(s)
         })
         .await
+    }
+
+    /// Deletes a retired record whose counters are all past `DAYS_KEPT`
+    /// (unless it changed meanwhile). A failure is logged; the next Stats
+    /// tries again.
+    fn forget(&self, key: &str, now: u64) {
+        let done = self.store.update(key, &mut |rec| match rec {
+            Some(r) if r.forgettable(now) => Write::Delete,
+            _ => Write::Keep,
+        });
+        if let Err(err) = done {
+            self.storage_error(key, err);
+        }
     }
 
     /// Takes over a `~/.google_authenticator` file: the secret (with its
@@ -269,14 +319,19 @@ impl Engine {
             Err(e) => return Err(self.storage_error(legacy, e)),
         };
         let key = account.key();
+        let now = self.clock.now();
         let mut moved = false;
         self.store
             .update(&key, &mut |current| {
-                if current.is_some() {
+                if current.as_ref().is_some_and(|c| !c.retired(now)) {
                     moved = false;
                     return Write::Keep;
                 }
                 let mut rec = old.clone();
+                // Over a retired record: its counters are kept.
+                if let Some(c) = &current {
+                    rec.add_days(&c.days);
+                }
                 if rec.binding.is_none() {
                     rec.binding = Some(rec.user.clone());
                 }

@@ -253,6 +253,7 @@ pub(crate) fn decide_confirm(
     rec.failures = 0;
     rec.locked_until = 0;
     rec.lock_streak = 0;
+    rec.today(now).enrolled += 1;
     let events = vec![Event::new(
         Level::Notice,
         "enroll-confirmed",

@@ -1,6 +1,8 @@
 //! Self-service: Status, Disable and RegenerateBackupCodes. A user proves
 //! the second factor for the last two (the code is checked and counted as
-//! at a login); an administrator needs no code.
+//! at a login); an administrator needs no code. Disable leaves a retired
+//! record (`UserRecord::retire`): its counters, nothing that could
+//! authenticate.
 
 use std::sync::Arc;
 
@@ -12,7 +14,7 @@ use super::{Context, Decided, Engine, Env, Event, Status};
 use crate::audit::Level;
 use crate::authz::{Caller, Interface};
 use crate::backup;
-use crate::record::UserRecord;
+use crate::record::{Retired, UserRecord};
 use crate::store::Write;
 
 /// What Status says of a record (or of no record), under `name`.
@@ -120,13 +122,9 @@ pub(crate) fn decide_disable(
     };
     match prove(rec, admin, code, env) {
         Err(refused) => refused,
-        Ok((_, mut events)) => {
+        Ok((rec, mut events)) => {
             events.push(Event::new(Level::Notice, "disabled", ""));
-            Decided {
-                write: Write::Delete,
-                answer: Ok(()),
-                events,
-            }
+            Decided::put(rec.retire(Retired::Disabled, env.now), Ok(()), events)
         }
     }
 }

@@ -618,7 +618,10 @@ async fn disable_needs_a_code_from_a_user_and_none_from_an_admin() {
         .disable(&user("alice", ALICE), "alice", code(&c))
         .await
         .unwrap();
-    assert!(h.store.keys().unwrap().is_empty());
+    // Only the counters are left.
+    let rec = h.store.get(&format!("uid:{ALICE}")).unwrap().unwrap();
+    assert!(rec.retired(h.clock.now()), "{rec:?}");
+    assert!(rec.backup.is_none() && rec.binding.is_none(), "{rec:?}");
     enrolled(&h, "bob").await;
     h.engine
         .disable(&admin("ann", ANN), "bob", code(""))
@@ -740,4 +743,154 @@ async fn a_challenge_that_changes_nothing_takes_no_transaction() {
         .verify(&root(), "alice", code("000000"), Context::default())
         .await;
     assert_eq!(updates.load(Ordering::SeqCst), 1);
+}
+
+/// Disable and Reset leave the counters (Stats still counts them) and
+/// nothing that authenticates; neither is listed; both enrol again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disable_and_reset_keep_the_counts_and_nothing_else() {
+    let h = harness("");
+    let (a, _) = enrolled(&h, "alice").await;
+    let (b, bob_backup) = enrolled(&h, "bob").await;
+    let now = h.clock.now();
+    assert_eq!(
+        verify(&h, &root(), "alice", &wrong(&a, now)).await.result,
+        VerifyResult::Invalid
+    );
+    assert_eq!(
+        verify(&h, &root(), "bob", &oathtool(&b, now)).await.result,
+        VerifyResult::Ok
+    );
+    h.clock.advance(30);
+    // Alice disables with a code: counted as a success too.
+    let c = oathtool(&a, h.clock.now());
+    h.engine
+        .disable(&user("alice", ALICE), "alice", code(&c))
+        .await
+        .unwrap();
+    h.engine.reset(&root(), "bob").await.unwrap();
+
+    let s = h.engine.stats(&root()).await.unwrap();
+    assert_eq!(
+        (s.users_enrolled, s.successes, s.failures),
+        (0, 2, 1),
+        "{s:?}"
+    );
+    assert_eq!((s.enrolments, s.disabled, s.resets), (2, 1, 1), "{s:?}");
+    assert!(h.engine.list_users(&root()).await.unwrap().is_empty());
+    for (name, uid) in [("alice", ALICE), ("bob", BOB)] {
+        let rec = h.store.get(&format!("uid:{uid}")).unwrap().unwrap();
+        assert!(rec.retired(h.clock.now()), "{rec:?}");
+        assert!(rec.factors.is_empty() && rec.backup.is_none(), "{rec:?}");
+        assert_eq!(rec.name.as_deref(), Some(name));
+        let st = h.engine.status(&root(), name).await.unwrap();
+        assert!(!st.enrolled && !st.pending, "{st:?}");
+        let ch = h
+            .engine
+            .challenge(&root(), name, Context::default())
+            .await
+            .unwrap();
+        assert_ne!(ch.state, ChallengeState::CodeRequired, "{name}");
+        assert!(matches!(
+            h.engine.unlock(&root(), name).await,
+            Err(ServiceError::NotEnrolled(_))
+        ));
+    }
+    let c = oathtool(&b, h.clock.now());
+    assert_eq!(
+        verify(&h, &root(), "bob", &c).await.result,
+        VerifyResult::NotEnrolled
+    );
+    assert_eq!(
+        verify(&h, &root(), "bob", &bob_backup[0]).await.result,
+        VerifyResult::NotEnrolled
+    );
+    // Nothing left to disable or reset.
+    let r = h.engine.reset(&root(), "bob").await;
+    assert!(matches!(r, Err(ServiceError::NotEnrolled(_))), "{r:?}");
+    let r = h.engine.disable(&root(), "alice", code("")).await;
+    assert!(matches!(r, Err(ServiceError::NotEnrolled(_))), "{r:?}");
+
+    // Both enrol afresh; the counters go on.
+    let (a2, _) = enrolled(&h, "alice").await;
+    enrolled(&h, "bob").await;
+    assert_ne!(a2, a);
+    let c = oathtool(&a2, h.clock.now());
+    assert_eq!(
+        verify(&h, &root(), "alice", &c).await.result,
+        VerifyResult::Ok
+    );
+    let s = h.engine.stats(&root()).await.unwrap();
+    assert_eq!(
+        (s.users_enrolled, s.successes, s.failures),
+        (2, 3, 1),
+        "{s:?}"
+    );
+    assert_eq!((s.enrolments, s.disabled, s.resets), (4, 1, 1), "{s:?}");
+    assert_eq!(h.engine.list_users(&root()).await.unwrap().len(), 2);
+}
+
+/// A retired record is kept while Stats reports its counters, and goes
+/// once they are all older than the days kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retired_record_goes_once_its_counters_are_old() {
+    let h = harness("");
+    enrolled(&h, "alice").await;
+    h.engine.reset(&root(), "alice").await.unwrap();
+    h.clock.advance(29 * crate::record::SECS_PER_DAY);
+    let s = h.engine.stats(&root()).await.unwrap();
+    assert_eq!((s.enrolments, s.resets), (1, 1), "{s:?}");
+    assert_eq!(h.store.keys().unwrap().len(), 1);
+    h.clock.advance(crate::record::SECS_PER_DAY);
+    let s = h.engine.stats(&root()).await.unwrap();
+    assert_eq!((s.enrolments, s.resets), (0, 0), "{s:?}");
+    assert_eq!(h.store.keys().unwrap().len(), 1, "still within DAYS_KEPT");
+    h.clock.advance(crate::record::SECS_PER_DAY);
+    h.engine.stats(&root()).await.unwrap();
+    assert!(h.store.keys().unwrap().is_empty());
+}
+
+/// In a fleet, a retired record holds nothing to protect: a host that
+/// gives its uid another name may enrol that name over it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retired_fleet_record_does_not_clash() {
+    let h = harness("");
+    let key = *MasterKey::generate().unwrap().as_bytes();
+    let records = Arc::new(MemoryStore::new());
+    let host = |accounts: Vec<(String, u32)>| {
+        let config =
+            Config::parse("[backup_codes]\ncount = 2\n", std::path::Path::new("t")).unwrap();
+        Arc::new(
+            Engine::new(
+                config,
+                Box::new(Shared {
+                    fleet: true,
+                    ..Shared::new(&records)
+                }),
+                MasterKey::from_bytes(key),
+                h.clock.clone(),
+                Audit::kept(),
+                tokio::runtime::Handle::current(),
+            )
+            .with_accounts(Arc::new(TableAccounts(accounts)))
+            .with_hostname("testhost"),
+        )
+    };
+    let a = host(vec![("alice".into(), ALICE)]);
+    let b = host(vec![("mallory".into(), ALICE)]);
+    let Enrollment::Totp { secret, .. } = a.enroll(&root(), "alice", None, None).await.unwrap()
+    else {
+        panic!("not a TOTP enrolment")
+    };
+    a.confirm(&root(), "alice", code(&oathtool(&secret, h.clock.now())))
+        .await
+        .unwrap();
+    assert!(b.status(&root(), "mallory").await.is_err());
+    a.disable(&root(), "alice", code("")).await.unwrap();
+    let st = b.status(&root(), "mallory").await.unwrap();
+    assert!(!st.enrolled);
+    b.enroll(&root(), "mallory", None, None).await.unwrap();
+    let rec = records.get(&format!("uid:{ALICE}")).unwrap().unwrap();
+    assert_eq!(rec.name.as_deref(), Some("mallory"));
+    assert_eq!(rec.days.iter().map(|d| d.disabled).sum::<u32>(), 1);
 }

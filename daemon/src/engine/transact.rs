@@ -86,10 +86,10 @@ impl Engine {
                 .store
                 .get(&a.key())
                 .map_err(|err| e.storage_error(&a.name, named(err, &a)))?;
-            if let Some(other) = clash_with(e.store.shared(), rec.as_ref(), &a) {
+            let env = e.env(&a, &c, caller_uid);
+            if let Some(other) = clash_with(e.store.shared(), rec.as_ref(), &a, env.now) {
                 return Err(e.clash_error(&a, &other));
             }
-            let env = e.env(&a, &c, caller_uid);
             let d = decide(rec, &env);
             if matches!(d.write, Write::Keep) {
                 e.write_events(&a.name, &c, caller_uid, env.now, d.events);
@@ -149,14 +149,20 @@ impl Engine {
         let key = account.key();
         let shared = self.store.shared();
         let stored = self.store.update(&key, &mut |rec| {
-            clash = clash_with(shared, rec.as_ref(), account);
+            clash = clash_with(shared, rec.as_ref(), account, env.now);
             if clash.is_some() {
                 return Write::Keep;
             }
+            let existed = rec.is_some();
             let mut d = decide(rec, &env);
             if let Write::Put(r) = &mut d.write {
                 r.updated_at = env.now;
                 r.name = Some(account.name.clone());
+                // Nothing left worth keeping (say, an enrolment that
+                // expired, of a record retired long ago): not written.
+                if r.forgettable(env.now) {
+                    d.write = if existed { Write::Delete } else { Write::Keep };
+                }
             }
             let write = std::mem::replace(&mut d.write, Write::Keep);
             out = Some((d.answer, d.events));
@@ -210,9 +216,16 @@ impl Engine {
 /// Records are keyed by uid. On one host a uid is one account; across a
 /// fleet only if every host agrees, and hosts with their own /etc/passwd
 /// often do not: a record written for another name is never decided on.
-/// The name it was written for, if it clashes.
-fn clash_with(shared: bool, rec: Option<&UserRecord>, account: &Account) -> Option<String> {
-    rec.and_then(|r| r.name.clone())
+/// The name it was written for, if it clashes. A retired record holds
+/// nothing to protect: another name may enrol over it (its counters stay).
+fn clash_with(
+    shared: bool,
+    rec: Option<&UserRecord>,
+    account: &Account,
+    now: u64,
+) -> Option<String> {
+    rec.filter(|r| !r.retired(now))
+        .and_then(|r| r.name.clone())
         .filter(|n| shared && *n != account.name)
 }
 
