@@ -366,6 +366,21 @@ impl Policy {
         }
     }
 
+    /// The first `require` rule whose users and groups (those it names)
+    /// match `user`, whatever its services and `from`: such a user must
+    /// keep a second factor. Described as in a decision.
+    pub fn requiring(&self, user: &str, groups: &[String]) -> Option<String> {
+        let names = [user.to_string()];
+        self.rules
+            .iter()
+            .position(|r| {
+                r.mode == Mode::Require
+                    && r.users.as_ref().is_none_or(|p| p.check(&names).is_ok())
+                    && r.groups.as_ref().is_none_or(|p| p.check(groups).is_ok())
+            })
+            .map(|i| self.describe(i))
+    }
+
     /// Whether these rules, for root logging in locally, name `require`
     /// on every service: `Some(line of the rule that covers the rest)`.
     /// Services probed: every one a rule names, and one no rule names.
