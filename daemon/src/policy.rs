@@ -691,4 +691,35 @@ mod tests {
         );
         assert_eq!(policy(vec![]).locks_out_root(&root), None);
     }
+
+    #[test]
+    fn a_require_rule_that_names_a_user_keeps_their_last_factor() {
+        let p = policy(vec![
+            Rule {
+                users: pats(&["backup-robot"]),
+                ..rule(Mode::Skip)
+            },
+            Rule {
+                groups: pats(&["admins"]),
+                services: pats(&["sshd"]),
+                ..rule(Mode::Require)
+            },
+            Rule {
+                users: pats(&["*", "!guest"]),
+                ..rule(Mode::Optional)
+            },
+        ]);
+        let admins = ["admins".to_string()];
+        // Whatever its services: the rule names the user's group.
+        assert_eq!(
+            p.requiring("alice", &admins).as_deref(),
+            Some("rule 2 (test.toml line 20)")
+        );
+        assert_eq!(p.requiring("alice", &[]), None);
+        assert_eq!(p.requiring("backup-robot", &[]), None);
+        assert!(policy(vec![rule(Mode::Require)])
+            .requiring("x", &[])
+            .is_some());
+        assert_eq!(Policy::default().requiring("x", &[]), None);
+    }
 }

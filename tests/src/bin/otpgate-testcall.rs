@@ -37,10 +37,8 @@ fn variant_json(v: &OwnedVariant) -> Value {
     if let Ok(n) = i64::try_from(v) {
         return json!(n);
     }
-    if let Ok(list) = v.try_clone().map(<Vec<OwnedDict>>::try_from) {
-        if let Ok(list) = list {
-            return Value::Array(list.iter().map(dict_json).collect());
-        }
+    if let Ok(Ok(list)) = v.try_clone().map(<Vec<OwnedDict>>::try_from) {
+        return Value::Array(list.iter().map(dict_json).collect());
     }
     json!(format!("{v:?}"))
 }
