@@ -61,6 +61,8 @@ fn record(key: &MasterKey, user: &str) -> UserRecord {
         burned_steps: Vec::new(),
         created_at: T0,
         origin: "enrolled".into(),
+        name: None,
+        last_used_at: None,
     })];
     r
 }

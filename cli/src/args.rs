@@ -56,6 +56,8 @@ pub enum Command {
         after_help = "Examples:\n  \
             otpgate enroll\n  \
             otpgate enroll --user alice --qr-svg alice.svg    (administrator onboarding alice)\n  \
+            otpgate enroll --name spare                       (a second device)\n  \
+            otpgate enroll --method email --email me@example.org --name mail\n  \
             otpgate enroll --json | jq -r .uri"
     )]
     Enroll(EnrollArgs),
@@ -85,6 +87,20 @@ pub enum Command {
         otpgate disable --code 123456\n  \
         otpgate disable --user alice         (administrator)")]
     Disable(CodeArgs),
+
+    /// Remove one device (a user needs a current code from any device or a backup code, an administrator none)
+    #[command(
+        long_about = "Remove one of USER's devices, by the name `otpgate status` lists.\n\n\
+            A user gives a current code from any of their devices (the one being removed \
+            included) or a backup code, checked and counted like a login; an administrator \
+            needs none. A user may not remove their last device while a [[policy]] rule \
+            that names them (by user or group) requires a second factor.",
+        after_help = "Examples:\n  \
+        otpgate remove-device spare                (asks for a current code)\n  \
+        otpgate remove-device spare --code 123456\n  \
+        otpgate remove-device phone --user alice   (administrator)"
+    )]
+    RemoveDevice(RemoveDeviceArgs),
 
     /// Replace all backup codes with new ones, printed once
     #[command(after_help = "Examples:\n  \
@@ -366,6 +382,10 @@ pub struct EnrollArgs {
     #[arg(long, value_name = "ADDR")]
     pub email: Option<String>,
 
+    /// Name of the device (1-32 of a-z 0-9 . _ -); needed to add a device when already enrolled
+    #[arg(long, value_name = "NAME", value_parser = parse_device)]
+    pub name: Option<String>,
+
     /// Also write the QR code as an SVG image to FILE (created 0600: it holds the secret)
     #[arg(long, value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
     pub qr_svg: Option<PathBuf>,
@@ -398,6 +418,37 @@ pub struct CodeArgs {
     /// A current code or a backup code (`-` reads it from stdin); asked for on a terminal when needed
     #[arg(long, value_name = "CODE")]
     pub code: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RemoveDeviceArgs {
+    /// The device's name, as `otpgate status` lists it
+    #[arg(value_name = "NAME", value_parser = parse_device)]
+    pub name: String,
+
+    /// User to act on [default: you]
+    #[arg(long, value_name = "USER", value_parser = parse_user)]
+    pub user: Option<String>,
+
+    /// A current code or a backup code (`-` reads it from stdin); asked for on a terminal when needed
+    #[arg(long, value_name = "CODE")]
+    pub code: Option<String>,
+}
+
+/// 1 to 32 of a-z, 0-9, '.', '_' and '-' (the daemon checks the same).
+fn parse_device(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 32
+        && s.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+        });
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "`{s}` is not a device name: 1 to 32 of a-z, 0-9, '.', '_' and '-'"
+        ))
+    }
 }
 
 #[derive(Args, Debug)]

@@ -124,11 +124,15 @@ impl Client {
         user: &str,
         method: otpgate_proto::Method,
         email: Option<&str>,
+        name: Option<&str>,
     ) -> Result<Enrollment, CliError> {
         let mut options: Dict<'_> = HashMap::new();
         options.insert(otpgate_proto::enroll::METHOD, method.as_str().into());
         if let Some(addr) = email {
             options.insert(otpgate_proto::enroll::EMAIL, addr.into());
+        }
+        if let Some(name) = name {
+            options.insert(otpgate_proto::enroll::NAME, name.into());
         }
         let reply = self
             .manager
@@ -173,6 +177,14 @@ impl Client {
         self.trusted_manager("code")
             .await?
             .disable(user, code)
+            .await
+            .map_err(self.err(Some(user)))
+    }
+
+    pub async fn remove_device(&self, user: &str, name: &str, code: &str) -> Result<(), CliError> {
+        self.trusted_manager("code")
+            .await?
+            .remove_device(user, name, code)
             .await
             .map_err(self.err(Some(user)))
     }

@@ -87,6 +87,7 @@ async fn run(cli: &Cli) -> Result<(), CliError> {
         Command::Status(a) => commands::status::status(&ctx, a).await,
         Command::History(a) => commands::status::history(&ctx, a).await,
         Command::Disable(a) => commands::codes::disable(&ctx, a).await,
+        Command::RemoveDevice(a) => commands::codes::remove_device(&ctx, a).await,
         Command::BackupCodes(a) => commands::codes::backup_codes(&ctx, a).await,
         Command::Unlock(a) => commands::admin::unlock(&ctx, a).await,
         Command::Reset(a) => commands::admin::reset(&ctx, a).await,

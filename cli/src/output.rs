@@ -254,6 +254,34 @@ impl StatusText for Status {
             .iter()
             .map(|(k, v)| format!("{:<w$}  {v}\n", format!("{k}:"), w = width + 1))
             .collect();
+        if !self.devices.is_empty() {
+            let rows: Vec<Vec<String>> = self
+                .devices
+                .iter()
+                .map(|d| {
+                    vec![
+                        d.name.clone(),
+                        d.method.clone(),
+                        if d.added == 0 {
+                            "-".to_owned()
+                        } else {
+                            local_time(d.added)
+                        },
+                        if d.last_used == 0 {
+                            "never".to_owned()
+                        } else {
+                            local_time(d.last_used)
+                        },
+                    ]
+                })
+                .collect();
+            out.push_str("\ndevices:\n");
+            out.push_str(&table(
+                &["NAME", "METHOD", "ADDED", "LAST USED"],
+                &[Align::Left, Align::Left, Align::Left, Align::Left],
+                &rows,
+            ));
+        }
         if self.breakglass_unacknowledged > 0 {
             let flag = if self.user == "root" {
                 String::new()

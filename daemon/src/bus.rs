@@ -148,6 +148,7 @@ fn parse_context(ctx: &Dict) -> Result<Context, ServiceError> {
             context::RHOST => &mut out.rhost,
             context::RUSER => &mut out.ruser,
             context::TTY => &mut out.tty,
+            context::METHOD => &mut out.method,
             // Unknown keys are for future callers; ignore them.
             _ => continue,
         };
@@ -236,11 +237,12 @@ impl Manager {
                 ServiceError::InvalidArgument(format!("option {key:?} must be a string"))
             })
         };
-        let (mut method, mut address) = (None, None);
+        let (mut method, mut address, mut name) = (None, None, None);
         for (key, value) in &options {
             match key.as_str() {
                 enroll::METHOD => method = Some(text(key, value)?),
                 enroll::EMAIL => address = Some(text(key, value)?),
+                enroll::NAME => name = Some(text(key, value)?),
                 other => {
                     return Err(ServiceError::InvalidArgument(format!(
                         "unknown enrolment option {:?}",
@@ -252,7 +254,7 @@ impl Manager {
         Ok(self
             .0
             .engine
-            .enroll(&caller, &user, method, address)
+            .enroll(&caller, &user, method, address, name)
             .await?
             .to_dict())
     }
@@ -288,6 +290,21 @@ impl Manager {
         let code = Zeroizing::new(code);
         let (caller, _busy) = self.0.caller(&hdr).await?;
         self.0.engine.disable(&caller, &user, code).await
+    }
+
+    async fn remove_device(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        user: String,
+        name: String,
+        code: String,
+    ) -> Result<(), ServiceError> {
+        let code = Zeroizing::new(code);
+        let (caller, _busy) = self.0.caller(&hdr).await?;
+        self.0
+            .engine
+            .remove_device(&caller, &user, &name, code)
+            .await
     }
 
     async fn regenerate_backup_codes(

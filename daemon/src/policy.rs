@@ -366,6 +366,21 @@ impl Policy {
         }
     }
 
+    /// The first `require` rule whose users and groups (those it names)
+    /// match `user`, whatever its services and `from`: such a user must
+    /// keep a second factor. Described as in a decision.
+    pub fn requiring(&self, user: &str, groups: &[String]) -> Option<String> {
+        let names = [user.to_string()];
+        self.rules
+            .iter()
+            .position(|r| {
+                r.mode == Mode::Require
+                    && r.users.as_ref().is_none_or(|p| p.check(&names).is_ok())
+                    && r.groups.as_ref().is_none_or(|p| p.check(groups).is_ok())
+            })
+            .map(|i| self.describe(i))
+    }
+
     /// Whether these rules, for root logging in locally, name `require`
     /// on every service: `Some(line of the rule that covers the rest)`.
     /// Services probed: every one a rule names, and one no rule names.
@@ -675,5 +690,36 @@ mod tests {
             "other services fall to the default"
         );
         assert_eq!(policy(vec![]).locks_out_root(&root), None);
+    }
+
+    #[test]
+    fn a_require_rule_that_names_a_user_keeps_their_last_factor() {
+        let p = policy(vec![
+            Rule {
+                users: pats(&["backup-robot"]),
+                ..rule(Mode::Skip)
+            },
+            Rule {
+                groups: pats(&["admins"]),
+                services: pats(&["sshd"]),
+                ..rule(Mode::Require)
+            },
+            Rule {
+                users: pats(&["*", "!guest"]),
+                ..rule(Mode::Optional)
+            },
+        ]);
+        let admins = ["admins".to_string()];
+        // Whatever its services: the rule names the user's group.
+        assert_eq!(
+            p.requiring("alice", &admins).as_deref(),
+            Some("rule 2 (test.toml line 20)")
+        );
+        assert_eq!(p.requiring("alice", &[]), None);
+        assert_eq!(p.requiring("backup-robot", &[]), None);
+        assert!(policy(vec![rule(Mode::Require)])
+            .requiring("x", &[])
+            .is_some());
+        assert_eq!(Policy::default().requiring("x", &[]), None);
     }
 }

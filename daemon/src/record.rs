@@ -1,7 +1,7 @@
 //! What the daemon remembers about one user: one record, stored whole.
 //!
-//! A record holds a list of factors (one TOTP device today; more devices
-//! and the e-mail factor fit the same list), a pending enrolment, the
+//! A record holds a list of factors (named TOTP devices and e-mail
+//! addresses; any of them verifies), a pending enrolment, the
 //! backup-code hashes, the lockout state and per-day counters for `Stats`.
 //! Secrets are only ever present sealed (`crypto::Sealed`).
 //!
@@ -73,6 +73,42 @@ pub struct UserRecord {
     /// first: what `otpgate history` shows.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<HistoryEntry>,
+    /// Keyed hashes of TOTP codes accepted while they are still within
+    /// the window: a code accepted on one device is not a second success
+    /// on another (each device also keeps its own `last_step`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accepted: Vec<AcceptedCode>,
+}
+
+/// A TOTP code accepted recently: only its keyed hash is kept.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptedCode {
+    /// The time step it was accepted for.
+    pub step: u64,
+    /// Until when (Unix time) it could still be typed within the window.
+    pub until: u64,
+    #[serde(with = "b64")]
+    pub hash: Vec<u8>,
+}
+
+/// What accepted-code hashes are bound to, after the record's binding.
+pub const ACCEPTED_BINDING: &str = "/accepted";
+
+/// What a device without a name (enrolled before devices had names) is
+/// called.
+pub const DEFAULT_DEVICE_NAME: &str = "default";
+
+/// Longest device name.
+pub const MAX_DEVICE_NAME: usize = 32;
+
+/// A device name: 1 to 32 of `a-z 0-9 . _ -`.
+pub fn valid_device_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_DEVICE_NAME
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+        })
 }
 
 /// Events kept per user.
@@ -114,6 +150,54 @@ pub enum Factor {
     Email(EmailFactor),
 }
 
+impl Factor {
+    /// The device's name; [`DEFAULT_DEVICE_NAME`] for one that has none.
+    pub fn name(&self) -> &str {
+        let n = match self {
+            Factor::Totp(t) => &t.name,
+            Factor::Email(e) => &e.name,
+        };
+        n.as_deref().unwrap_or(DEFAULT_DEVICE_NAME)
+    }
+
+    pub fn set_name(&mut self, name: Option<String>) {
+        match self {
+            Factor::Totp(t) => t.name = name,
+            Factor::Email(e) => e.name = name,
+        }
+    }
+
+    pub fn method(&self) -> otpgate_proto::Method {
+        match self {
+            Factor::Totp(_) => otpgate_proto::Method::Totp,
+            Factor::Email(_) => otpgate_proto::Method::Email,
+        }
+    }
+
+    pub fn created_at(&self) -> u64 {
+        match self {
+            Factor::Totp(t) => t.created_at,
+            Factor::Email(e) => e.created_at,
+        }
+    }
+
+    /// When it last logged someone in (or proved a code); 0 for never.
+    pub fn last_used_at(&self) -> u64 {
+        match self {
+            Factor::Totp(t) => t.last_used_at,
+            Factor::Email(e) => e.last_used_at,
+        }
+        .unwrap_or(0)
+    }
+
+    pub fn mark_used(&mut self, now: u64) {
+        match self {
+            Factor::Totp(t) => t.last_used_at = Some(now),
+            Factor::Email(e) => e.last_used_at = Some(now),
+        }
+    }
+}
+
 /// Codes sent by mail to a confirmed address.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -121,6 +205,11 @@ pub struct EmailFactor {
     pub id: String,
     pub address: String,
     pub created_at: u64,
+    /// The device's name (`otpgate enroll --name`); `None`: "default".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used_at: Option<u64>,
 }
 
 /// A code that was mailed: only its keyed hash is kept.
@@ -159,6 +248,12 @@ pub struct TotpFactor {
     pub created_at: u64,
     /// "enrolled" or "imported".
     pub origin: String,
+    /// The device's name (`otpgate enroll --name`); `None`: "default".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// When a code of this device was last accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used_at: Option<u64>,
 }
 
 /// An authenticator's clock as seen off.
@@ -258,6 +353,7 @@ impl UserRecord {
             breakglass: None,
             breakglass_uses: Vec::new(),
             history: Vec::new(),
+            accepted: Vec::new(),
         }
     }
 
@@ -315,12 +411,19 @@ impl UserRecord {
         })
     }
 
-    /// The method of the enrolled factor.
+    /// The method a login asks for first: an app's code if there is a
+    /// TOTP device, else a mailed code.
     pub fn method(&self) -> Option<otpgate_proto::Method> {
-        self.factors.first().map(|f| match f {
-            Factor::Totp(_) => otpgate_proto::Method::Totp,
-            Factor::Email(_) => otpgate_proto::Method::Email,
-        })
+        if self.totp().is_some() {
+            Some(otpgate_proto::Method::Totp)
+        } else {
+            self.factors.first().map(Factor::method)
+        }
+    }
+
+    /// The device named `name` ("default" finds one without a name).
+    pub fn device(&self, name: &str) -> Option<usize> {
+        self.factors.iter().position(|f| f.name() == name)
     }
 
     pub fn pending_live(&self, now: u64) -> Option<&Pending> {
@@ -451,6 +554,8 @@ mod tests {
             id: "e".into(),
             address: "a@b".into(),
             created_at: 1,
+            name: None,
+            last_used_at: None,
         }));
         rec.backup = Some(BackupCodes {
             salt: vec![1],

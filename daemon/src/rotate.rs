@@ -49,6 +49,8 @@ pub fn reseal(
     if rec.email_code.take().is_some() {
         dropped.mailed_code = true;
     }
+    // Keyed with the old key; each device's own replay mark stays.
+    rec.accepted.clear();
     if let Some(set) = rec.backup.take() {
         dropped.backup_codes = set.hashes.len();
     }
@@ -90,6 +92,8 @@ mod tests {
             burned_steps: Vec::new(),
             created_at: 1,
             origin: "enrolled".into(),
+            name: None,
+            last_used_at: None,
         }
     }
 

@@ -52,6 +52,9 @@ _otpgate() {
             otpgate,policy)
                 cmd="otpgate__subcmd__policy"
                 ;;
+            otpgate,remove-device)
+                cmd="otpgate__subcmd__remove__subcmd__device"
+                ;;
             otpgate,reset)
                 cmd="otpgate__subcmd__reset"
                 ;;
@@ -136,6 +139,9 @@ _otpgate() {
             otpgate__subcmd__help,policy)
                 cmd="otpgate__subcmd__help__subcmd__policy"
                 ;;
+            otpgate__subcmd__help,remove-device)
+                cmd="otpgate__subcmd__help__subcmd__remove__subcmd__device"
+                ;;
             otpgate__subcmd__help,reset)
                 cmd="otpgate__subcmd__help__subcmd__reset"
                 ;;
@@ -182,7 +188,7 @@ _otpgate() {
 
     case "${cmd}" in
         otpgate)
-            opts="-h -V --bus --json --help --version enroll confirm status history disable backup-codes unlock reset list stats import doctor policy breakglass admin help"
+            opts="-h -V --bus --json --help --version enroll confirm status history disable remove-device backup-codes unlock reset list stats import doctor policy breakglass admin help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -565,7 +571,7 @@ _otpgate() {
             return 0
             ;;
         otpgate__subcmd__enroll)
-            opts="-h -V --user --method --email --qr-svg --bus --json --help --version"
+            opts="-h -V --user --method --email --name --qr-svg --bus --json --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -580,6 +586,10 @@ _otpgate() {
                     return 0
                     ;;
                 --email)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --name)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -610,7 +620,7 @@ _otpgate() {
             return 0
             ;;
         otpgate__subcmd__help)
-            opts="enroll confirm status history disable backup-codes unlock reset list stats import doctor policy breakglass admin help"
+            opts="enroll confirm status history disable remove-device backup-codes unlock reset list stats import doctor policy breakglass admin help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -861,6 +871,20 @@ _otpgate() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        otpgate__subcmd__help__subcmd__remove__subcmd__device)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         otpgate__subcmd__help__subcmd__reset)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -1069,6 +1093,32 @@ _otpgate() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        otpgate__subcmd__remove__subcmd__device)
+            opts="-h -V --user --code --bus --json --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --code)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --bus)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

@@ -36,6 +36,8 @@ pub struct Context {
     pub rhost: Option<String>,
     pub ruser: Option<String>,
     pub tty: Option<String>,
+    /// Challenge: the method asked for instead of the first (`email`).
+    pub method: Option<String>,
 }
 
 impl Context {
@@ -46,6 +48,7 @@ impl Context {
             (context::RHOST, &self.rhost),
             (context::RUSER, &self.ruser),
             (context::TTY, &self.tty),
+            (context::METHOD, &self.method),
         ] {
             if let Some(v) = value {
                 d.insert(key, Variant::from(v.as_str()));
@@ -561,6 +564,7 @@ mod tests {
             rhost: None,
             ruser: Some("bob".into()),
             tty: None,
+            method: None,
         };
         let d = c.to_dict();
         assert_eq!(d.len(), 2);

@@ -6,7 +6,8 @@
 //! without libpam or a bus.
 
 use otpgate_proto::{
-    valid_user_name, AccountState, ChallengeState, MethodUsed, Policy, VerifyResult, MAX_CODE_LEN,
+    valid_user_name, AccountState, ChallengeState, Method, MethodUsed, Policy, VerifyResult,
+    MAX_CODE_LEN,
 };
 use zeroize::Zeroizing;
 
@@ -273,10 +274,51 @@ impl<P: PamIo> Flow<'_, P> {
             }
         }
 
-        let answer = match self.ask(&whom, &self.opts.prompt) {
+        // An app's code first; a user who also has e-mail may ask for a
+        // mailed code instead. Not with forward_pass: its one answer is the
+        // password and the code.
+        let offer_mail = !self.opts.forward_pass && challenge.offers(Method::Email);
+        let prompt = if offer_mail {
+            mail_prompt(&self.opts.prompt)
+        } else {
+            self.opts.prompt.clone()
+        };
+        let mut answer = match self.ask(&whom, &prompt) {
             Ok(a) => a,
             Err(code) => return code,
         };
+        if offer_mail && matches!(answer.trim(), "" | "m" | "M") {
+            drop(answer);
+            let by_mail = Context {
+                method: Some(Method::Email.as_str().to_string()),
+                ..ctx.clone()
+            };
+            self.log(Level::Info, &format!("{whom}: a code by e-mail asked for"));
+            let again = match daemon.challenge(&user, &by_mail) {
+                Ok(c) => c,
+                Err(e) => return self.daemon_failed(&whom, e),
+            };
+            match again.state {
+                ChallengeState::CodeRequired => {}
+                ChallengeState::Locked => return self.locked(&whom, again.locked_until),
+                other => {
+                    self.error(MSG_BAD_REPLY);
+                    self.log(
+                        Level::Err,
+                        &format!("{whom}: Challenge for a mailed code said {other}: refused"),
+                    );
+                    return PamCode::AuthErr;
+                }
+            }
+            if let Some(m) = shown(&again.message) {
+                // Where the code went, or why none did: needed to answer.
+                self.pam.text_info(&m);
+            }
+            answer = match self.ask(&whom, &self.opts.prompt) {
+                Ok(a) => a,
+                Err(code) => return code,
+            };
+        }
         let code = if self.opts.forward_pass {
             let split = split_answer(&answer, challenge.digits);
             drop(answer);
@@ -635,6 +677,15 @@ fn failures_line(v: &crate::client::VerifyReply) -> Option<String> {
     Some(format!("{what} since your last login{last}."))
 }
 
+/// The prompt when a code by e-mail may be asked for instead:
+/// "Verification code: " becomes "Verification code (or m for a code by
+/// e-mail): ".
+fn mail_prompt(prompt: &str) -> String {
+    let base = prompt.trim_end();
+    let base = base.strip_suffix(':').unwrap_or(base).trim_end();
+    format!("{base} (or m for a code by e-mail): ")
+}
+
 fn lock_line(until: u64) -> String {
     match Some(until)
         .filter(|&t| t != 0)
@@ -784,6 +835,8 @@ mod tests {
     struct FakePam {
         user: Option<String>,
         answer: Option<&'static str>,
+        /// Answers given before `answer`, in order.
+        first: Vec<&'static str>,
         conv_fails: bool,
         prompts: Vec<String>,
         errors: Vec<String>,
@@ -813,12 +866,16 @@ mod tests {
                 rhost: Some("192.0.2.1".into()),
                 ruser: None,
                 tty: Some("ssh".into()),
+                method: None,
             }
         }
         fn prompt_hidden(&mut self, prompt: &str) -> Result<Option<Zeroizing<String>>, Error> {
             self.prompts.push(prompt.to_string());
             if self.conv_fails {
                 return Err(Error::Conversation("fails".into()));
+            }
+            if !self.first.is_empty() {
+                return Ok(Some(Zeroizing::new(self.first.remove(0).to_string())));
             }
             Ok(self.answer.map(|a| Zeroizing::new(a.to_string())))
         }
@@ -1266,6 +1323,86 @@ mod tests {
         assert_eq!(authenticate(&mut pam, &d, &opts, true), PamCode::Success);
     }
 
+    /// An app user who also has e-mail: Challenge offers it; a second
+    /// Challenge with `method` = `email` mails the code.
+    struct MailToo {
+        asked: RefCell<Vec<Option<String>>>,
+        codes: RefCell<Vec<String>>,
+    }
+
+    impl Daemon for MailToo {
+        fn challenge(&self, _: &str, ctx: &Context) -> Result<ChallengeReply, Error> {
+            self.asked.borrow_mut().push(ctx.method.clone());
+            Ok(match ctx.method.as_deref() {
+                Some("email") => ChallengeReply {
+                    method: Some(otpgate_proto::Method::Email),
+                    digits: 6,
+                    message: "A code was sent to a***@example.org.".into(),
+                    ..ChallengeReply::plain(ChallengeState::CodeRequired, "")
+                },
+                _ => ChallengeReply {
+                    method: Some(otpgate_proto::Method::Totp),
+                    digits: 6,
+                    alternatives: "email".into(),
+                    ..ChallengeReply::plain(ChallengeState::CodeRequired, "")
+                },
+            })
+        }
+        fn verify(&self, _: &str, code: &str, _: &Context) -> Result<VerifyReply, Error> {
+            self.codes.borrow_mut().push(code.to_string());
+            Ok(VerifyReply {
+                method_used: Some(MethodUsed::Email),
+                ..VerifyReply::plain(VerifyResult::Ok, "")
+            })
+        }
+        fn account(&self, _: &str, _: &Context) -> Result<AccountReply, Error> {
+            panic!("no Account")
+        }
+    }
+
+    fn mail_too() -> MailToo {
+        MailToo {
+            asked: RefCell::new(Vec::new()),
+            codes: RefCell::new(Vec::new()),
+        }
+    }
+
+    #[test]
+    fn an_app_user_with_email_too_may_ask_for_a_mailed_code() {
+        let (opts, _) = Options::parse::<&str>(&[]);
+        for first in ["m", "", " M\n"] {
+            let d = mail_too();
+            let mut pam = FakePam {
+                first: vec![first],
+                ..FakePam::new(Some("654321"))
+            };
+            assert_eq!(authenticate(&mut pam, &d, &opts, true), PamCode::Success);
+            assert_eq!(
+                pam.prompts,
+                [
+                    "Verification code (or m for a code by e-mail): ",
+                    "Verification code: "
+                ]
+            );
+            assert_eq!(*d.asked.borrow(), [None, Some("email".to_string())]);
+            // Where it went is needed to answer: shown under PAM_SILENT too.
+            assert_eq!(pam.infos, ["A code was sent to a***@example.org."]);
+            assert_eq!(*d.codes.borrow(), ["654321"]);
+        }
+        // A code from the app (or a backup code) is taken at once.
+        let d = mail_too();
+        let mut pam = FakePam::new(Some("123456"));
+        assert_eq!(authenticate(&mut pam, &d, &opts, false), PamCode::Success);
+        assert_eq!(pam.prompts.len(), 1);
+        assert_eq!(*d.asked.borrow(), [None]);
+        // A prompt= of one's own gets the offer too.
+        let d = mail_too();
+        let mut pam = FakePam::new(Some("123456"));
+        let (own, _) = Options::parse(&["prompt=OTP:"]);
+        assert_eq!(authenticate(&mut pam, &d, &own, false), PamCode::Success);
+        assert_eq!(pam.prompts, ["OTP (or m for a code by e-mail): "]);
+    }
+
     #[test]
     fn a_denied_caller_is_told_so() {
         let d = daemon(
@@ -1634,6 +1771,22 @@ mod policy_tests {
         assert_eq!(h.prompts, ["PW+OTP: "]);
         assert_eq!(h.authtoks, ["pw"]);
         assert_eq!(*d.codes.borrow(), ["12345678"]);
+
+        // No e-mail alternative is offered: the one answer is password
+        // and code (Scripted answers one Challenge only).
+        let d = Scripted {
+            challenge: Some(ChallengeReply {
+                digits: 6,
+                alternatives: "email".into(),
+                ..ChallengeReply::plain(ChallengeState::CodeRequired, "")
+            }),
+            verify: Some(VerifyReply::plain(VerifyResult::Ok, "")),
+            ..Scripted::default()
+        };
+        let mut h = Host::new(Some("m 123456"));
+        assert_eq!(auth(&mut h, &d, &["forward_pass"], false), PamCode::Success);
+        assert_eq!(h.prompts, ["Password and verification code: "]);
+        assert_eq!(h.authtoks, ["m"]);
     }
 
     #[test]

@@ -182,6 +182,7 @@ impl PamIo for LibPam<'_> {
             ruser: item(self.pamh.get_ruser()),
             // SAFETY: `raw` is the handle of the running call.
             tty: unsafe { conv::string_item(self.raw, conv::PAM_TTY) },
+            method: None,
         }
     }
 

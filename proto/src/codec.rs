@@ -15,8 +15,8 @@ use zbus::{OwnedVariant, Variant};
 use zeroize::Zeroizing;
 
 use crate::{
-    enroll, explain, history, import, info, stats, status, AccountState, ChallengeState, Method,
-    MethodUsed, OwnedDict, Policy, VerifyResult,
+    device, enroll, explain, history, import, info, stats, status, AccountState, ChallengeState,
+    Method, MethodUsed, OwnedDict, Policy, VerifyResult,
 };
 
 /// An answer that does not have the contract's shape. The text names the
@@ -109,6 +109,7 @@ struct Info {
     failures_since: u32,
     last_failure_at: u64,
     last_failure_from: String,
+    alternatives: String,
 }
 
 impl Info {
@@ -129,6 +130,7 @@ impl Info {
             failures_since: get(W, d, info::FAILURES_SINCE)?.unwrap_or(0),
             last_failure_at: get(W, d, info::LAST_FAILURE_AT)?.unwrap_or(0),
             last_failure_from: text(W, d, info::LAST_FAILURE_FROM)?.unwrap_or_default(),
+            alternatives: text(W, d, info::ALTERNATIVES)?.unwrap_or_default(),
         })
     }
 }
@@ -160,9 +162,19 @@ pub struct ChallengeAnswer {
     pub digits: u32,
     /// The policy rule that decided, for logs; empty for none.
     pub rule: String,
+    /// `code-required`: the other methods the user may ask for instead
+    /// (comma-separated, e.g. "email"); empty for none.
+    pub alternatives: String,
 }
 
 impl ChallengeAnswer {
+    /// Whether the user may ask for `method` instead.
+    pub fn offers(&self, method: Method) -> bool {
+        self.alternatives
+            .split(',')
+            .any(|m| m.trim() == method.as_str())
+    }
+
     pub fn plain(state: ChallengeState, message: impl Into<String>) -> ChallengeAnswer {
         ChallengeAnswer {
             state,
@@ -173,6 +185,7 @@ impl ChallengeAnswer {
             enroll_by: String::new(),
             digits: 0,
             rule: String::new(),
+            alternatives: String::new(),
         }
     }
 
@@ -181,6 +194,7 @@ impl ChallengeAnswer {
         if let Some(m) = self.method {
             put(&mut d, info::METHOD, m.as_str());
         }
+        put_text(&mut d, info::ALTERNATIVES, &self.alternatives);
         put_nonzero(&mut d, info::LOCKED_UNTIL, self.locked_until);
         put_text(&mut d, info::MESSAGE, &self.message);
         put_policy(&mut d, self.policy, &self.enroll_by, &self.rule);
@@ -208,6 +222,7 @@ impl ChallengeAnswer {
             enroll_by: i.enroll_by,
             digits: i.digits,
             rule: i.rule,
+            alternatives: i.alternatives,
         })
     }
 }
@@ -363,6 +378,41 @@ pub struct Status {
     /// `clock_offset_seen_at` 0 when never.
     pub clock_offset_secs: i64,
     pub clock_offset_seen_at: u64,
+    /// Every enrolled device; empty from a daemon older than devices.
+    pub devices: Vec<Device>,
+}
+
+/// One enrolled device of a [`Status`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Device {
+    pub name: String,
+    /// `totp` | `email`.
+    pub method: String,
+    /// When it was added (Unix time).
+    pub added: u64,
+    /// When a code of it was last accepted; 0 for never.
+    pub last_used: u64,
+}
+
+impl Device {
+    pub fn to_dict(&self) -> OwnedDict {
+        let mut d = OwnedDict::new();
+        put(&mut d, device::NAME, self.name.as_str());
+        put(&mut d, device::METHOD, self.method.as_str());
+        put(&mut d, device::ADDED, self.added);
+        put(&mut d, device::LAST_USED, self.last_used);
+        d
+    }
+
+    pub fn from_dict(d: &OwnedDict) -> Result<Device, DecodeError> {
+        const W: &str = "device";
+        Ok(Device {
+            name: required(W, device::NAME, text(W, d, device::NAME)?)?,
+            method: text(W, d, device::METHOD)?.unwrap_or_default(),
+            added: get(W, d, device::ADDED)?.unwrap_or(0),
+            last_used: get(W, d, device::LAST_USED)?.unwrap_or(0),
+        })
+    }
 }
 
 impl Status {
@@ -395,6 +445,12 @@ impl Status {
                 self.clock_offset_seen_at,
             );
         }
+        let devices: Vec<OwnedDict> = self.devices.iter().map(Device::to_dict).collect();
+        let value = Variant::new(devices);
+        d.insert(
+            status::DEVICES.to_owned(),
+            OwnedVariant::try_from(value).expect("a list of owned dictionaries is owned"),
+        );
         d
     }
 
@@ -415,6 +471,18 @@ impl Status {
             breakglass_unacknowledged: get(W, d, status::BREAKGLASS_UNACKNOWLEDGED)?.unwrap_or(0),
             clock_offset_secs: get(W, d, status::CLOCK_OFFSET_SECS)?.unwrap_or(0),
             clock_offset_seen_at: get(W, d, status::CLOCK_OFFSET_SEEN_AT)?.unwrap_or(0),
+            devices: match d.get(status::DEVICES) {
+                None => Vec::new(),
+                Some(v) => {
+                    let wrong =
+                        || DecodeError(format!("{W} key {:?} has the wrong type", status::DEVICES));
+                    let list = <Vec<OwnedDict>>::try_from(v.try_clone().map_err(|_| wrong())?)
+                        .map_err(|_| wrong())?;
+                    list.iter()
+                        .map(Device::from_dict)
+                        .collect::<Result<_, _>>()?
+                }
+            },
         })
     }
 }
@@ -793,6 +861,20 @@ mod tests {
             breakglass_unacknowledged: 1,
             clock_offset_secs: -210,
             clock_offset_seen_at: 1_800_000_000,
+            devices: vec![
+                Device {
+                    name: "default".into(),
+                    method: "totp".into(),
+                    added: 1_700_000_000,
+                    last_used: 1_800_000_000,
+                },
+                Device {
+                    name: "spare".into(),
+                    method: "totp".into(),
+                    added: 1_750_000_000,
+                    last_used: 0,
+                },
+            ],
         }
     }
 
@@ -837,7 +919,9 @@ mod tests {
             enroll_by: "2027-01-31".into(),
             digits: 6,
             rule: "rule 1".into(),
+            alternatives: "email".into(),
         };
+        assert!(c.offers(Method::Email) && !c.offers(Method::Totp));
         let (w, d) = c.encode();
         assert_eq!(ChallengeAnswer::decode(&w, &d).unwrap(), c);
         for state in AccountState::ALL {
@@ -952,6 +1036,7 @@ mod tests {
                 ("breakglass_unacknowledged", "u"),
                 ("clock_offset_secs", "x"),
                 ("clock_offset_seen_at", "t"),
+                ("devices", "aa{sv}"),
                 ("enrolled", "b"),
                 ("failures", "u"),
                 ("locked", "b"),
@@ -1059,6 +1144,8 @@ mod tests {
             assert!(Status::from_dict(&d).is_err(), "status {k}");
             assert!(UserEntry::from_dict(&d).is_err(), "entry {k}");
         }
+        let d = with(status().to_dict(), "devices", Variant::from("x"));
+        assert!(Status::from_dict(&d).is_err(), "devices");
         let d = with(status().to_dict(), "error", Variant::from(1u32));
         assert!(UserEntry::from_dict(&d).is_err());
 
@@ -1118,8 +1205,11 @@ mod tests {
         ] {
             d.remove(k);
         }
+        d.remove("devices");
         let s = Status::from_dict(&d).unwrap();
         assert_eq!((s.pending, s.method.as_str(), s.failures), (false, "", 0));
+        // A daemon older than devices: none listed.
+        assert!(s.devices.is_empty());
         let mut d = stats().to_dict();
         d.remove("successes");
         assert_eq!(

@@ -44,6 +44,9 @@ pub mod context {
     pub const RHOST: &str = "rhost";
     pub const RUSER: &str = "ruser";
     pub const TTY: &str = "tty";
+    /// Challenge only: the method the user asked for instead of the one
+    /// offered first (s, `email`): the daemon then mails a code.
+    pub const METHOD: &str = "method";
 }
 
 /// Keys of the `info` dictionaries returned by the daemon.
@@ -73,6 +76,9 @@ pub mod info {
     pub const FAILURES_SINCE: &str = "failures_since";
     pub const LAST_FAILURE_AT: &str = "last_failure_at";
     pub const LAST_FAILURE_FROM: &str = "last_failure_from";
+    /// Challenge, `code-required`: the other methods the user may ask for
+    /// instead, comma-separated (s, e.g. `email`); absent for none.
+    pub const ALTERNATIVES: &str = "alternatives";
 }
 
 /// Keys of each `Manager.History` entry.
@@ -81,7 +87,7 @@ pub mod history {
     pub const AT: &str = "at";
     /// `success` | `failure` | `replayed` | `expired` | `locked` |
     /// `backup-code-used` | `breakglass-used` | `enrolled` |
-    /// `backup-codes-replaced` (s).
+    /// `backup-codes-replaced` | `device-added` | `device-removed` (s).
     pub const EVENT: &str = "event";
     pub const SERVICE: &str = "service";
     pub const RHOST: &str = "rhost";
@@ -109,6 +115,20 @@ pub mod status {
     /// (x, + fast), and when (t); both absent if never.
     pub const CLOCK_OFFSET_SECS: &str = "clock_offset_secs";
     pub const CLOCK_OFFSET_SEEN_AT: &str = "clock_offset_seen_at";
+    /// The enrolled devices (aa{sv}), each with the keys of [`device`].
+    pub const DEVICES: &str = "devices";
+}
+
+/// Keys of each entry of a status's `devices`.
+pub mod device {
+    /// s; "default" for a device enrolled before devices had names.
+    pub const NAME: &str = "name";
+    /// s: `totp` | `email`.
+    pub const METHOD: &str = "method";
+    /// t: when it was added (Unix time).
+    pub const ADDED: &str = "added";
+    /// t: when a code of it was last accepted; 0 for never.
+    pub const LAST_USED: &str = "last_used";
 }
 
 /// Keys of the `Manager.Enroll` options and reply.
@@ -118,6 +138,9 @@ pub mod enroll {
     pub const URI: &str = "uri";
     pub const SECRET: &str = "secret";
     pub const EXPIRES: &str = "expires";
+    /// The new device's name (s): required to add a device to a user who
+    /// has one already.
+    pub const NAME: &str = "name";
     /// For `method = "email"`: where the confirmation code went (masked).
     pub const SENT_TO: &str = "sent_to";
 }
@@ -457,15 +480,20 @@ pub trait Auth {
     default_path = "/org/otpgate/Otpgate1"
 )]
 pub trait Manager {
-    /// options: `method` (s: `totp` | `email`), `email` (s, the address).
+    /// options: `method` (s: `totp` | `email`), `email` (s, the address),
+    /// `name` (s, the device's name; needed to add a device).
     /// Reply: `method`, `expires`, and `uri` + `secret` (TOTP) or
     /// `sent_to` (e-mail: the masked address the code went to).
     fn enroll(&self, user: &str, options: Dict<'_>) -> zbus::Result<OwnedDict>;
-    /// Returns the backup codes, once.
+    /// Returns the backup codes, once (none for a device added to a user
+    /// who had one: the codes they have stay).
     fn confirm(&self, user: &str, code: &str) -> zbus::Result<Vec<String>>;
     fn status(&self, user: &str) -> zbus::Result<OwnedDict>;
     /// `code` may be empty for administrators.
     fn disable(&self, user: &str, code: &str) -> zbus::Result<()>;
+    /// Removes the device `name`; `code` (any device's, or a backup code)
+    /// may be empty for administrators.
+    fn remove_device(&self, user: &str, name: &str, code: &str) -> zbus::Result<()>;
     /// `code` may be empty for administrators. Returns the new codes, once.
     fn regenerate_backup_codes(&self, user: &str, code: &str) -> zbus::Result<Vec<String>>;
     /// The last events of the user's second factor, oldest first; keys in

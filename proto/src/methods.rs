@@ -33,6 +33,7 @@ pub const STATUS: Spec = spec("Status", "s", "a{sv}");
 pub const DISABLE: Spec = spec("Disable", "ss", "");
 pub const REGENERATE_BACKUP_CODES: Spec = spec("RegenerateBackupCodes", "ss", "as");
 pub const HISTORY: Spec = spec("History", "s", "aa{sv}");
+pub const REMOVE_DEVICE: Spec = spec("RemoveDevice", "sss", "");
 
 pub const LIST_USERS: Spec = spec("ListUsers", "", "aa{sv}");
 pub const UNLOCK: Spec = spec("Unlock", "s", "");
@@ -51,6 +52,7 @@ pub const MANAGER: &[Spec] = &[
     DISABLE,
     REGENERATE_BACKUP_CODES,
     HISTORY,
+    REMOVE_DEVICE,
 ];
 pub const ADMIN: &[Spec] = &[
     LIST_USERS,

@@ -240,6 +240,7 @@ fn every_proxy_method_fits_the_daemon() {
         fitted("Confirm", manager.confirm(u, "123456").await);
         fitted("Status", manager.status(u).await);
         fitted("Disable", manager.disable(u, "").await);
+        fitted("RemoveDevice", manager.remove_device(u, "x", "").await);
         fitted(
             "RegenerateBackupCodes",
             manager.regenerate_backup_codes(u, "").await,

@@ -204,6 +204,8 @@ fn a_record_filed_by_name_moves_to_the_uid_and_keeps_working() {
         burned_steps: Vec::new(),
         created_at: now - 3600,
         origin: "enrolled".into(),
+        name: None,
+        last_used_at: None,
     })];
     let codes = backup::generate(3).expect("codes");
     rec.backup = Some(backup::hash_set(&key, &u.name, &codes, now).expect("hash"));

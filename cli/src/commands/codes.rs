@@ -5,7 +5,7 @@ use otpgate_proto::ServiceError;
 use zeroize::Zeroizing;
 
 use super::{print_backup_codes, Ctx};
-use crate::args::CodeArgs;
+use crate::args::{CodeArgs, RemoveDeviceArgs};
 use crate::error::CliError;
 use crate::output;
 use crate::term;
@@ -64,6 +64,32 @@ pub async fn disable(ctx: &Ctx, args: &CodeArgs) -> Result<(), CliError> {
     } else {
         output::print(&format!(
             "The second factor of {user} is removed; enrol again with `otpgate enroll{}`.\n",
+            ctx.user_flag(&user)
+        ))
+    }
+}
+
+pub async fn remove_device(ctx: &Ctx, args: &RemoveDeviceArgs) -> Result<(), CliError> {
+    let user = ctx.user(args.user.as_deref())?;
+    let code = code_for(ctx, &user, args.code.as_deref())?;
+    ctx.client
+        .remove_device(&user, &args.name, &code)
+        .await
+        .map_err(|e| match e {
+            // Refusals by policy are AccessDenied; only a missing code
+            // gets the instruction.
+            e @ CliError::Daemon {
+                err: ServiceError::InvalidCode(_),
+                ..
+            } => explain_missing_code(ctx, e, &code, &user, "remove-device NAME"),
+            other => other,
+        })?;
+    if ctx.json {
+        output::print_json(&serde_json::json!({ "user": user, "removed": args.name }))
+    } else {
+        output::print(&format!(
+            "Device {} of {user} is removed; `otpgate status{}` lists the rest.\n",
+            args.name,
             ctx.user_flag(&user)
         ))
     }

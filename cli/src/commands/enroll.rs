@@ -36,7 +36,12 @@ pub async fn enroll(ctx: &Ctx, args: &EnrollArgs) -> Result<(), CliError> {
     };
     let reply = ctx
         .client
-        .enroll(&user, args.method.wire(), args.email.as_deref())
+        .enroll(
+            &user,
+            args.method.wire(),
+            args.email.as_deref(),
+            args.name.as_deref(),
+        )
         .await?;
     let expires = reply.expires();
     let method = reply.method();
@@ -146,6 +151,12 @@ pub async fn enroll(ctx: &Ctx, args: &EnrollArgs) -> Result<(), CliError> {
             Typed::Code(c) => c,
         };
         match ctx.client.confirm(&user, &code).await {
+            Ok(codes) if codes.0.is_empty() && args.name.is_some() => {
+                let name = args.name.as_deref().unwrap_or_default();
+                return output::print(&format!(
+                    "\nDevice {name} of {user} confirmed; the backup codes stay as they were.\n"
+                ));
+            }
             Ok(codes) => {
                 output::print(&format!("\nEnrolment of {user} confirmed.\n\n"))?;
                 return print_backup_codes(ctx, &user, &codes);
@@ -249,6 +260,12 @@ pub async fn confirm(ctx: &Ctx, args: &ConfirmArgs) -> Result<(), CliError> {
     let user = ctx.user(args.user.as_deref())?;
     let code = term::code_argument(&args.code)?;
     let codes = ctx.client.confirm(&user, &code).await?;
+    if !ctx.json && codes.0.is_empty() {
+        // A device added to a user who had one: the codes they have stay.
+        return output::print(&format!(
+            "Enrolment of {user} confirmed; no new backup codes (the ones {user} has still work).\n"
+        ));
+    }
     if !ctx.json {
         output::print(&format!("Enrolment of {user} confirmed.\n\n"))?;
     }

@@ -55,6 +55,7 @@ impl Source<'_> {
 enum Val {
     Int(i64),
     Str(String),
+    List(Vec<String>),
 }
 
 struct Setting {
@@ -89,6 +90,14 @@ impl Values {
         match self.0.get(&(section, key)).map(|s| &s.val) {
             Some(Val::Str(s)) => Some(s.clone()),
             _ => None,
+        }
+    }
+
+    /// A list key (they all have a default).
+    pub fn list(&self, section: &str, key: &str) -> Vec<String> {
+        match self.0.get(&(section, key)).map(|s| &s.val) {
+            Some(Val::List(l)) => l.clone(),
+            _ => Vec::new(),
         }
     }
 
@@ -140,6 +149,7 @@ fn preset(section: &Section, key: &Key, values: &Values) -> Option<Setting> {
         }
         (Preset::Int(d), _) => Val::Int(*d),
         (Preset::Str(s), _) => Val::Str((*s).to_owned()),
+        (Preset::List(items), _) => Val::List(items.iter().map(|s| (*s).to_owned()).collect()),
         (Preset::Unset(_), _) => return None,
     };
     Some(Setting { val, at: None })
@@ -161,7 +171,47 @@ fn value(
             let min = values.try_int(section.name, from).unwrap_or(i64::MIN);
             int(src, &name, i, at, min, *max)?
         }
-        (kind, DeValue::String(s)) if !matches!(kind, Kind::Int { .. } | Kind::IntFrom { .. }) => {
+        (Kind::List { values }, DeValue::Array(items)) => {
+            let mut out: Vec<String> = Vec::new();
+            for item in items.iter() {
+                let Some(s) = item.get_ref().as_str() else {
+                    return Err(src.invalid(
+                        item.span().start,
+                        name.clone(),
+                        format!("must be a list of strings: {}", one_of(values)),
+                    ));
+                };
+                if !values.contains(&s) {
+                    return Err(src.invalid(
+                        item.span().start,
+                        format!("{name} = [... \"{}\" ...]", printable(s)),
+                        format!("each must be {}", one_of(values)),
+                    ));
+                }
+                if out.iter().any(|o| o == s) {
+                    return Err(src.invalid(
+                        item.span().start,
+                        name.clone(),
+                        format!("\"{}\" is listed twice", printable(s)),
+                    ));
+                }
+                out.push(s.to_owned());
+            }
+            if out.is_empty() {
+                return Err(src.invalid(
+                    at,
+                    name.clone(),
+                    format!("must list at least one of {}", one_of(values)),
+                ));
+            }
+            Val::List(out)
+        }
+        (kind, DeValue::String(s))
+            if !matches!(
+                kind,
+                Kind::Int { .. } | Kind::IntFrom { .. } | Kind::List { .. }
+            ) =>
+        {
             let quoted = || format!("{name} = \"{}\"", printable(s));
             let refused = match kind {
                 Kind::Text { check, .. } => check(s).err().map(|r| (quoted(), r.to_owned())),
@@ -170,7 +220,7 @@ fn value(
                 Kind::Path => check_path(s).err().map(|r| (quoted(), r.to_owned())),
                 Kind::Choice { values, hint } => (!values.contains(&s.as_ref()))
                     .then(|| (quoted(), format!("must be {}{hint}", one_of(values)))),
-                Kind::Int { .. } | Kind::IntFrom { .. } => None,
+                Kind::Int { .. } | Kind::IntFrom { .. } | Kind::List { .. } => None,
             };
             if let Some((setting, reason)) = refused {
                 return Err(src.invalid(at, setting, reason));
@@ -307,6 +357,7 @@ fn check_names_and_types(src: &Source<'_>, root: &DeTable<'_>) -> Result<(), Con
 fn type_matches(kind: &Kind, v: &DeValue<'_>) -> bool {
     match kind {
         Kind::Int { .. } | Kind::IntFrom { .. } => matches!(v, DeValue::Integer(_)),
+        Kind::List { .. } => matches!(v, DeValue::Array(_)),
         _ => matches!(v, DeValue::String(_)),
     }
 }

@@ -34,6 +34,8 @@ pub(crate) enum Kind {
         values: &'static [&'static str],
         hint: &'static str,
     },
+    /// A non-empty list of distinct strings, each one of `values`.
+    List { values: &'static [&'static str] },
 }
 
 impl Kind {
@@ -41,6 +43,7 @@ impl Kind {
     pub(crate) fn expected(&self) -> &'static str {
         match self {
             Kind::Int { .. } | Kind::IntFrom { .. } => "an integer",
+            Kind::List { .. } => "an array",
             _ => "a string",
         }
     }
@@ -52,6 +55,7 @@ impl Kind {
             Kind::IntFrom { key, max } => format!("{key} to {max}"),
             Kind::Path => "absolute path".to_owned(),
             Kind::Choice { values, .. } => values.join(" | "),
+            Kind::List { values } => format!("a list of {}", values.join(", ")),
             Kind::Text { allowed, .. } | Kind::Secret { allowed, .. } => (*allowed).to_owned(),
         }
     }
@@ -61,6 +65,7 @@ impl Kind {
 pub(crate) enum Preset {
     Int(i64),
     Str(&'static str),
+    List(&'static [&'static str]),
     /// No default: the feature it configures is off. The string is the
     /// example shown, commented out, in the shipped file.
     Unset(&'static str),
@@ -154,6 +159,11 @@ when present it is preferred over key_file." },
 
     Section { name: "backup_codes", doc: "", note: "", keys: &[
         int("count", 0, 100, 10, "one-time codes handed out at enrolment"),
+    ] },
+
+    Section { name: "methods", doc: "", note: "", keys: &[
+        // Users already enrolled with a method no longer listed keep it; only new enrolments are refused.
+        key("allowed", Kind::List { values: &["totp", "email"] }, Preset::List(&["totp", "email"]), "the second factors users may enrol (e-mail needs [email] smtp_url too)"),
     ] },
 
     Section { name: "access", doc: "", note: "", keys: &[
@@ -283,6 +293,10 @@ fn literal(preset: &Preset) -> String {
     match preset {
         Preset::Int(n) => n.to_string(),
         Preset::Str(s) | Preset::Unset(s) => format!("\"{s}\""),
+        Preset::List(items) => {
+            let quoted: Vec<String> = items.iter().map(|i| format!("\"{i}\"")).collect();
+            format!("[{}]", quoted.join(", "))
+        }
     }
 }
 

@@ -50,6 +50,7 @@ pub struct Config {
     pub access: AccessConfig,
     pub pam: PamConfig,
     pub email: EmailConfig,
+    pub methods: MethodsConfig,
     /// `[[policy]]` rules, in file order.
     pub policy: crate::policy::Policy,
 }
@@ -180,6 +181,13 @@ pub struct BackupCodesConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessConfig {
     pub admin_group: String,
+}
+
+/// `[methods]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MethodsConfig {
+    /// What users may enrol; never empty.
+    pub allowed: Vec<otpgate_proto::Method>,
 }
 
 /// `[pam]`.
@@ -394,6 +402,13 @@ impl Config {
                 from: v.string("email", "from"),
                 code_ttl_secs: v.int("email", "code_ttl_secs"),
                 resend_cooldown_secs: v.int("email", "resend_cooldown_secs"),
+            },
+            methods: MethodsConfig {
+                allowed: v
+                    .list("methods", "allowed")
+                    .iter()
+                    .filter_map(|m| otpgate_proto::Method::parse(m))
+                    .collect(),
             },
             policy: crate::policy::Policy::default(),
         }

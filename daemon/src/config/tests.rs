@@ -140,6 +140,7 @@ fn every_key_in_the_schema_is_accepted() {
             let (section, key) = (s.name, k.name);
             let value = match k.kind.expected() {
                 "an integer" => "1",
+                "an array" => "[\"x\"]",
                 _ => "\"x\"",
             };
             let text = format!("[{section}]\n{key} = {value}\n");
@@ -394,14 +395,14 @@ fn unknown_sections_and_keys_are_refused() {
         err("[totp]\ndigits = 6\n\n[smtp]\nhost = \"x\"\n"),
         format!(
             "{FILE}:4: unknown section [smtp] \
-             (known: storage, totp, lockout, backup_codes, access, pam, email, [[policy]])"
+             (known: storage, totp, lockout, backup_codes, methods, access, pam, email, [[policy]])"
         )
     );
     assert_eq!(
         err("digits = 6\n"),
         format!(
             "{FILE}:1: key \"digits\" outside any section \
-             (known sections: storage, totp, lockout, backup_codes, access, pam, email, [[policy]])"
+             (known sections: storage, totp, lockout, backup_codes, methods, access, pam, email, [[policy]])"
         )
     );
     // A table nested in a section is an unknown key of that section.
@@ -633,6 +634,39 @@ fn every_key_is_wired_to_its_field() {
     assert_eq!(
         err("[lockout]\nduration_secs = 1000\nmax_duration_secs = 999\n"),
         format!("{FILE}:3: [lockout] max_duration_secs = 999: must be between 1000 and 2592000")
+    );
+}
+
+#[test]
+fn methods_allowed_is_a_list_of_known_methods() {
+    use otpgate_proto::Method;
+    assert_eq!(
+        parse("").unwrap().methods.allowed,
+        [Method::Totp, Method::Email]
+    );
+    let c = parse("[methods]\nallowed = [\"totp\"]\n").unwrap();
+    assert_eq!(c.methods.allowed, [Method::Totp]);
+    assert_eq!(
+        err("[methods]\nallowed = [\"totp\", \"sms\"]\n"),
+        format!(
+            "{FILE}:2: [methods] allowed = [... \"sms\" ...]: each must be \"totp\" or \"email\""
+        )
+    );
+    assert_eq!(
+        err("[methods]\nallowed = []\n"),
+        format!("{FILE}:2: [methods] allowed: must list at least one of \"totp\" or \"email\"")
+    );
+    assert_eq!(
+        err("[methods]\nallowed = [\"totp\", \"totp\"]\n"),
+        format!("{FILE}:2: [methods] allowed: \"totp\" is listed twice")
+    );
+    assert_eq!(
+        err("[methods]\nallowed = \"totp\"\n"),
+        format!("{FILE}:2: [methods] allowed must be an array, not a string")
+    );
+    assert_eq!(
+        err("[methods]\nallowed = [1]\n"),
+        format!("{FILE}:2: [methods] allowed: must be a list of strings: \"totp\" or \"email\"")
     );
 }
 

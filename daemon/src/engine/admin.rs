@@ -90,6 +90,8 @@ pub(crate) fn decide_import(rec: Option<UserRecord>, env: &Env, ga: &Imported) -
         burned_steps: Vec::new(),
         created_at: now,
         origin: "imported".into(),
+        name: None,
+        last_used_at: None,
     })];
     rec.pending = None;
     rec.note(

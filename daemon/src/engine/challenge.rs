@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use otpgate_proto::{ChallengeState, ServiceError};
+use otpgate_proto::{ChallengeState, Method, ServiceError};
 
 use super::breakglass;
 use super::mail::Mail;
@@ -100,13 +100,27 @@ pub(crate) fn decide(
             None,
         )));
     }
-    let digits = rec.totp().map_or(super::EMAIL_CODE_DIGITS, |t| t.digits) as u32;
+    // An app's code first; a user who also has e-mail may ask for a mail
+    // instead (context `method` = `email`).
+    let by_mail =
+        rec.email().is_some() && (rec.totp().is_none() || env.ctx.method == Method::Email.as_str());
+    let method = if by_mail { Some(Method::Email) } else { method };
+    let alternatives = if rec.totp().is_some() && rec.email().is_some() && !by_mail {
+        Method::Email.as_str().to_string()
+    } else {
+        String::new()
+    };
+    let digits = match (by_mail, rec.totp()) {
+        (false, Some(t)) => t.digits,
+        _ => super::EMAIL_CODE_DIGITS,
+    } as u32;
     // Root's unacknowledged break-glass uses go before whatever else is said.
     let note = breakglass::note(&rec);
     let prompt = |message: String| ChallengeOutcome {
         method,
         digits,
         rule: rule.clone(),
+        alternatives: alternatives.clone(),
         ..ChallengeOutcome::plain(
             ChallengeState::CodeRequired,
             match (note.is_empty(), message.is_empty()) {
@@ -116,7 +130,7 @@ pub(crate) fn decide(
             },
         )
     };
-    let Some(address) = rec.email().map(|f| f.address.clone()) else {
+    let Some(address) = rec.email().filter(|_| by_mail).map(|f| f.address.clone()) else {
         return Decided::keep(Ok((prompt(String::new()), None)));
     };
     let cfg = &env.config.email;

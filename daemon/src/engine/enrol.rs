@@ -35,6 +35,25 @@ pub(crate) struct NewFactor<'a> {
     /// The confirmation code for the e-mail method.
     pub email_code: &'a str,
     pub hostname: &'a str,
+    /// The device's name (`--name`); needed to add a device to an
+    /// enrolled user.
+    pub name: Option<&'a str>,
+}
+
+/// Why `name` cannot be added to `rec`'s devices, if it cannot.
+fn name_taken(rec: &UserRecord, name: &str, method: Method) -> Option<String> {
+    if rec.device(name).is_some() {
+        return Some(format!(
+            "a device named {name:?} exists already: choose another --name (`otpgate status` lists them)"
+        ));
+    }
+    if method == Method::Email && rec.email().is_some() {
+        return Some(
+            "there is an e-mail factor already: remove it first (`otpgate remove-device NAME`)"
+                .into(),
+        );
+    }
+    None
 }
 
 pub(crate) fn decide_enroll(
@@ -46,10 +65,16 @@ pub(crate) fn decide_enroll(
     let user = env.account.name.as_str();
     let mut rec = rec.unwrap_or_else(|| UserRecord::new(&env.account.key(), now));
     if rec.enrolled() {
-        return Decided::keep(Err(ServiceError::AlreadyEnrolled(format!(
-            "{user} is already enrolled: disable it first (`otpgate disable`, or an administrator's `otpgate reset {user}`)"
-        ))));
+        let Some(name) = new.name else {
+            return Decided::keep(Err(ServiceError::AlreadyEnrolled(format!(
+                "{user} is already enrolled: add another device with `otpgate enroll --name NAME`, or disable it first (`otpgate disable`, or an administrator's `otpgate reset {user}`)"
+            ))));
+        };
+        if let Some(why) = name_taken(&rec, name, new.method) {
+            return Decided::keep(Err(ServiceError::InvalidArgument(why)));
+        }
     }
+    let name = new.name.map(str::to_string);
     let expires = now + PENDING_TTL_SECS;
     if let (Method::Email, Some(address)) = (new.method, new.address) {
         // Enrolment mails count against the same per-user limits as login
@@ -88,6 +113,8 @@ pub(crate) fn decide_enroll(
                 id: new.id.to_string(),
                 address: address.to_string(),
                 created_at: now,
+                name: name.clone(),
+                last_used_at: None,
             }),
             started_by: env.caller_uid,
             expires_at: expires,
@@ -134,6 +161,8 @@ pub(crate) fn decide_enroll(
             burned_steps: Vec::new(),
             created_at: now,
             origin: "enrolled".into(),
+            name,
+            last_used_at: None,
         }),
         started_by: env.caller_uid,
         expires_at: expires,
@@ -239,10 +268,29 @@ pub(crate) fn decide_confirm(
             vec![Event::new(Level::Notice, "enroll-wrong-code", "")],
         );
     };
-    let method = match &factor {
-        Factor::Totp(_) => "totp",
-        Factor::Email(_) => "email",
-    };
+    let method = factor.method().as_str();
+    if rec.enrolled() {
+        // Another device: it counts from now; the backup codes stay.
+        let name = factor.name().to_string();
+        if let Some(why) = name_taken(&rec, &name, factor.method()) {
+            rec.pending = None;
+            return Decided::put(rec, Err(ServiceError::InvalidArgument(why)), Vec::new());
+        }
+        rec.factors.push(factor);
+        rec.pending = None;
+        rec.note(
+            env.now,
+            "device-added",
+            env.ctx,
+            format!("{name} ({method})"),
+        );
+        let events = vec![Event::new(
+            Level::Notice,
+            "device-added",
+            format!("device={name} method={method}"),
+        )];
+        return Decided::put(rec, Ok(Vec::new()), events);
+    }
     if let Err(e) = super::replace_backup_codes(&mut rec, env, new_codes) {
         return Decided::keep(Err(e));
     }
@@ -269,6 +317,7 @@ impl Engine {
         user: &str,
         method: Option<String>,
         address: Option<String>,
+        name: Option<String>,
     ) -> Result<Enrollment, ServiceError> {
         let (_permit, account) = self.open_call(caller, Interface::Manager, user).await?;
         let method = match method.as_deref() {
@@ -281,6 +330,28 @@ impl Engine {
                 )))
             }
         };
+        if !self.config.methods.allowed.contains(&method) {
+            let allowed: Vec<&str> = self
+                .config
+                .methods
+                .allowed
+                .iter()
+                .map(|m| m.as_str())
+                .collect();
+            return Err(ServiceError::InvalidArgument(format!(
+                "the {method} method may not be enrolled on this host: [methods] allowed = {:?}",
+                allowed
+            )));
+        }
+        if let Some(n) = &name {
+            if !crate::record::valid_device_name(n) {
+                return Err(ServiceError::InvalidArgument(format!(
+                    "{:?} is not a device name: 1 to {} of a-z, 0-9, '.', '_' and '-'",
+                    crate::audit::clean(n),
+                    crate::record::MAX_DEVICE_NAME
+                )));
+            }
+        }
         if method == Method::Email {
             if self.mailer.is_none() {
                 return Err(ServiceError::InvalidArgument(
@@ -325,6 +396,7 @@ impl Engine {
                     secret: secret.as_ref(),
                     email_code: &email_code,
                     hostname: &hostname,
+                    name: name.as_deref(),
                 };
                 decide_enroll(rec, env, &new)
             })

@@ -124,8 +124,7 @@ impl Engine {
         let ctx = Context {
             service: crate::audit::clean(&ctx.service),
             rhost: crate::audit::clean(&ctx.rhost),
-            ruser: String::new(),
-            tty: String::new(),
+            ..Context::default()
         };
         self.blocking.spawn(async move {
             let key = account.key();

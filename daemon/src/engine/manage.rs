@@ -14,8 +14,9 @@ use super::{Context, Decided, Engine, Env, Event, Status};
 use crate::audit::Level;
 use crate::authz::{Caller, Interface};
 use crate::backup;
-use crate::record::{Retired, UserRecord};
+use crate::record::{Factor, Retired, UserRecord};
 use crate::store::Write;
+use otpgate_proto::codec::Device;
 
 /// What Status says of a record (or of no record), under `name`.
 pub(crate) fn status_of(rec: Option<&UserRecord>, name: String, now: u64) -> Status {
@@ -23,6 +24,15 @@ pub(crate) fn status_of(rec: Option<&UserRecord>, name: String, now: u64) -> Sta
         return status_of(Some(&UserRecord::new("", 0)), name, now);
     };
     let locked = rec.locked_until > now;
+    // The device whose clock was seen off last.
+    let drift = rec
+        .factors
+        .iter()
+        .filter_map(|f| match f {
+            Factor::Totp(t) => t.drift,
+            Factor::Email(_) => None,
+        })
+        .max_by_key(|d| d.seen_at);
     Status {
         user: name,
         enrolled: rec.enrolled(),
@@ -35,11 +45,18 @@ pub(crate) fn status_of(rec: Option<&UserRecord>, name: String, now: u64) -> Sta
         locked,
         breakglass_codes_left: rec.breakglass.as_ref().map_or(0, |b| b.hashes.len()) as u32,
         breakglass_unacknowledged: rec.breakglass_uses.len() as u32,
-        clock_offset_secs: rec
-            .totp()
-            .and_then(|t| t.drift)
-            .map_or(0, |d| d.offset_secs),
-        clock_offset_seen_at: rec.totp().and_then(|t| t.drift).map_or(0, |d| d.seen_at),
+        clock_offset_secs: drift.map_or(0, |d| d.offset_secs),
+        clock_offset_seen_at: drift.map_or(0, |d| d.seen_at),
+        devices: rec
+            .factors
+            .iter()
+            .map(|f| Device {
+                name: f.name().to_string(),
+                method: f.method().as_str().to_string(),
+                added: f.created_at(),
+                last_used: f.last_used_at(),
+            })
+            .collect(),
         locked_until: if locked { rec.locked_until } else { 0 },
         // An expired lock's count is reset at the next attempt.
         failures: if rec.locked_until != 0 && !locked {
@@ -127,6 +144,73 @@ pub(crate) fn decide_disable(
             Decided::put(rec.retire(Retired::Disabled, env.now), Ok(()), events)
         }
     }
+}
+
+/// Why a user may not remove their last factor: the explicit rule that
+/// requires one of them.
+pub(crate) fn last_factor_refusal(user: &str, rule: &str) -> ServiceError {
+    ServiceError::AccessDenied(format!(
+        "{user} may not remove their last second factor: the policy requires one ({rule}); add another device first, or ask an administrator"
+    ))
+}
+
+/// RemoveDevice's decision. `required` is the `[[policy]]` rule that
+/// requires a factor of this user, for a caller who is not an
+/// administrator (an administrator may remove anything).
+pub(crate) fn decide_remove_device(
+    rec: Option<UserRecord>,
+    admin: bool,
+    name: &str,
+    code: &str,
+    env: &Env,
+    required: Option<&str>,
+) -> Decided<()> {
+    let rec = match rec {
+        Some(r) if r.enrolled() => r,
+        _ => return not_enrolled(env),
+    };
+    let Some(i) = rec.device(name) else {
+        let names: Vec<&str> = rec.factors.iter().map(|f| f.name()).collect();
+        return Decided::keep(Err(ServiceError::InvalidArgument(format!(
+            "{} has no device named {:?} (devices: {})",
+            env.account.name,
+            crate::audit::clean(name),
+            names.join(", ")
+        ))));
+    };
+    if let (false, 1, Some(rule)) = (admin, rec.factors.len(), required) {
+        return Decided::keep(Err(last_factor_refusal(&env.account.name, rule)));
+    }
+    let (mut rec, mut events) = match prove(rec, admin, code, env) {
+        Err(refused) => return refused,
+        Ok(proved) => proved,
+    };
+    let removed = rec.factors.remove(i);
+    let (name, method) = (removed.name().to_string(), removed.method().as_str());
+    events.push(Event::new(
+        Level::Notice,
+        "device-removed",
+        format!("device={name} method={method}"),
+    ));
+    if rec.factors.is_empty() {
+        // The last one: as `disable`.
+        events.push(Event::new(Level::Notice, "disabled", ""));
+        return Decided {
+            write: Write::Delete,
+            answer: Ok(()),
+            events,
+        };
+    }
+    if matches!(removed, Factor::Email(_)) {
+        rec.email_code = None;
+    }
+    rec.note(
+        env.now,
+        "device-removed",
+        env.ctx,
+        format!("{name} ({method})"),
+    );
+    Decided::put(rec, Ok(()), events)
 }
 
 pub(crate) fn decide_regenerate(
@@ -218,6 +302,11 @@ impl Engine {
     ) -> Result<(), ServiceError> {
         let (_permit, account) = self.open_call(caller, Interface::Manager, user).await?;
         let admin = caller.is_admin();
+        if !admin {
+            if let Some(rule) = self.required_rule(&account).await? {
+                return Err(last_factor_refusal(&account.name, &rule));
+            }
+        }
         self.transact(
             &account,
             &Context::default(),
@@ -227,6 +316,45 @@ impl Engine {
         .await?;
         // A remembered session must not outlive the factor it proved.
         self.forget_sessions(account.uid);
+        Ok(())
+    }
+
+    pub async fn remove_device(
+        self: &Arc<Self>,
+        caller: &Caller,
+        user: &str,
+        name: &str,
+        code: super::Code,
+    ) -> Result<(), ServiceError> {
+        let (_permit, account) = self.open_call(caller, Interface::Manager, user).await?;
+        let admin = caller.is_admin();
+        let required = if admin {
+            None
+        } else {
+            self.required_rule(&account).await?
+        };
+        let name = name.to_string();
+        let gone = self
+            .transact(
+                &account,
+                &Context::default(),
+                caller.uid,
+                move |rec, env| {
+                    let last = rec.as_ref().is_some_and(|r| r.factors.len() == 1);
+                    let d =
+                        decide_remove_device(rec, admin, &name, &code, env, required.as_deref());
+                    Decided {
+                        answer: d.answer.map(|()| last),
+                        write: d.write,
+                        events: d.events,
+                    }
+                },
+            )
+            .await?;
+        if gone {
+            // A remembered session must not outlive the factor it proved.
+            self.forget_sessions(account.uid);
+        }
         Ok(())
     }
 

@@ -136,6 +136,34 @@ impl Engine {
         })
     }
 
+    /// The explicit `[[policy]]` rule that requires a second factor of
+    /// `account` (by its users and groups, whatever its services), named
+    /// for a refusal; `None` if no rule does.
+    pub(super) async fn required_rule(
+        self: &Arc<Self>,
+        account: &Account,
+    ) -> Result<Option<String>, ServiceError> {
+        let policy = &self.config.policy;
+        if policy.rules.is_empty() {
+            return Ok(None);
+        }
+        let groups = if policy.needs_groups() {
+            let (accounts, a) = (Arc::clone(&self.accounts), account.clone());
+            self.blocking(move || accounts.groups(&a))
+                .await?
+                .map_err(|e| {
+                    ServiceError::Unavailable(format!(
+                        "the groups of {} could not be read from the group database ({}): the policy cannot be applied",
+                        account.name,
+                        crate::audit::clean(&e)
+                    ))
+                })?
+        } else {
+            Vec::new()
+        };
+        Ok(policy.requiring(&account.name, &groups))
+    }
+
     /// After a success: this session need not be asked again under this
     /// rule until `remember_secs` have passed.
     pub(super) fn remember(&self, account: &Account, facts: &Facts) {

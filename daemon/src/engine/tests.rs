@@ -215,7 +215,11 @@ fn wrong(secret_b32: &str, unix: u64) -> String {
 
 /// Enrols `name` by TOTP as root and confirms; the secret and backup codes.
 async fn enrolled(h: &Harness, name: &str) -> (String, Vec<Zeroizing<String>>) {
-    let e = h.engine.enroll(&root(), name, None, None).await.unwrap();
+    let e = h
+        .engine
+        .enroll(&root(), name, None, None, None)
+        .await
+        .unwrap();
     let Enrollment::Totp { secret, uri, .. } = e else {
         panic!("not a TOTP enrolment")
     };
@@ -417,7 +421,7 @@ async fn a_pending_enrolment_expires_and_takes_five_wrong_codes() {
     let h = harness("");
     let e = h
         .engine
-        .enroll(&user("alice", ALICE), "alice", None, None)
+        .enroll(&user("alice", ALICE), "alice", None, None, None)
         .await
         .unwrap();
     let Enrollment::Totp { secret, .. } = e else {
@@ -456,7 +460,7 @@ async fn a_pending_enrolment_expires_and_takes_five_wrong_codes() {
     );
     // Ten minutes and one second later, an enrolment is gone.
     h.engine
-        .enroll(&user("alice", ALICE), "alice", None, None)
+        .enroll(&user("alice", ALICE), "alice", None, None, None)
         .await
         .unwrap();
     h.clock.advance(601);
@@ -476,6 +480,7 @@ async fn enrolled_by_mail(h: &Harness, name: &str) -> Vec<Zeroizing<String>> {
             name,
             Some("email".into()),
             Some("a@example.org".into()),
+            None,
         )
         .await
         .unwrap();
@@ -685,7 +690,8 @@ async fn a_fleet_host_that_gives_a_uid_another_name_decides_nothing() {
     };
     let a = host(vec![("alice".into(), ALICE)]);
     let b = host(vec![("mallory".into(), ALICE)]);
-    let Enrollment::Totp { secret, .. } = a.enroll(&root(), "alice", None, None).await.unwrap()
+    let Enrollment::Totp { secret, .. } =
+        a.enroll(&root(), "alice", None, None, None).await.unwrap()
     else {
         panic!("not a TOTP enrolment")
     };
@@ -878,7 +884,8 @@ async fn a_retired_fleet_record_does_not_clash() {
     };
     let a = host(vec![("alice".into(), ALICE)]);
     let b = host(vec![("mallory".into(), ALICE)]);
-    let Enrollment::Totp { secret, .. } = a.enroll(&root(), "alice", None, None).await.unwrap()
+    let Enrollment::Totp { secret, .. } =
+        a.enroll(&root(), "alice", None, None, None).await.unwrap()
     else {
         panic!("not a TOTP enrolment")
     };
@@ -889,8 +896,442 @@ async fn a_retired_fleet_record_does_not_clash() {
     a.disable(&root(), "alice", code("")).await.unwrap();
     let st = b.status(&root(), "mallory").await.unwrap();
     assert!(!st.enrolled);
-    b.enroll(&root(), "mallory", None, None).await.unwrap();
+    b.enroll(&root(), "mallory", None, None, None)
+        .await
+        .unwrap();
     let rec = records.get(&format!("uid:{ALICE}")).unwrap().unwrap();
     assert_eq!(rec.name.as_deref(), Some("mallory"));
     assert_eq!(rec.days.iter().map(|d| d.disabled).sum::<u32>(), 1);
+}
+
+// ---- several devices, several methods ------------------------------------
+
+/// Adds a TOTP device named `name` to an enrolled `user` as root and
+/// confirms it; its secret. No new backup codes come with it.
+async fn added_device(h: &Harness, name: &str, device: &str) -> String {
+    let e = h
+        .engine
+        .enroll(&root(), name, None, None, Some(device.into()))
+        .await
+        .unwrap();
+    let Enrollment::Totp { secret, .. } = e else {
+        panic!("not a TOTP enrolment")
+    };
+    let secret = secret.to_string();
+    let codes = h
+        .engine
+        .confirm(&root(), name, code(&oathtool(&secret, h.clock.now())))
+        .await
+        .unwrap();
+    assert!(codes.is_empty(), "no new backup codes for a second device");
+    h.clock.advance(30);
+    secret
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_device_verifies_with_its_own_replay_mark() {
+    let h = harness("");
+    let (phone, backup) = enrolled(&h, "alice").await;
+    // Without a name, an enrolled user stays enrolled; bad or taken names
+    // are refused.
+    let r = h.engine.enroll(&root(), "alice", None, None, None).await;
+    assert!(
+        matches!(&r, Err(ServiceError::AlreadyEnrolled(m)) if m.contains("--name")),
+        "{r:?}"
+    );
+    for bad in ["", "Spare", "a b", "x/y", &"a".repeat(33)] {
+        let r = h
+            .engine
+            .enroll(&root(), "alice", None, None, Some(bad.into()))
+            .await;
+        assert!(
+            matches!(r, Err(ServiceError::InvalidArgument(_))),
+            "{bad:?}: {r:?}"
+        );
+    }
+    let r = h
+        .engine
+        .enroll(&root(), "alice", None, None, Some("default".into()))
+        .await;
+    assert!(
+        matches!(&r, Err(ServiceError::InvalidArgument(m)) if m.contains("exists")),
+        "{r:?}"
+    );
+    let spare = added_device(&h, "alice", "spare").await;
+    // The backup codes handed out at enrolment still work.
+    let st = h.engine.status(&root(), "alice").await.unwrap();
+    assert_eq!(st.backup_codes_left as usize, backup.len());
+    let names: Vec<&str> = st.devices.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(names, ["default", "spare"]);
+    assert!(st
+        .devices
+        .iter()
+        .all(|d| d.method == "totp" && d.last_used == 0));
+    // A code from either device logs in; each device's replay mark is its own.
+    let now = h.clock.now();
+    let (p, s) = (oathtool(&phone, now), oathtool(&spare, now));
+    let o = verify(&h, &root(), "alice", &p).await;
+    assert_eq!(
+        (o.result, o.method_used),
+        (VerifyResult::Ok, Some(MethodUsed::Totp))
+    );
+    assert_eq!(
+        verify(&h, &root(), "alice", &p).await.result,
+        VerifyResult::Replayed
+    );
+    assert_eq!(
+        verify(&h, &root(), "alice", &s).await.result,
+        VerifyResult::Ok
+    );
+    assert_eq!(
+        verify(&h, &root(), "alice", &s).await.result,
+        VerifyResult::Replayed
+    );
+    let st = h.engine.status(&root(), "alice").await.unwrap();
+    assert!(st.devices.iter().all(|d| d.last_used == now), "{st:?}");
+    let history: Vec<String> = h
+        .engine
+        .history(&root(), "alice")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event)
+        .collect();
+    assert!(history.contains(&"device-added".to_string()), "{history:?}");
+    // A wrong code that is another step's code of the spare: the drift is
+    // the spare's.
+    h.clock.advance(30);
+    let ahead = oathtool(&spare, h.clock.now() + 600);
+    let o = verify(&h, &root(), "alice", &ahead).await;
+    assert_eq!(o.result, VerifyResult::Invalid);
+    assert!(o.notice.contains("fast"), "{o:?}");
+    let rec = h.store.get(&format!("uid:{ALICE}")).unwrap().unwrap();
+    let drift: Vec<bool> = rec
+        .factors
+        .iter()
+        .map(|f| matches!(f, crate::record::Factor::Totp(t) if t.drift.is_some()))
+        .collect();
+    assert_eq!(drift, [false, true]);
+}
+
+/// Two devices holding one secret (the same QR code scanned twice): a code
+/// accepted on one is not a second success on the other.
+#[test]
+fn a_code_accepted_on_one_device_is_replayed_on_another() {
+    use crate::record::{Factor, TotpFactor, UserRecord};
+    let key = MasterKey::generate().unwrap();
+    let config = Config::parse("", std::path::Path::new("t")).unwrap();
+    let account = crate::accounts::Account {
+        uid: ALICE,
+        name: "alice".into(),
+    };
+    let ctx = Context::default();
+    let env = super::Env {
+        config: &config,
+        key: &key,
+        now: T0,
+        caller_uid: 0,
+        account: &account,
+        ctx: &ctx,
+    };
+    let secret = b"12345678901234567890";
+    let mut rec = UserRecord::new(&account.key(), T0);
+    for (id, name) in [("f1", None), ("f2", Some("spare".to_string()))] {
+        rec.factors.push(Factor::Totp(TotpFactor {
+            id: id.into(),
+            secret: crate::crypto::seal(&key, rec.bound_to(), id, secret).unwrap(),
+            algorithm: "SHA1".into(),
+            digits: 6,
+            period: 30,
+            last_step: None,
+            drift: None,
+            burned_steps: Vec::new(),
+            created_at: T0,
+            origin: "enrolled".into(),
+            name,
+            last_used_at: None,
+        }));
+    }
+    let c = oathtool(&crate::totp::base32(secret), T0);
+    let first = super::verify::check_code(&mut rec, &c, &env, None, None)
+        .ok()
+        .unwrap();
+    assert_eq!(first.outcome.result, VerifyResult::Ok);
+    assert_eq!(rec.accepted.len(), 1);
+    // The first device's mark would not stop it on the second: the kept
+    // hash does.
+    let Factor::Totp(f1) = &mut rec.factors[0] else {
+        unreachable!()
+    };
+    f1.last_step = None;
+    let again = super::verify::check_code(&mut rec, &c, &env, None, None)
+        .ok()
+        .unwrap();
+    assert_eq!(again.outcome.result, VerifyResult::Replayed);
+    // Kept only while the code could be typed within the window.
+    let later = super::Env {
+        now: T0 + 120,
+        ..env
+    };
+    let c2 = oathtool(&crate::totp::base32(secret), T0 + 120);
+    let o = super::verify::check_code(&mut rec, &c2, &later, None, None)
+        .ok()
+        .unwrap();
+    assert_eq!(o.outcome.result, VerifyResult::Ok);
+    assert_eq!(rec.accepted.len(), 1, "the old hash was dropped");
+}
+
+/// A record as otpgated wrote it before devices had names: the TOTP
+/// factor below is the one a daemon wrote to disk in a test run (the
+/// master key is that run's), moved from `pending` to `factors` as
+/// Confirm does. It loads unchanged, verifies, shows as "default", and
+/// writes no new key until one is needed.
+#[test]
+fn a_record_written_before_devices_loads_and_verifies() {
+    const KEY: &str = "93c107338289872acb9f0b31bc09815c5f054f9a3770ea322fbdcc7b980cddbc";
+    const RECORD: &str = r#"{
+  "version": 1,
+  "user": "uid:1002",
+  "name": "otpga-crash-0",
+  "factors": [
+    {
+      "kind": "totp",
+      "id": "5d84e2fd95f8514a",
+      "secret": {
+        "nonce": "WuxtJrY+3Gycj2/XvXWPHvHa6CeMXOqv",
+        "ciphertext": "3pXoPsGLKhTcPfvZc7KE+Sn71CvjHm193jpR66GKP8mCrQhf"
+      },
+      "algorithm": "SHA1",
+      "digits": 6,
+      "period": 30,
+      "last_step": 59877432,
+      "created_at": 1796322964,
+      "origin": "enrolled"
+    }
+  ],
+  "pending": null,
+  "backup": null,
+  "failures": 0,
+  "locked_until": 0,
+  "lock_streak": 0,
+  "created_at": 1796322964,
+  "updated_at": 1796322964,
+  "days": [],
+  "email_code": null,
+  "email_sends": []
+}
+"#;
+    let mut bytes = [0u8; 32];
+    for (i, b) in bytes.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&KEY[2 * i..2 * i + 2], 16).unwrap();
+    }
+    let key = MasterKey::from_bytes(bytes);
+    let mut rec = crate::record::UserRecord::from_bytes("uid:1002", RECORD.as_bytes()).unwrap();
+    assert_eq!(rec.factors[0].name(), "default");
+    let again = String::from_utf8(rec.to_bytes()).unwrap();
+    assert!(
+        !again.contains("last_used_at") && !again.contains("accepted"),
+        "{again}"
+    );
+    let crate::record::Factor::Totp(f) = &rec.factors[0] else {
+        panic!("not TOTP")
+    };
+    let secret = crate::crypto::open(&key, rec.bound_to(), &f.id, &f.secret).unwrap();
+    let b32 = crate::totp::base32(&secret);
+    let now = 1_796_323_000;
+    let config = Config::parse("", std::path::Path::new("t")).unwrap();
+    let account = crate::accounts::Account {
+        uid: 1002,
+        name: "otpga-crash-0".into(),
+    };
+    let ctx = Context::default();
+    let env = super::Env {
+        config: &config,
+        key: &key,
+        now,
+        caller_uid: 0,
+        account: &account,
+        ctx: &ctx,
+    };
+    let c = oathtool(&b32, now);
+    let o = super::verify::check_code(&mut rec, &c, &env, None, None)
+        .ok()
+        .unwrap();
+    assert_eq!(o.outcome.result, VerifyResult::Ok);
+    let st = super::manage::status_of(Some(&rec), "otpga-crash-0".into(), now);
+    assert_eq!(st.devices.len(), 1);
+    assert_eq!(
+        (st.devices[0].name.as_str(), st.devices[0].last_used),
+        ("default", now)
+    );
+}
+
+const REQUIRE_ALICE: &str =
+    "[[policy]]\nusers = [\"alice\"]\nservices = [\"sshd\"]\nmode = \"require\"\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_a_device_takes_a_code_and_the_last_one_a_policy_that_allows_it() {
+    let h = harness(REQUIRE_ALICE);
+    let (phone, _) = enrolled(&h, "alice").await;
+    let spare = added_device(&h, "alice", "spare").await;
+    let alice = user("alice", ALICE);
+    let r = h
+        .engine
+        .remove_device(&alice, "alice", "spare", code(""))
+        .await;
+    assert!(matches!(r, Err(ServiceError::InvalidCode(_))), "{r:?}");
+    let r = h
+        .engine
+        .remove_device(&alice, "alice", "tablet", code(""))
+        .await;
+    assert!(
+        matches!(&r, Err(ServiceError::InvalidArgument(m)) if m.contains("default, spare")),
+        "{r:?}"
+    );
+    // A wrong code counts like a login's.
+    let bad = wrong(&phone, h.clock.now());
+    let r = h
+        .engine
+        .remove_device(&alice, "alice", "spare", code(&bad))
+        .await;
+    assert!(matches!(r, Err(ServiceError::InvalidCode(_))), "{r:?}");
+    assert_eq!(h.engine.status(&root(), "alice").await.unwrap().failures, 1);
+    // A code from the other device removes it.
+    let c = oathtool(&phone, h.clock.now());
+    h.engine
+        .remove_device(&alice, "alice", "spare", code(&c))
+        .await
+        .unwrap();
+    let st = h.engine.status(&root(), "alice").await.unwrap();
+    assert_eq!(st.devices.len(), 1);
+    assert_eq!(
+        verify(&h, &root(), "alice", &oathtool(&spare, h.clock.now()))
+            .await
+            .result,
+        VerifyResult::Invalid
+    );
+    // The last one: a require rule for alice (on sshd only) says no, to
+    // her; to disable too. An administrator may.
+    h.clock.advance(30);
+    let c = oathtool(&phone, h.clock.now());
+    let r = h
+        .engine
+        .remove_device(&alice, "alice", "default", code(&c))
+        .await;
+    assert!(
+        matches!(&r, Err(ServiceError::AccessDenied(m)) if m.contains("rule 1")),
+        "{r:?}"
+    );
+    let r = h.engine.disable(&alice, "alice", code(&c)).await;
+    assert!(
+        matches!(&r, Err(ServiceError::AccessDenied(m)) if m.contains("rule 1")),
+        "{r:?}"
+    );
+    h.engine
+        .remove_device(&admin("ann", ANN), "alice", "default", code(""))
+        .await
+        .unwrap();
+    assert!(!h.engine.status(&root(), "alice").await.unwrap().enrolled);
+    // Without such a rule, bob removes his last device with its code.
+    let (secret, _) = enrolled(&h, "bob").await;
+    let c = oathtool(&secret, h.clock.now());
+    h.engine
+        .remove_device(&user("bob", BOB), "bob", "default", code(&c))
+        .await
+        .unwrap();
+    assert!(!h.engine.status(&root(), "bob").await.unwrap().enrolled);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_user_with_email_too_is_offered_a_mail() {
+    let h = harness(
+        "[email]\nsmtp_url = \"smtp://127.0.0.1:1\"\nfrom = \"o@example.org\"\nresend_cooldown_secs = 30\n",
+    );
+    let (phone, backup) = enrolled(&h, "alice").await;
+    h.engine
+        .enroll(
+            &root(),
+            "alice",
+            Some("email".into()),
+            Some("a@example.org".into()),
+            Some("mail".into()),
+        )
+        .await
+        .unwrap();
+    let c = mails(&h, 1).await[0].1.clone();
+    let codes = h.engine.confirm(&root(), "alice", code(&c)).await.unwrap();
+    assert!(codes.is_empty());
+    // A second e-mail factor is refused.
+    let r = h
+        .engine
+        .enroll(
+            &root(),
+            "alice",
+            Some("email".into()),
+            Some("b@example.org".into()),
+            Some("mail2".into()),
+        )
+        .await;
+    assert!(matches!(r, Err(ServiceError::InvalidArgument(_))), "{r:?}");
+    // The app first, e-mail offered; no mail yet.
+    let ch = h
+        .engine
+        .challenge(&root(), "alice", Context::default())
+        .await
+        .unwrap();
+    assert_eq!(ch.state, ChallengeState::CodeRequired);
+    assert_eq!(ch.method, Some(otpgate_proto::Method::Totp));
+    assert_eq!(ch.alternatives, "email");
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert_eq!(h.outbox.sent.lock().unwrap().len(), 1);
+    // Asked for a mail: it goes, and the mailed code logs in.
+    let by_mail = Context {
+        method: "email".into(),
+        ..Context::default()
+    };
+    let ch = h
+        .engine
+        .challenge(&root(), "alice", by_mail.clone())
+        .await
+        .unwrap();
+    assert_eq!(ch.method, Some(otpgate_proto::Method::Email));
+    assert!(ch.alternatives.is_empty());
+    assert!(ch.message.contains("a***@example.org"), "{}", ch.message);
+    let mailed = mails(&h, 2).await[1].1.clone();
+    let o = verify(&h, &root(), "alice", &mailed).await;
+    assert_eq!(
+        (o.result, o.method_used),
+        (VerifyResult::Ok, Some(MethodUsed::Email))
+    );
+    // The app's code and the backup codes still work.
+    let o = verify(&h, &root(), "alice", &oathtool(&phone, h.clock.now())).await;
+    assert_eq!(o.result, VerifyResult::Ok);
+    let o = verify(&h, &root(), "alice", &backup[0]).await;
+    assert_eq!(o.method_used, Some(MethodUsed::Backup));
+    let st = h.engine.status(&root(), "alice").await.unwrap();
+    let methods: Vec<&str> = st.devices.iter().map(|d| d.method.as_str()).collect();
+    assert_eq!(methods, ["totp", "email"]);
+    assert_eq!(st.method, "totp");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_allowed_methods_are_enrolled() {
+    let h = harness(
+        "[methods]\nallowed = [\"totp\"]\n[email]\nsmtp_url = \"smtp://127.0.0.1:1\"\nfrom = \"o@example.org\"\n",
+    );
+    let r = h
+        .engine
+        .enroll(
+            &root(),
+            "alice",
+            Some("email".into()),
+            Some("a@example.org".into()),
+            None,
+        )
+        .await;
+    assert!(
+        matches!(&r, Err(ServiceError::InvalidArgument(m)) if m.contains("[methods]")),
+        "{r:?}"
+    );
+    enrolled(&h, "alice").await;
 }

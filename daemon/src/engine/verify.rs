@@ -21,7 +21,9 @@ use crate::crypto;
 use crate::email;
 use crate::error::Error;
 use crate::lockout::{lock_duration, SourceCounter};
-use crate::record::{BreakglassUse, Drift, Factor, TotpFactor, UserRecord};
+use crate::record::{
+    AcceptedCode, BreakglassUse, Drift, Factor, TotpFactor, UserRecord, ACCEPTED_BINDING,
+};
 use crate::store::Write;
 use crate::totp::{self, Params};
 
@@ -118,72 +120,90 @@ pub(crate) fn check_code(
     let bind = rec.bound_to().to_string();
     let mut result = VerifyResult::Invalid;
     let mut method = None;
-    // A wrong TOTP code that is the code of another step: (offset in steps, period).
-    let mut drifted: Option<(i64, u64)> = None;
+    // A wrong TOTP code that is the code of another step: (device, offset
+    // in steps, period).
+    let mut drifted: Option<(usize, i64, u64)> = None;
     let mut drift_notice = String::new();
-    let candidate;
-    match rec.factors.first().cloned() {
-        Some(Factor::Totp(factor)) => {
-            let params = params_of(&factor).map_err(|e| corrupt(env, e))?;
-            candidate = totp::normalise(code, params.digits);
-            if let Some(t) = &candidate.totp {
+    // The device whose code it was, on a success.
+    let mut used: Option<usize> = None;
+    let mut expired = false;
+    if rec.factors.is_empty() && !(console.is_some() && rec.breakglass.is_some()) {
+        return Err(corrupt(env, "no factor"));
+    }
+    // Any device verifies; each keeps its own replay mark.
+    let accepted_bind = format!("{bind}{ACCEPTED_BINDING}");
+    rec.accepted.retain(|a| now < a.until);
+    for (i, f) in rec.factors.clone().iter().enumerate() {
+        match f {
+            Factor::Totp(factor) => {
+                let params = params_of(factor).map_err(|e| corrupt(env, e))?;
+                let Some(t) = totp::normalise(code, params.digits).totp else {
+                    continue;
+                };
                 let secret = crypto::open(env.key, &bind, &factor.id, &factor.secret)
                     .map_err(|e| corrupt(env, e))?;
-                if let Some(step) = totp::matched_step(&secret, params, cfg.totp.window, t, now) {
+                if let Some(step) = totp::matched_step(&secret, params, cfg.totp.window, &t, now) {
+                    let seen = email::code_hash(env.key, &accepted_bind, &t);
                     if factor.last_step.is_some_and(|last| step <= last)
                         || factor.burned_steps.contains(&step)
+                        || rec.accepted.iter().any(|a| a.hash == seen)
                     {
                         result = VerifyResult::Replayed;
-                    } else {
-                        result = VerifyResult::Ok;
-                        method = Some(MethodUsed::Totp);
-                        rec.totp_mut().expect("checked above").last_step = Some(step);
+                        continue;
                     }
-                } else {
+                    result = VerifyResult::Ok;
+                    method = Some(MethodUsed::Totp);
+                    used = Some(i);
+                    if let Factor::Totp(f) = &mut rec.factors[i] {
+                        f.last_step = Some(step);
+                    }
+                    // Typeable until the window has passed that step.
+                    let until = (step + cfg.totp.window + 1).saturating_mul(params.period);
+                    rec.accepted.push(AcceptedCode {
+                        step,
+                        until,
+                        hash: seen,
+                    });
+                    break;
+                } else if drifted.is_none() {
                     drifted = totp::drift(
                         &secret,
                         params,
                         cfg.totp.window,
-                        t,
+                        &t,
                         now,
                         totp::DRIFT_REACH_SECS,
                     )
-                    .map(|k| (k, params.period));
+                    .map(|k| (i, k, params.period));
                 }
             }
-        }
-        Some(Factor::Email(_)) => {
-            candidate = totp::normalise(code, EMAIL_CODE_DIGITS);
-            if let (Some(t), Some(sent)) = (&candidate.totp, rec.email_code.clone()) {
+            Factor::Email(_) => {
+                let Some(t) = totp::normalise(code, EMAIL_CODE_DIGITS).totp else {
+                    continue;
+                };
+                let Some(sent) = rec.email_code.clone() else {
+                    continue;
+                };
                 if now >= sent.expires_at {
                     // Said once, then forgotten: the next try is plain wrong.
                     rec.email_code = None;
-                    rec.note(now, "expired", env.ctx, String::new());
-                    events.push(Event::new(Level::Notice, "verify-expired", ""));
-                    let mut o = VerifyOutcome::plain(
-                        VerifyResult::Expired,
-                        "That code has expired: log in again to get a new one.",
-                    );
-                    o.attempts_left = Some(cfg.lockout.max_failures.saturating_sub(rec.failures));
-                    return Ok(Checked {
-                        outcome: o,
-                        changed: true,
-                        events,
-                    });
+                    expired = true;
+                    continue;
                 }
-                if email::code_matches(env.key, &bind, t, &sent.hash) {
+                if email::code_matches(env.key, &bind, &t, &sent.hash) {
                     result = VerifyResult::Ok;
                     method = Some(MethodUsed::Email);
+                    used = Some(i);
                     rec.email_code = None;
+                    break;
                 }
             }
         }
-        // Root without a device, with break-glass codes, at the console.
-        None if console.is_some() && rec.breakglass.is_some() => {
-            candidate = totp::normalise(code, 6);
-        }
-        None => return Err(corrupt(env, "no factor")),
     }
+    if let Some(i) = used {
+        rec.factors[i].mark_used(now);
+    }
+    let candidate = totp::normalise(code, 6);
     if result == VerifyResult::Invalid {
         if let (Some(b), Some(set)) = (&candidate.backup, &rec.backup) {
             let found = backup::find(env.key, &bind, set, b)
@@ -216,6 +236,20 @@ pub(crate) fn check_code(
         }
     }
 
+    if expired && result == VerifyResult::Invalid {
+        rec.note(now, "expired", env.ctx, String::new());
+        events.push(Event::new(Level::Notice, "verify-expired", ""));
+        let mut o = VerifyOutcome::plain(
+            VerifyResult::Expired,
+            "That code has expired: log in again to get a new one.",
+        );
+        o.attempts_left = Some(cfg.lockout.max_failures.saturating_sub(rec.failures));
+        return Ok(Checked {
+            outcome: o,
+            changed: true,
+            events,
+        });
+    }
     let max = cfg.lockout.max_failures;
     let mut outcome = VerifyOutcome::plain(result, "");
     outcome.method_used = method;
@@ -284,11 +318,11 @@ pub(crate) fn check_code(
         });
     }
 
-    if let (VerifyResult::Invalid, Some((k, period))) = (result, drifted) {
+    if let (VerifyResult::Invalid, Some((i, k, period))) = (result, drifted) {
         let offset_secs = k * period as i64;
-        let f = rec
-            .totp_mut()
-            .expect("drift is only looked for on a TOTP factor");
+        let Factor::Totp(f) = &mut rec.factors[i] else {
+            unreachable!("drift is only looked for on a TOTP factor")
+        };
         f.drift = Some(Drift {
             offset_secs,
             seen_at: now,
@@ -319,7 +353,7 @@ pub(crate) fn check_code(
         "failure"
     };
     let detail = match drifted {
-        Some((k, period)) => format!("clock off by {} s", k * period as i64),
+        Some((_, k, period)) => format!("clock off by {} s", k * period as i64),
         None => String::new(),
     };
     rec.note(now, word, env.ctx, detail);

@@ -5,8 +5,8 @@
 //!
 //! INTERFACE is Auth, Manager or Admin. Arguments by method:
 //! Challenge USER [CONTEXT_JSON] · Verify USER CODE [CONTEXT_JSON] ·
-//! Enroll USER [METHOD [EMAIL]] · Confirm USER CODE · Status USER ·
-//! Disable USER [CODE] · RegenerateBackupCodes USER [CODE] · ListUsers ·
+//! Enroll USER [METHOD [EMAIL [NAME]]] (EMAIL "" for none) · Confirm USER CODE · Status USER ·
+//! Disable USER [CODE] · RemoveDevice USER NAME [CODE] · RegenerateBackupCodes USER [CODE] · ListUsers ·
 //! Unlock USER · Reset USER · Stats · Import USER FILE ·
 //! History USER · Account USER [CONTEXT_JSON] · ExplainPolicy USER SERVICE [CONTEXT_JSON] ·
 //! GenerateBreakglass USER · AcknowledgeBreakglass USER
@@ -36,6 +36,9 @@ fn variant_json(v: &OwnedVariant) -> Value {
     }
     if let Ok(n) = i64::try_from(v) {
         return json!(n);
+    }
+    if let Ok(Ok(list)) = v.try_clone().map(<Vec<OwnedDict>>::try_from) {
+        return Value::Array(list.iter().map(dict_json).collect());
     }
     json!(format!("{v:?}"))
 }
@@ -121,8 +124,11 @@ async fn call(address: &str, iface: &str, method: &str, a: &[String]) -> zbus::R
             if let Some(m) = a.get(1) {
                 opts.insert("method", Variant::from(m.as_str()));
             }
-            if let Some(addr) = a.get(2) {
+            if let Some(addr) = a.get(2).filter(|a| !a.is_empty()) {
                 opts.insert("email", Variant::from(addr.as_str()));
+            }
+            if let Some(name) = a.get(3) {
+                opts.insert("name", Variant::from(name.as_str()));
             }
             dict_json(&ManagerProxy::new(&conn).await?.enroll(arg(0), opts).await?)
         }
@@ -141,6 +147,13 @@ async fn call(address: &str, iface: &str, method: &str, a: &[String]) -> zbus::R
                 .map(dict_json)
                 .collect(),
         ),
+        ("Manager", "RemoveDevice") => {
+            ManagerProxy::new(&conn)
+                .await?
+                .remove_device(arg(0), arg(1), arg(2))
+                .await?;
+            Value::Null
+        }
         ("Manager", "Status") => dict_json(&ManagerProxy::new(&conn).await?.status(arg(0)).await?),
         ("Manager", "Disable") => {
             ManagerProxy::new(&conn)
