@@ -193,13 +193,9 @@ pub(crate) fn decide_remove_device(
         format!("device={name} method={method}"),
     ));
     if rec.factors.is_empty() {
-        // The last one: as `disable`.
+        // The last one: as `disable` (the day counters stay for stats).
         events.push(Event::new(Level::Notice, "disabled", ""));
-        return Decided {
-            write: Write::Delete,
-            answer: Ok(()),
-            events,
-        };
+        return Decided::put(rec.retire(Retired::Disabled, env.now), Ok(()), events);
     }
     if matches!(removed, Factor::Email(_)) {
         rec.email_code = None;
