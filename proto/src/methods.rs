@@ -32,6 +32,9 @@ pub const CONFIRM: Spec = spec("Confirm", "ss", "as");
 pub const STATUS: Spec = spec("Status", "s", "a{sv}");
 pub const DISABLE: Spec = spec("Disable", "ss", "");
 pub const REGENERATE_BACKUP_CODES: Spec = spec("RegenerateBackupCodes", "ss", "as");
+pub const DISABLE_WITH_PASSWORD: Spec = spec("DisableWithPassword", "sss", "");
+pub const REGENERATE_BACKUP_CODES_WITH_PASSWORD: Spec =
+    spec("RegenerateBackupCodesWithPassword", "sss", "as");
 pub const HISTORY: Spec = spec("History", "s", "aa{sv}");
 
 pub const LIST_USERS: Spec = spec("ListUsers", "", "aa{sv}");
@@ -50,6 +53,8 @@ pub const MANAGER: &[Spec] = &[
     STATUS,
     DISABLE,
     REGENERATE_BACKUP_CODES,
+    DISABLE_WITH_PASSWORD,
+    REGENERATE_BACKUP_CODES_WITH_PASSWORD,
     HISTORY,
 ];
 pub const ADMIN: &[Spec] = &[

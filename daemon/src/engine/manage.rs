@@ -1,12 +1,14 @@
 //! Self-service: Status, Disable and RegenerateBackupCodes. A user proves
 //! the second factor for the last two (the code is checked and counted as
-//! at a login); an administrator needs no code.
+//! at a login), and with `[self_service] reauth = "password+code"` the
+//! account's password too (`reauth.rs`); an administrator needs neither.
 
 use std::sync::Arc;
 
 use otpgate_proto::{ServiceError, VerifyResult};
 use zeroize::Zeroizing;
 
+use super::reauth::{self, Password, Reauth};
 use super::verify::check_code;
 use super::{Context, Decided, Engine, Env, Event, Status};
 use crate::audit::Level;
@@ -56,11 +58,25 @@ fn prove(
     rec: UserRecord,
     admin: bool,
     code: &str,
+    pw: Reauth,
     env: &Env,
 ) -> Result<(UserRecord, Vec<Event>), Decided<()>> {
     if admin {
         return Ok((rec, Vec::new()));
     }
+    // Re-authentication's hook: a wrong password is counted and refused
+    // here; a code refused after a right password says no more than that.
+    let rec = reauth::admit(rec, pw, env)?;
+    prove_code(rec, code, env).map_err(|refused| reauth::uniform(refused, pw, env))
+}
+
+/// The code half of `prove`.
+#[allow(clippy::result_large_err)]
+fn prove_code(
+    rec: UserRecord,
+    code: &str,
+    env: &Env,
+) -> Result<(UserRecord, Vec<Event>), Decided<()>> {
     if code.is_empty() {
         return Err(Decided::keep(Err(ServiceError::InvalidCode(
             "a current code (or a backup code) is required: pass --code".into(),
@@ -112,13 +128,14 @@ pub(crate) fn decide_disable(
     rec: Option<UserRecord>,
     admin: bool,
     code: &str,
+    pw: Reauth,
     env: &Env,
 ) -> Decided<()> {
     let rec = match rec {
         Some(r) if r.enrolled() => r,
         _ => return not_enrolled(env),
     };
-    match prove(rec, admin, code, env) {
+    match prove(rec, admin, code, pw, env) {
         Err(refused) => refused,
         Ok((_, mut events)) => {
             events.push(Event::new(Level::Notice, "disabled", ""));
@@ -135,6 +152,7 @@ pub(crate) fn decide_regenerate(
     rec: Option<UserRecord>,
     admin: bool,
     code: &str,
+    pw: Reauth,
     env: &Env,
     new_codes: &[Zeroizing<String>],
 ) -> Decided<Vec<Zeroizing<String>>> {
@@ -142,7 +160,7 @@ pub(crate) fn decide_regenerate(
         Some(r) if r.enrolled() => r,
         _ => return not_enrolled(env),
     };
-    let (mut rec, mut events) = match prove(rec, admin, code, env) {
+    let (mut rec, mut events) = match prove(rec, admin, code, pw, env) {
         Err(refused) => {
             return Decided {
                 write: refused.write,
@@ -217,14 +235,18 @@ impl Engine {
         caller: &Caller,
         user: &str,
         code: super::Code,
+        password: Option<Password>,
     ) -> Result<(), ServiceError> {
         let (_permit, account) = self.open_call(caller, Interface::Manager, user).await?;
         let admin = caller.is_admin();
+        let pw = self
+            .reauthenticate(caller, &account, admin, &code, password)
+            .await?;
         self.transact(
             &account,
             &Context::default(),
             caller.uid,
-            move |rec, env| decide_disable(rec, admin, &code, env),
+            move |rec, env| decide_disable(rec, admin, &code, pw, env),
         )
         .await?;
         // A remembered session must not outlive the factor it proved.
@@ -237,15 +259,19 @@ impl Engine {
         caller: &Caller,
         user: &str,
         code: super::Code,
+        password: Option<Password>,
     ) -> Result<Vec<Zeroizing<String>>, ServiceError> {
         let (_permit, account) = self.open_call(caller, Interface::Manager, user).await?;
         let admin = caller.is_admin();
+        let pw = self
+            .reauthenticate(caller, &account, admin, &code, password)
+            .await?;
         let codes = backup::generate(self.config.backup_codes.count).map_err(super::internal)?;
         self.transact(
             &account,
             &Context::default(),
             caller.uid,
-            move |rec, env| decide_regenerate(rec, admin, &code, env, &codes),
+            move |rec, env| decide_regenerate(rec, admin, &code, pw, env, &codes),
         )
         .await
     }

@@ -383,12 +383,12 @@ async fn a_backup_code_works_once() {
     // New codes replace the old ones; a user proves the factor for that.
     let r = h
         .engine
-        .regenerate_backup_codes(&user("alice", ALICE), "alice", code(""))
+        .regenerate_backup_codes(&user("alice", ALICE), "alice", code(""), None)
         .await;
     assert!(matches!(r, Err(ServiceError::InvalidCode(_))), "{r:?}");
     let fresh = h
         .engine
-        .regenerate_backup_codes(&user("alice", ALICE), "alice", code(&backup[0]))
+        .regenerate_backup_codes(&user("alice", ALICE), "alice", code(&backup[0]), None)
         .await
         .unwrap();
     let o = verify(&h, &root(), "alice", &backup[2]).await;
@@ -595,22 +595,65 @@ async fn disable_needs_a_code_from_a_user_and_none_from_an_admin() {
     let (secret, _) = enrolled(&h, "alice").await;
     let r = h
         .engine
-        .disable(&user("alice", ALICE), "alice", code(""))
+        .disable(&user("alice", ALICE), "alice", code(""), None)
         .await;
     assert!(matches!(r, Err(ServiceError::InvalidCode(_))), "{r:?}");
     let c = oathtool(&secret, h.clock.now());
     h.engine
-        .disable(&user("alice", ALICE), "alice", code(&c))
+        .disable(&user("alice", ALICE), "alice", code(&c), None)
         .await
         .unwrap();
     assert!(h.store.keys().unwrap().is_empty());
     enrolled(&h, "bob").await;
     h.engine
-        .disable(&admin("ann", ANN), "bob", code(""))
+        .disable(&admin("ann", ANN), "bob", code(""), None)
         .await
         .unwrap();
     let st = h.engine.status(&root(), "bob").await.unwrap();
     assert!(!st.enrolled);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_and_code_asks_a_user_for_the_password_first_and_an_admin_for_nothing() {
+    // A service file that is not there: the password is never reached in
+    // this test, and a missing file must never fall back to PAM's "other".
+    let h = harness(
+        "[self_service]\nreauth = \"password+code\"\npam_service = \"otpgate-test-absent\"\n",
+    );
+    let (secret, _) = enrolled(&h, "alice").await;
+    let c = oathtool(&secret, h.clock.now());
+    for regenerate in [false, true] {
+        let r = if regenerate {
+            h.engine
+                .regenerate_backup_codes(&user("alice", ALICE), "alice", code(&c), None)
+                .await
+                .map(drop)
+        } else {
+            h.engine
+                .disable(&user("alice", ALICE), "alice", code(&c), None)
+                .await
+        };
+        assert!(matches!(r, Err(ServiceError::PasswordRequired(_))), "{r:?}");
+    }
+    // Asked for nothing: no failure counted, the code not used up.
+    let st = h.engine.status(&root(), "alice").await.unwrap();
+    assert_eq!((st.enrolled, st.failures), (true, 0));
+    let r = h
+        .engine
+        .disable(&user("alice", ALICE), "alice", code(&c), Some(code("pw")))
+        .await;
+    assert!(matches!(r, Err(ServiceError::Unavailable(_))), "{r:?}");
+    assert_eq!(h.engine.status(&root(), "alice").await.unwrap().failures, 0);
+    // Administrators: neither password nor code.
+    h.engine
+        .disable(&admin("ann", ANN), "alice", code(""), None)
+        .await
+        .unwrap();
+    enrolled(&h, "bob").await;
+    h.engine
+        .disable(&root(), "bob", code(""), None)
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
