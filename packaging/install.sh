@@ -47,6 +47,8 @@ CONF_DIR=/etc/otpgate
 CONF=$CONF_DIR/otpgate.toml
 STATE=/var/lib/otpgate
 LOG=/var/log/otpgated.log
+PAM_D=/etc/pam.d
+REAUTH_PAM=$PAM_D/otpgate-reauth
 
 say() { echo "$prog: $*"; }
 die() {
@@ -143,6 +145,12 @@ do_uninstall() {
     :
   fi
 
+  # The password check's PAM service: like the configuration, an
+  # administrator may have edited it; kept unless unchanged or purged.
+  if [ "$purge" = yes ] || cmp -s "$here/pam.d/otpgate-reauth" "$REAUTH_PAM"; then
+    rm -f -- "$REAUTH_PAM"
+  fi
+
   if [ "$purge" = yes ]; then
     rm -rf -- "$STATE" "$CONF_DIR"
     rm -f -- "$LOG" /run/otpgated.pid
@@ -158,7 +166,8 @@ do_uninstall() {
 ensure_packages() {
   local missing=() p
   local want=(dbus libpam-runtime libpam-modules)
-  [ -n "${OTPGATE_BIN_DIR:-}" ] || want+=(build-essential pkg-config libpam0g-dev)
+  # libclang-dev: the daemon's libpam bindings (pam-client) are generated at build time.
+  [ -n "${OTPGATE_BIN_DIR:-}" ] || want+=(build-essential pkg-config libpam0g-dev libclang-dev)
   for p in "${want[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
   done
@@ -274,6 +283,12 @@ do_install() {
   else
     install -m 0644 -o root -g root "$here/otpgate.toml" "$CONF"
     say "wrote $CONF (every setting at its default, commented)"
+  fi
+  if [ -e "$REAUTH_PAM" ]; then
+    say "kept the existing $REAUTH_PAM"
+  else
+    install -m 0644 -o root -g root "$here/pam.d/otpgate-reauth" "$REAUTH_PAM"
+    say "wrote $REAUTH_PAM (the password check for [self_service] reauth = \"password+code\")"
   fi
   "$CTL" prepare
   "$SBIN/otpgated" --check-config --config "$CONF" >/dev/null ||

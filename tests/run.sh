@@ -15,6 +15,7 @@ fi
 packages=(
   build-essential pkg-config   # cc for crates with C parts
   libpam0g-dev                 # libpam for the module and the test host
+  libclang-dev                 # bindgen, for the daemon's libpam bindings (pam-client)
   dbus-daemon                  # the private test buses
   oathtool                     # codes computed independently of our TOTP code
   pamtester                    # the real PAM library from the outside

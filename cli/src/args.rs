@@ -81,10 +81,11 @@ pub enum Command {
         otpgate history --user alice --json     (administrator)")]
     History(StatusArgs),
 
-    /// Remove the second factor (a user needs a current code, an administrator none)
+    /// Remove the second factor (a user needs a current code, and the password where the daemon says so; an administrator neither)
     #[command(after_help = "Examples:\n  \
-        otpgate disable                      (asks for a current code)\n  \
+        otpgate disable                      (asks for a current code, and the password if needed)\n  \
         otpgate disable --code 123456\n  \
+        printf '%s\\n' \"$PW\" | otpgate disable --code 123456 --password-stdin\n  \
         otpgate disable --user alice         (administrator)")]
     Disable(CodeArgs),
 
@@ -104,7 +105,7 @@ pub enum Command {
 
     /// Replace all backup codes with new ones, printed once
     #[command(after_help = "Examples:\n  \
-        otpgate backup-codes                 (asks for a current code)\n  \
+        otpgate backup-codes                 (asks for a current code, and the password if needed)\n  \
         otpgate backup-codes --code 123456 --json\n  \
         otpgate backup-codes --user alice    (administrator)")]
     BackupCodes(CodeArgs),
@@ -418,6 +419,10 @@ pub struct CodeArgs {
     /// A current code or a backup code (`-` reads it from stdin); asked for on a terminal when needed
     #[arg(long, value_name = "CODE")]
     pub code: Option<String>,
+
+    /// Read the account's password from stdin (the line after the code with `--code -`) and always send it; without this it is asked for, without echo on the terminal, when otpgated needs it ([self_service] reauth = "password+code")
+    #[arg(long)]
+    pub password_stdin: bool,
 }
 
 #[derive(Args, Debug)]
@@ -433,6 +438,10 @@ pub struct RemoveDeviceArgs {
     /// A current code or a backup code (`-` reads it from stdin); asked for on a terminal when needed
     #[arg(long, value_name = "CODE")]
     pub code: Option<String>,
+
+    /// Read the account's password from stdin (the line after the code with `--code -`) and always send it; without this it is asked for, without echo on the terminal, when otpgated needs it ([self_service] reauth = "password+code")
+    #[arg(long)]
+    pub password_stdin: bool,
 }
 
 /// 1 to 32 of a-z, 0-9, '.', '_' and '-' (the daemon checks the same).

@@ -189,6 +189,47 @@ impl Client {
             .map_err(self.err(Some(user)))
     }
 
+    pub async fn remove_device_with_password(
+        &self,
+        user: &str,
+        name: &str,
+        code: &str,
+        password: &str,
+    ) -> Result<(), CliError> {
+        self.trusted_manager("password")
+            .await?
+            .remove_device_with_password(user, name, code, password)
+            .await
+            .map_err(self.err(Some(user)))
+    }
+
+    pub async fn disable_with_password(
+        &self,
+        user: &str,
+        code: &str,
+        password: &str,
+    ) -> Result<(), CliError> {
+        self.trusted_manager("password")
+            .await?
+            .disable_with_password(user, code, password)
+            .await
+            .map_err(self.err(Some(user)))
+    }
+
+    pub async fn regenerate_backup_codes_with_password(
+        &self,
+        user: &str,
+        code: &str,
+        password: &str,
+    ) -> Result<BackupCodes, CliError> {
+        self.trusted_manager("password")
+            .await?
+            .regenerate_backup_codes_with_password(user, code, password)
+            .await
+            .map(BackupCodes::new)
+            .map_err(self.err(Some(user)))
+    }
+
     pub async fn regenerate_backup_codes(
         &self,
         user: &str,

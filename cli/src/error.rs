@@ -190,6 +190,10 @@ fn daemon_line(err: &ServiceError, user: Option<&str>) -> String {
         ServiceError::TooManyRequests(_) => {
             with_detail("too many requests: wait a minute".to_owned(), msg)
         }
+        ServiceError::PasswordRequired(_) => format!(
+            "{who}'s password is needed as well as a code for this: run it on a terminal \
+             to be asked, or pass --password-stdin"
+        ),
         ServiceError::Failed(_) => with_detail("otpgated failed".to_owned(), msg),
     }
 }
@@ -303,6 +307,7 @@ mod tests {
                 ServiceError::Storage(m()),
                 ServiceError::Unavailable(m()),
                 ServiceError::TooManyRequests(m()),
+                ServiceError::PasswordRequired(m()),
                 ServiceError::Failed(m()),
             ]
             .into_iter()

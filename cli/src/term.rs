@@ -41,6 +41,76 @@ pub fn prompt(prompt: &str) -> Result<Option<Zeroizing<String>>, CliError> {
     read_line()
 }
 
+/// The account's password from stdin's next line (`--password-stdin`):
+/// only the line ending is taken off, since spaces may be part of it.
+pub fn password_from_stdin() -> Result<Zeroizing<String>, CliError> {
+    let mut line = Zeroizing::new(String::with_capacity(1024));
+    let n = std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| CliError::io("cannot read stdin", &e))?;
+    if n == 0 {
+        return Err(CliError::Input("no password on stdin".to_owned()));
+    }
+    Ok(without_line_ending(&line))
+}
+
+fn without_line_ending(line: &str) -> Zeroizing<String> {
+    let end = line.trim_end_matches(['\n', '\r']);
+    Zeroizing::new(end.to_owned())
+}
+
+/// Asks for the account's password on the controlling terminal
+/// (`/dev/tty`), with echo off for the answer and restored after it, even
+/// on an error. Never from the command line or the environment.
+pub fn password_from_terminal(prompt: &str) -> Result<Zeroizing<String>, CliError> {
+    use nix::sys::termios::{self, LocalFlags, SetArg};
+    use std::io::Read;
+    let no_tty = |e: &std::io::Error| {
+        CliError::Input(format!(
+            "the password is needed and there is no terminal to ask on ({}): \
+             pass --password-stdin and give it on stdin",
+            crate::error::io_reason(e)
+        ))
+    };
+    let mut tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+        .map_err(|e| no_tty(&e))?;
+    let saved = termios::tcgetattr(&tty)
+        .map_err(|e| no_tty(&std::io::Error::from_raw_os_error(e as i32)))?;
+    let mut quiet = saved.clone();
+    quiet.local_flags.remove(LocalFlags::ECHO);
+    quiet.local_flags.insert(LocalFlags::ECHONL);
+    tty.write_all(prompt.as_bytes())
+        .and_then(|()| tty.flush())
+        .map_err(|e| CliError::io("cannot write to the terminal", &e))?;
+    termios::tcsetattr(&tty, SetArg::TCSAFLUSH, &quiet)
+        .map_err(|e| CliError::io("cannot turn off echo", &e.into()))?;
+    // Byte by byte into a buffer that is never reallocated: no copy of the
+    // password is left behind unwiped.
+    let mut buf = Zeroizing::new(Vec::with_capacity(1024));
+    let mut byte = [0u8; 1];
+    let read = loop {
+        match tty.read(&mut byte) {
+            Ok(0) => break Ok(()),
+            Ok(_) if byte[0] == b'\n' => break Ok(()),
+            Ok(_) if buf.len() < 1024 => buf.push(byte[0]),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => break Err(e),
+        }
+    };
+    zeroize::Zeroize::zeroize(&mut byte);
+    let restored = termios::tcsetattr(&tty, SetArg::TCSAFLUSH, &saved);
+    read.map_err(|e| CliError::io("cannot read the terminal", &e))?;
+    restored.map_err(|e| CliError::io("cannot turn echo back on", &e.into()))?;
+    let text = std::str::from_utf8(&buf)
+        .map_err(|_| CliError::Input("the password is not valid UTF-8".to_owned()))?;
+    Ok(without_line_ending(text))
+}
+
 /// A code as given on the command line: `-` means the next line of stdin,
 /// which keeps it out of the process list.
 pub fn code_argument(given: &str) -> Result<Zeroizing<String>, CliError> {

@@ -289,7 +289,25 @@ impl Manager {
     ) -> Result<(), ServiceError> {
         let code = Zeroizing::new(code);
         let (caller, _busy) = self.0.caller(&hdr).await?;
-        self.0.engine.disable(&caller, &user, code).await
+        self.0.engine.disable(&caller, &user, code, None).await
+    }
+
+    /// Disable with the account's password (`[self_service] reauth =
+    /// "password+code"`); the password is wiped after use, never logged.
+    async fn disable_with_password(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        user: String,
+        code: String,
+        password: String,
+    ) -> Result<(), ServiceError> {
+        let code = Zeroizing::new(code);
+        let password = Zeroizing::new(password);
+        let (caller, _busy) = self.0.caller(&hdr).await?;
+        self.0
+            .engine
+            .disable(&caller, &user, code, Some(password))
+            .await
     }
 
     async fn remove_device(
@@ -303,7 +321,25 @@ impl Manager {
         let (caller, _busy) = self.0.caller(&hdr).await?;
         self.0
             .engine
-            .remove_device(&caller, &user, &name, code)
+            .remove_device(&caller, &user, &name, code, None)
+            .await
+    }
+
+    /// RemoveDevice with the account's password, as `disable_with_password`.
+    async fn remove_device_with_password(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        user: String,
+        name: String,
+        code: String,
+        password: String,
+    ) -> Result<(), ServiceError> {
+        let code = Zeroizing::new(code);
+        let password = Zeroizing::new(password);
+        let (caller, _busy) = self.0.caller(&hdr).await?;
+        self.0
+            .engine
+            .remove_device(&caller, &user, &name, code, Some(password))
             .await
     }
 
@@ -318,7 +354,26 @@ impl Manager {
         Ok(codes_out(
             self.0
                 .engine
-                .regenerate_backup_codes(&caller, &user, code)
+                .regenerate_backup_codes(&caller, &user, code, None)
+                .await?,
+        ))
+    }
+
+    /// RegenerateBackupCodes with the account's password (as above).
+    async fn regenerate_backup_codes_with_password(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        user: String,
+        code: String,
+        password: String,
+    ) -> Result<Vec<String>, ServiceError> {
+        let code = Zeroizing::new(code);
+        let password = Zeroizing::new(password);
+        let (caller, _busy) = self.0.caller(&hdr).await?;
+        Ok(codes_out(
+            self.0
+                .engine
+                .regenerate_backup_codes(&caller, &user, code, Some(password))
                 .await?,
         ))
     }

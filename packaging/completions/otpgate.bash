@@ -350,7 +350,7 @@ _otpgate() {
             return 0
             ;;
         otpgate__subcmd__backup__subcmd__codes)
-            opts="-h -V --user --code --bus --json --help --version"
+            opts="-h -V --user --code --password-stdin --bus --json --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -516,7 +516,7 @@ _otpgate() {
             return 0
             ;;
         otpgate__subcmd__disable)
-            opts="-h -V --user --code --bus --json --help --version"
+            opts="-h -V --user --code --password-stdin --bus --json --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1101,7 +1101,7 @@ _otpgate() {
             return 0
             ;;
         otpgate__subcmd__remove__subcmd__device)
-            opts="-h -V --user --code --bus --json --help --version"
+            opts="-h -V --user --code --password-stdin --bus --json --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -32,7 +32,7 @@ complete -c otpgate -n "__fish_otpgate_needs_command" -f -a "enroll" -d 'Start e
 complete -c otpgate -n "__fish_otpgate_needs_command" -f -a "confirm" -d 'Confirm a pending enrolment with a code from the app; prints the backup codes once'
 complete -c otpgate -n "__fish_otpgate_needs_command" -f -a "status" -d 'Show enrolment state: enrolled, pending, method, backup codes left, lock'
 complete -c otpgate -n "__fish_otpgate_needs_command" -f -a "history" -d 'Show the last events of a second factor: logins, wrong codes, locks, backup codes used'
-complete -c otpgate -n "__fish_otpgate_needs_command" -f -a "disable" -d 'Remove the second factor (a user needs a current code, an administrator none)'
+complete -c otpgate -n "__fish_otpgate_needs_command" -f -a "disable" -d 'Remove the second factor (a user needs a current code, and the password where the daemon says so; an administrator neither)'
 complete -c otpgate -n "__fish_otpgate_needs_command" -f -a "remove-device" -d 'Remove one device (a user needs a current code from any device or a backup code, an administrator none)'
 complete -c otpgate -n "__fish_otpgate_needs_command" -f -a "backup-codes" -d 'Replace all backup codes with new ones, printed once'
 complete -c otpgate -n "__fish_otpgate_needs_command" -f -a "unlock" -d 'Administrator: clear USER\'s lock and failure count'
@@ -73,18 +73,21 @@ complete -c otpgate -n "__fish_otpgate_using_subcommand history" -s V -l version
 complete -c otpgate -n "__fish_otpgate_using_subcommand disable" -l user -d 'User to act on [default: you]' -r
 complete -c otpgate -n "__fish_otpgate_using_subcommand disable" -l code -d 'A current code or a backup code (`-` reads it from stdin); asked for on a terminal when needed' -r
 complete -c otpgate -n "__fish_otpgate_using_subcommand disable" -l bus -d 'System bus address [default: $DBUS_SYSTEM_BUS_ADDRESS, else unix:path=/run/dbus/system_bus_socket]' -r
+complete -c otpgate -n "__fish_otpgate_using_subcommand disable" -l password-stdin -d 'Read the account\'s password from stdin (the line after the code with `--code -`) and always send it; without this it is asked for, without echo on the terminal, when otpgated needs it ([self_service] reauth = "password+code")'
 complete -c otpgate -n "__fish_otpgate_using_subcommand disable" -l json -d 'Print one JSON object on stdout instead of text'
 complete -c otpgate -n "__fish_otpgate_using_subcommand disable" -s h -l help -d 'Print help'
 complete -c otpgate -n "__fish_otpgate_using_subcommand disable" -s V -l version -d 'Print version'
 complete -c otpgate -n "__fish_otpgate_using_subcommand remove-device" -l user -d 'User to act on [default: you]' -r
 complete -c otpgate -n "__fish_otpgate_using_subcommand remove-device" -l code -d 'A current code or a backup code (`-` reads it from stdin); asked for on a terminal when needed' -r
 complete -c otpgate -n "__fish_otpgate_using_subcommand remove-device" -l bus -d 'System bus address [default: $DBUS_SYSTEM_BUS_ADDRESS, else unix:path=/run/dbus/system_bus_socket]' -r
+complete -c otpgate -n "__fish_otpgate_using_subcommand remove-device" -l password-stdin -d 'Read the account\'s password from stdin (the line after the code with `--code -`) and always send it; without this it is asked for, without echo on the terminal, when otpgated needs it ([self_service] reauth = "password+code")'
 complete -c otpgate -n "__fish_otpgate_using_subcommand remove-device" -l json -d 'Print one JSON object on stdout instead of text'
 complete -c otpgate -n "__fish_otpgate_using_subcommand remove-device" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c otpgate -n "__fish_otpgate_using_subcommand remove-device" -s V -l version -d 'Print version'
 complete -c otpgate -n "__fish_otpgate_using_subcommand backup-codes" -l user -d 'User to act on [default: you]' -r
 complete -c otpgate -n "__fish_otpgate_using_subcommand backup-codes" -l code -d 'A current code or a backup code (`-` reads it from stdin); asked for on a terminal when needed' -r
 complete -c otpgate -n "__fish_otpgate_using_subcommand backup-codes" -l bus -d 'System bus address [default: $DBUS_SYSTEM_BUS_ADDRESS, else unix:path=/run/dbus/system_bus_socket]' -r
+complete -c otpgate -n "__fish_otpgate_using_subcommand backup-codes" -l password-stdin -d 'Read the account\'s password from stdin (the line after the code with `--code -`) and always send it; without this it is asked for, without echo on the terminal, when otpgated needs it ([self_service] reauth = "password+code")'
 complete -c otpgate -n "__fish_otpgate_using_subcommand backup-codes" -l json -d 'Print one JSON object on stdout instead of text'
 complete -c otpgate -n "__fish_otpgate_using_subcommand backup-codes" -s h -l help -d 'Print help'
 complete -c otpgate -n "__fish_otpgate_using_subcommand backup-codes" -s V -l version -d 'Print version'
@@ -174,7 +177,7 @@ complete -c otpgate -n "__fish_otpgate_using_subcommand help; and not __fish_see
 complete -c otpgate -n "__fish_otpgate_using_subcommand help; and not __fish_seen_subcommand_from enroll confirm status history disable remove-device backup-codes unlock reset list stats import doctor policy breakglass admin help" -f -a "confirm" -d 'Confirm a pending enrolment with a code from the app; prints the backup codes once'
 complete -c otpgate -n "__fish_otpgate_using_subcommand help; and not __fish_seen_subcommand_from enroll confirm status history disable remove-device backup-codes unlock reset list stats import doctor policy breakglass admin help" -f -a "status" -d 'Show enrolment state: enrolled, pending, method, backup codes left, lock'
 complete -c otpgate -n "__fish_otpgate_using_subcommand help; and not __fish_seen_subcommand_from enroll confirm status history disable remove-device backup-codes unlock reset list stats import doctor policy breakglass admin help" -f -a "history" -d 'Show the last events of a second factor: logins, wrong codes, locks, backup codes used'
-complete -c otpgate -n "__fish_otpgate_using_subcommand help; and not __fish_seen_subcommand_from enroll confirm status history disable remove-device backup-codes unlock reset list stats import doctor policy breakglass admin help" -f -a "disable" -d 'Remove the second factor (a user needs a current code, an administrator none)'
+complete -c otpgate -n "__fish_otpgate_using_subcommand help; and not __fish_seen_subcommand_from enroll confirm status history disable remove-device backup-codes unlock reset list stats import doctor policy breakglass admin help" -f -a "disable" -d 'Remove the second factor (a user needs a current code, and the password where the daemon says so; an administrator neither)'
 complete -c otpgate -n "__fish_otpgate_using_subcommand help; and not __fish_seen_subcommand_from enroll confirm status history disable remove-device backup-codes unlock reset list stats import doctor policy breakglass admin help" -f -a "remove-device" -d 'Remove one device (a user needs a current code from any device or a backup code, an administrator none)'
 complete -c otpgate -n "__fish_otpgate_using_subcommand help; and not __fish_seen_subcommand_from enroll confirm status history disable remove-device backup-codes unlock reset list stats import doctor policy breakglass admin help" -f -a "backup-codes" -d 'Replace all backup codes with new ones, printed once'
 complete -c otpgate -n "__fish_otpgate_using_subcommand help; and not __fish_seen_subcommand_from enroll confirm status history disable remove-device backup-codes unlock reset list stats import doctor policy breakglass admin help" -f -a "unlock" -d 'Administrator: clear USER\'s lock and failure count'

@@ -98,6 +98,7 @@ put "$pkg/dbus/org.otpgate.Otpgate1.service" /usr/share/dbus-1/system-services/o
 put "$pkg/otpgated.service" /lib/systemd/system/otpgated.service 0644
 put "$pkg/pam-configs/otpgate" /usr/share/pam-configs/otpgate 0644
 put "$pkg/otpgate.toml" /etc/otpgate/otpgate.toml 0644
+put "$pkg/pam.d/otpgate-reauth" /etc/pam.d/otpgate-reauth 0644
 put "$here/copyright" /usr/share/doc/otpgate/copyright 0644
 install -d -m 0755 "$root/usr/share/man/man1"
 for f in "$pkg"/man/*.1; do
@@ -121,7 +122,7 @@ find "$root" -type d -exec chmod 0755 {} +
 for s in preinst postinst prerm postrm; do
   install -m 0755 "$here/$s" "$root/DEBIAN/$s"
 done
-echo /etc/otpgate/otpgate.toml >"$root/DEBIAN/conffiles"
+printf '%s\n' /etc/otpgate/otpgate.toml /etc/pam.d/otpgate-reauth >"$root/DEBIAN/conffiles"
 chmod 0644 "$root/DEBIAN/conffiles"
 
 # Shared-library dependencies of the binaries, as dpkg-shlibdeps sees them

@@ -318,6 +318,9 @@ pub enum ServiceError {
     /// A caller that is not root sent too many calls at once or per
     /// minute; it may try again shortly.
     TooManyRequests(String),
+    /// `[self_service] reauth = "password+code"`: the call needs the
+    /// account's password too (the `...WithPassword` method).
+    PasswordRequired(String),
     Failed(String),
 }
 
@@ -342,6 +345,7 @@ impl ServiceError {
             ServiceError::Storage(_) => "org.otpgate.Otpgate1.Error.Storage",
             ServiceError::Unavailable(_) => "org.otpgate.Otpgate1.Error.Unavailable",
             ServiceError::TooManyRequests(_) => "org.otpgate.Otpgate1.Error.TooManyRequests",
+            ServiceError::PasswordRequired(_) => "org.otpgate.Otpgate1.Error.PasswordRequired",
             ServiceError::Failed(_) => "org.otpgate.Otpgate1.Error.Failed",
         }
     }
@@ -361,6 +365,7 @@ impl ServiceError {
             | ServiceError::Storage(m)
             | ServiceError::Unavailable(m)
             | ServiceError::TooManyRequests(m)
+            | ServiceError::PasswordRequired(m)
             | ServiceError::Failed(m) => m,
         }
     }
@@ -385,6 +390,7 @@ impl ServiceError {
             "org.otpgate.Otpgate1.Error.Storage" => ServiceError::Storage(m),
             "org.otpgate.Otpgate1.Error.Unavailable" => ServiceError::Unavailable(m),
             "org.otpgate.Otpgate1.Error.TooManyRequests" => ServiceError::TooManyRequests(m),
+            "org.otpgate.Otpgate1.Error.PasswordRequired" => ServiceError::PasswordRequired(m),
             "org.otpgate.Otpgate1.Error.Failed" => ServiceError::Failed(m),
             other => ServiceError::Failed(format!("{other}: {message}")),
         }
@@ -494,8 +500,26 @@ pub trait Manager {
     /// Removes the device `name`; `code` (any device's, or a backup code)
     /// may be empty for administrators.
     fn remove_device(&self, user: &str, name: &str, code: &str) -> zbus::Result<()>;
+    /// `RemoveDevice` with the account's password (as `disable_with_password`).
+    fn remove_device_with_password(
+        &self,
+        user: &str,
+        name: &str,
+        code: &str,
+        password: &str,
+    ) -> zbus::Result<()>;
     /// `code` may be empty for administrators. Returns the new codes, once.
     fn regenerate_backup_codes(&self, user: &str, code: &str) -> zbus::Result<Vec<String>>;
+    /// `Disable` with the account's password, for `[self_service] reauth =
+    /// "password+code"` (ignored in "code" mode and for administrators).
+    fn disable_with_password(&self, user: &str, code: &str, password: &str) -> zbus::Result<()>;
+    /// `RegenerateBackupCodes` with the account's password (as above).
+    fn regenerate_backup_codes_with_password(
+        &self,
+        user: &str,
+        code: &str,
+        password: &str,
+    ) -> zbus::Result<Vec<String>>;
     /// The last events of the user's second factor, oldest first; keys in
     /// [`history`].
     fn history(&self, user: &str) -> zbus::Result<Vec<OwnedDict>>;
@@ -592,6 +616,7 @@ mod tests {
             ServiceError::Storage("m".into()),
             ServiceError::Unavailable("m".into()),
             ServiceError::TooManyRequests("m".into()),
+            ServiceError::PasswordRequired("m".into()),
             ServiceError::Failed("m".into()),
         ];
         for e in all {

@@ -32,8 +32,12 @@ pub const CONFIRM: Spec = spec("Confirm", "ss", "as");
 pub const STATUS: Spec = spec("Status", "s", "a{sv}");
 pub const DISABLE: Spec = spec("Disable", "ss", "");
 pub const REGENERATE_BACKUP_CODES: Spec = spec("RegenerateBackupCodes", "ss", "as");
+pub const DISABLE_WITH_PASSWORD: Spec = spec("DisableWithPassword", "sss", "");
+pub const REGENERATE_BACKUP_CODES_WITH_PASSWORD: Spec =
+    spec("RegenerateBackupCodesWithPassword", "sss", "as");
 pub const HISTORY: Spec = spec("History", "s", "aa{sv}");
 pub const REMOVE_DEVICE: Spec = spec("RemoveDevice", "sss", "");
+pub const REMOVE_DEVICE_WITH_PASSWORD: Spec = spec("RemoveDeviceWithPassword", "ssss", "");
 
 pub const LIST_USERS: Spec = spec("ListUsers", "", "aa{sv}");
 pub const UNLOCK: Spec = spec("Unlock", "s", "");
@@ -51,8 +55,11 @@ pub const MANAGER: &[Spec] = &[
     STATUS,
     DISABLE,
     REGENERATE_BACKUP_CODES,
+    DISABLE_WITH_PASSWORD,
+    REGENERATE_BACKUP_CODES_WITH_PASSWORD,
     HISTORY,
     REMOVE_DEVICE,
+    REMOVE_DEVICE_WITH_PASSWORD,
 ];
 pub const ADMIN: &[Spec] = &[
     LIST_USERS,

@@ -19,6 +19,8 @@ use packaging_common::*;
 
 const CONF: &str = "/etc/otpgate/otpgate.toml";
 const KEY: &str = "/etc/otpgate/master.key";
+/// The password check of `[self_service] reauth = "password+code"`.
+const REAUTH_PAM: &str = "/etc/pam.d/otpgate-reauth";
 const PROMPT: &str = "Verification code";
 
 /// Purges the package (and what its scripts made) if the test left it
@@ -152,7 +154,7 @@ fn debian_package_install_pam_profile_remove_purge() {
             .arg(&deb)
             .arg("conffiles"),
     );
-    assert_eq!(conffiles.trim(), CONF);
+    assert_eq!(conffiles.trim(), format!("{CONF}\n{REAUTH_PAM}"));
 
     // Install.
     let out = run_ok(admin("dpkg").arg("-i").arg(&deb));
@@ -162,6 +164,7 @@ fn debian_package_install_pam_profile_remove_purge() {
         Some("install ok installed")
     );
     assert_installed_files();
+    assert_reauth_service_shipped();
     let owned = run_ok(admin("dpkg").args(["-L", "otpgate"]));
     for (path, _) in installed_files() {
         assert!(
@@ -308,10 +311,20 @@ fn debian_package_install_pam_profile_remove_purge() {
         "dpkg -r removed the enrolments"
     );
 
+    assert!(
+        Path::new(REAUTH_PAM).exists(),
+        "dpkg -r removed the conffile"
+    );
+
     // Purge deletes configuration, key, enrolments and log.
     run_ok(admin("dpkg").args(["-P", "otpgate"]));
     assert_eq!(dpkg_status("otpgate"), None);
-    for gone in ["/etc/otpgate", "/var/lib/otpgate", "/var/log/otpgated.log"] {
+    for gone in [
+        "/etc/otpgate",
+        "/var/lib/otpgate",
+        "/var/log/otpgated.log",
+        REAUTH_PAM,
+    ] {
         assert!(!Path::new(gone).exists(), "{gone} survived dpkg -P");
     }
     let changed: Vec<PathBuf> = pam_backup
@@ -320,4 +333,25 @@ fn debian_package_install_pam_profile_remove_purge() {
         .filter(|p| p.starts_with("/etc/pam.d"))
         .collect();
     assert!(changed.is_empty(), "the package left {changed:?} changed");
+}
+
+/// The shipped PAM service of the password check: the repository's file,
+/// and never pam_otpgate (otpgated would be asked back in its own check).
+fn assert_reauth_service_shipped() {
+    let text = fs::read_to_string(REAUTH_PAM).expect("otpgate-reauth installed");
+    assert_eq!(
+        text,
+        fs::read_to_string(repo_root().join("packaging/pam.d/otpgate-reauth")).expect("shipped")
+    );
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#') && !l.trim().is_empty())
+        .collect();
+    assert!(lines.iter().any(|l| l.contains("pam_unix.so")), "{text}");
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("pam_otpgate") || l.contains("common-auth")),
+        "{text}"
+    );
 }

@@ -20,6 +20,7 @@ use packaging_common::*;
 
 const MANIFEST: &str = "/usr/share/otpgate/install-manifest";
 const CONF: &str = "/etc/otpgate/otpgate.toml";
+const REAUTH_PAM: &str = "/etc/pam.d/otpgate-reauth";
 const KEY: &str = "/etc/otpgate/master.key";
 
 fn install_sh() -> Command {
@@ -89,6 +90,11 @@ fn install_sh_quick_start_upgrade_uninstall_purge() {
         conf_text,
         fs::read_to_string(repo_root().join("packaging/otpgate.toml")).expect("packaging config"),
         "the installed configuration is not packaging/otpgate.toml"
+    );
+    assert_eq!(
+        fs::read_to_string(REAUTH_PAM).expect("otpgate-reauth installed"),
+        fs::read_to_string(repo_root().join("packaging/pam.d/otpgate-reauth")).expect("shipped"),
+        "the installed {REAUTH_PAM} is not packaging/pam.d/otpgate-reauth"
     );
 
     // `otpgate enroll` works for a normal user.
@@ -216,7 +222,12 @@ fn install_sh_quick_start_upgrade_uninstall_purge() {
     assert!(out.contains("removed otpgate, its configuration"), "{out}");
     assert_files_gone();
     assert_daemon_stopped(pid4);
-    for gone in ["/etc/otpgate", "/var/lib/otpgate", "/var/log/otpgated.log"] {
+    for gone in [
+        "/etc/otpgate",
+        "/var/lib/otpgate",
+        "/var/log/otpgated.log",
+        REAUTH_PAM,
+    ] {
         assert!(!Path::new(gone).exists(), "{gone} survived --purge");
     }
 }

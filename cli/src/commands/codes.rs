@@ -1,5 +1,7 @@
 //! `otpgate disable` and `otpgate backup-codes`: self-service commands that
-//! need a current code from a user and none from an administrator.
+//! need a current code from a user (and, where the daemon is set to
+//! `[self_service] reauth = "password+code"`, the account's password) and
+//! nothing from an administrator.
 
 use otpgate_proto::ServiceError;
 use zeroize::Zeroizing;
@@ -52,13 +54,46 @@ fn explain_missing_code(
     }
 }
 
+/// The account's password, where it is to be sent: from stdin with
+/// `--password-stdin` (always sent), else only once otpgated has answered
+/// `PasswordRequired`, asked on the terminal without echo.
+fn password_given(args: &CodeArgs) -> Result<Option<Zeroizing<String>>, CliError> {
+    if args.password_stdin {
+        Ok(Some(term::password_from_stdin()?))
+    } else {
+        Ok(None)
+    }
+}
+
+fn password_required(err: &CliError) -> bool {
+    matches!(
+        err,
+        CliError::Daemon {
+            err: ServiceError::PasswordRequired(_),
+            ..
+        }
+    )
+}
+
+fn ask_password(user: &str) -> Result<Zeroizing<String>, CliError> {
+    term::password_from_terminal(&format!("Password for {user}: "))
+}
+
 pub async fn disable(ctx: &Ctx, args: &CodeArgs) -> Result<(), CliError> {
     let user = ctx.user(args.user.as_deref())?;
     let code = code_for(ctx, &user, args.code.as_deref())?;
-    ctx.client
-        .disable(&user, &code)
-        .await
-        .map_err(|e| explain_missing_code(ctx, e, &code, &user, "disable"))?;
+    let password = password_given(args)?;
+    let done = match &password {
+        Some(p) => ctx.client.disable_with_password(&user, &code, p).await,
+        None => match ctx.client.disable(&user, &code).await {
+            Err(e) if password_required(&e) => {
+                let p = ask_password(&user)?;
+                ctx.client.disable_with_password(&user, &code, &p).await
+            }
+            other => other,
+        },
+    };
+    done.map_err(|e| explain_missing_code(ctx, e, &code, &user, "disable"))?;
     if ctx.json {
         output::print_json(&serde_json::json!({ "user": user, "disabled": true }))
     } else {
@@ -72,18 +107,37 @@ pub async fn disable(ctx: &Ctx, args: &CodeArgs) -> Result<(), CliError> {
 pub async fn remove_device(ctx: &Ctx, args: &RemoveDeviceArgs) -> Result<(), CliError> {
     let user = ctx.user(args.user.as_deref())?;
     let code = code_for(ctx, &user, args.code.as_deref())?;
-    ctx.client
-        .remove_device(&user, &args.name, &code)
-        .await
-        .map_err(|e| match e {
-            // Refusals by policy are AccessDenied; only a missing code
-            // gets the instruction.
-            e @ CliError::Daemon {
-                err: ServiceError::InvalidCode(_),
-                ..
-            } => explain_missing_code(ctx, e, &code, &user, "remove-device NAME"),
+    let password = if args.password_stdin {
+        Some(term::password_from_stdin()?)
+    } else {
+        None
+    };
+    let client = &ctx.client;
+    let done = match &password {
+        Some(p) => {
+            client
+                .remove_device_with_password(&user, &args.name, &code, p)
+                .await
+        }
+        None => match client.remove_device(&user, &args.name, &code).await {
+            Err(e) if password_required(&e) => {
+                let p = ask_password(&user)?;
+                client
+                    .remove_device_with_password(&user, &args.name, &code, &p)
+                    .await
+            }
             other => other,
-        })?;
+        },
+    };
+    done.map_err(|e| match e {
+        // Refusals by policy are AccessDenied; only a missing code
+        // gets the instruction.
+        e @ CliError::Daemon {
+            err: ServiceError::InvalidCode(_),
+            ..
+        } => explain_missing_code(ctx, e, &code, &user, "remove-device NAME"),
+        other => other,
+    })?;
     if ctx.json {
         output::print_json(&serde_json::json!({ "user": user, "removed": args.name }))
     } else {
@@ -98,11 +152,24 @@ pub async fn remove_device(ctx: &Ctx, args: &RemoveDeviceArgs) -> Result<(), Cli
 pub async fn backup_codes(ctx: &Ctx, args: &CodeArgs) -> Result<(), CliError> {
     let user = ctx.user(args.user.as_deref())?;
     let code = code_for(ctx, &user, args.code.as_deref())?;
-    let codes = ctx
-        .client
-        .regenerate_backup_codes(&user, &code)
-        .await
-        .map_err(|e| explain_missing_code(ctx, e, &code, &user, "backup-codes"))?;
+    let password = password_given(args)?;
+    let codes = match &password {
+        Some(p) => {
+            ctx.client
+                .regenerate_backup_codes_with_password(&user, &code, p)
+                .await
+        }
+        None => match ctx.client.regenerate_backup_codes(&user, &code).await {
+            Err(e) if password_required(&e) => {
+                let p = ask_password(&user)?;
+                ctx.client
+                    .regenerate_backup_codes_with_password(&user, &code, &p)
+                    .await
+            }
+            other => other,
+        },
+    }
+    .map_err(|e| explain_missing_code(ctx, e, &code, &user, "backup-codes"))?;
     if !ctx.json {
         output::print("The old backup codes no longer work.\n\n")?;
     }

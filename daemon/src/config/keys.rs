@@ -186,6 +186,16 @@ skips the socket.", keys: &[
         int("code_ttl_secs", 30, 3600, 300, "how long an e-mailed code is valid"),
         int("resend_cooldown_secs", 0, 3600, 60, "a new login within this reuses the code already sent"),
     ] },
+
+    Section { name: "self_service", doc: "what a user (not an administrator) proves to change their own second factor", note: "\
+With \"password+code\", Disable, RegenerateBackupCodes and removing a
+device also check the account's password through the PAM service
+pam_service (/etc/pam.d/otpgate-reauth as shipped: pam_unix, never
+pam_otpgate). A wrong password counts against [lockout] like a wrong code.
+Administrators need neither.", keys: &[
+        key("reauth", Kind::Choice { values: &["code", "password+code"], hint: "" }, Str("code"), "what a user proves to disable the second factor or replace backup codes: a current code, or the account's password and a code"),
+        key("pam_service", text(check_pam_service, "a file name in /etc/pam.d: letters, digits, - _ ."), Str("otpgate-reauth"), "PAM service that checks the password for \"password+code\"; it must not include pam_otpgate"),
+    ] },
 ];
 
 /// The module checks the same form (it connects by a `unix:path=`
@@ -211,6 +221,20 @@ fn check_socket_path(s: &str) -> Result<(), &'static str> {
     }
     if s.matches('/').count() < 2 {
         return Err("must be in a directory of its own, not directly under /");
+    }
+    Ok(())
+}
+
+/// A file directly in /etc/pam.d, the way libpam looks services up.
+fn check_pam_service(s: &str) -> Result<(), &'static str> {
+    if s.is_empty() || s.len() > 64 {
+        return Err("must be 1 to 64 characters");
+    }
+    if s.starts_with('.')
+        || s.chars()
+            .any(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return Err("must be a file name in /etc/pam.d: letters, digits and - _ . (not first)");
     }
     Ok(())
 }

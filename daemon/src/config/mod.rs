@@ -48,6 +48,7 @@ pub struct Config {
     pub lockout: LockoutConfig,
     pub backup_codes: BackupCodesConfig,
     pub access: AccessConfig,
+    pub self_service: SelfServiceConfig,
     pub pam: PamConfig,
     pub email: EmailConfig,
     pub methods: MethodsConfig,
@@ -188,6 +189,24 @@ pub struct AccessConfig {
 pub struct MethodsConfig {
     /// What users may enrol; never empty.
     pub allowed: Vec<otpgate_proto::Method>,
+}
+
+/// `[self_service]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SelfServiceConfig {
+    pub reauth: ReauthMode,
+    /// The PAM service (a file in /etc/pam.d) that checks the password.
+    pub pam_service: String,
+}
+
+/// What a user proves to disable the second factor or replace backup codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReauthMode {
+    /// A current code (or a backup code).
+    #[default]
+    Code,
+    /// The account's password, checked through PAM, and a code.
+    PasswordAndCode,
 }
 
 /// `[pam]`.
@@ -387,6 +406,13 @@ impl Config {
             },
             access: AccessConfig {
                 admin_group: text("access", "admin_group"),
+            },
+            self_service: SelfServiceConfig {
+                reauth: match text("self_service", "reauth").as_str() {
+                    "password+code" => ReauthMode::PasswordAndCode,
+                    _ => ReauthMode::Code,
+                },
+                pam_service: text("self_service", "pam_service"),
             },
             pam: PamConfig {
                 socket: v

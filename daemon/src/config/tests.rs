@@ -395,14 +395,14 @@ fn unknown_sections_and_keys_are_refused() {
         err("[totp]\ndigits = 6\n\n[smtp]\nhost = \"x\"\n"),
         format!(
             "{FILE}:4: unknown section [smtp] \
-             (known: storage, totp, lockout, backup_codes, methods, access, pam, email, [[policy]])"
+             (known: storage, totp, lockout, backup_codes, methods, access, pam, email, self_service, [[policy]])"
         )
     );
     assert_eq!(
         err("digits = 6\n"),
         format!(
             "{FILE}:1: key \"digits\" outside any section \
-             (known sections: storage, totp, lockout, backup_codes, methods, access, pam, email, [[policy]])"
+             (known sections: storage, totp, lockout, backup_codes, methods, access, pam, email, self_service, [[policy]])"
         )
     );
     // A table nested in a section is an unknown key of that section.

@@ -1,14 +1,16 @@
-//! Self-service: Status, Disable and RegenerateBackupCodes. A user proves
-//! the second factor for the last two (the code is checked and counted as
-//! at a login); an administrator needs no code. Disable leaves a retired
-//! record (`UserRecord::retire`): its counters, nothing that could
-//! authenticate.
+//! Self-service: Status, Disable, RegenerateBackupCodes and RemoveDevice.
+//! A user proves the second factor for the last three (the code is checked
+//! and counted as at a login), and with `[self_service] reauth =
+//! "password+code"` the account's password too (`reauth.rs`); an
+//! administrator needs neither. Disable leaves a retired record
+//! (`UserRecord::retire`): its counters, nothing that could authenticate.
 
 use std::sync::Arc;
 
 use otpgate_proto::{ServiceError, VerifyResult};
 use zeroize::Zeroizing;
 
+use super::reauth::{self, Password, Reauth};
 use super::verify::check_code;
 use super::{Context, Decided, Engine, Env, Event, Status};
 use crate::audit::Level;
@@ -75,11 +77,25 @@ fn prove(
     rec: UserRecord,
     admin: bool,
     code: &str,
+    pw: Reauth,
     env: &Env,
 ) -> Result<(UserRecord, Vec<Event>), Decided<()>> {
     if admin {
         return Ok((rec, Vec::new()));
     }
+    // Re-authentication's hook: a wrong password is counted and refused
+    // here; a code refused after a right password says no more than that.
+    let rec = reauth::admit(rec, pw, env)?;
+    prove_code(rec, code, env).map_err(|refused| reauth::uniform(refused, pw, env))
+}
+
+/// The code half of `prove`.
+#[allow(clippy::result_large_err)]
+fn prove_code(
+    rec: UserRecord,
+    code: &str,
+    env: &Env,
+) -> Result<(UserRecord, Vec<Event>), Decided<()>> {
     if code.is_empty() {
         return Err(Decided::keep(Err(ServiceError::InvalidCode(
             "a current code (or a backup code) is required: pass --code".into(),
@@ -131,13 +147,14 @@ pub(crate) fn decide_disable(
     rec: Option<UserRecord>,
     admin: bool,
     code: &str,
+    pw: Reauth,
     env: &Env,
 ) -> Decided<()> {
     let rec = match rec {
         Some(r) if r.enrolled() => r,
         _ => return not_enrolled(env),
     };
-    match prove(rec, admin, code, env) {
+    match prove(rec, admin, code, pw, env) {
         Err(refused) => refused,
         Ok((rec, mut events)) => {
             events.push(Event::new(Level::Notice, "disabled", ""));
@@ -162,6 +179,7 @@ pub(crate) fn decide_remove_device(
     admin: bool,
     name: &str,
     code: &str,
+    pw: Reauth,
     env: &Env,
     required: Option<&str>,
 ) -> Decided<()> {
@@ -181,7 +199,7 @@ pub(crate) fn decide_remove_device(
     if let (false, 1, Some(rule)) = (admin, rec.factors.len(), required) {
         return Decided::keep(Err(last_factor_refusal(&env.account.name, rule)));
     }
-    let (mut rec, mut events) = match prove(rec, admin, code, env) {
+    let (mut rec, mut events) = match prove(rec, admin, code, pw, env) {
         Err(refused) => return refused,
         Ok(proved) => proved,
     };
@@ -213,6 +231,7 @@ pub(crate) fn decide_regenerate(
     rec: Option<UserRecord>,
     admin: bool,
     code: &str,
+    pw: Reauth,
     env: &Env,
     new_codes: &[Zeroizing<String>],
 ) -> Decided<Vec<Zeroizing<String>>> {
@@ -220,7 +239,7 @@ pub(crate) fn decide_regenerate(
         Some(r) if r.enrolled() => r,
         _ => return not_enrolled(env),
     };
-    let (mut rec, mut events) = match prove(rec, admin, code, env) {
+    let (mut rec, mut events) = match prove(rec, admin, code, pw, env) {
         Err(refused) => {
             return Decided {
                 write: refused.write,
@@ -295,6 +314,7 @@ impl Engine {
         caller: &Caller,
         user: &str,
         code: super::Code,
+        password: Option<Password>,
     ) -> Result<(), ServiceError> {
         let (_permit, account) = self.open_call(caller, Interface::Manager, user).await?;
         let admin = caller.is_admin();
@@ -303,11 +323,14 @@ impl Engine {
                 return Err(last_factor_refusal(&account.name, &rule));
             }
         }
+        let pw = self
+            .reauthenticate(caller, &account, admin, &code, password)
+            .await?;
         self.transact(
             &account,
             &Context::default(),
             caller.uid,
-            move |rec, env| decide_disable(rec, admin, &code, env),
+            move |rec, env| decide_disable(rec, admin, &code, pw, env),
         )
         .await?;
         // A remembered session must not outlive the factor it proved.
@@ -321,6 +344,7 @@ impl Engine {
         user: &str,
         name: &str,
         code: super::Code,
+        password: Option<Password>,
     ) -> Result<(), ServiceError> {
         let (_permit, account) = self.open_call(caller, Interface::Manager, user).await?;
         let admin = caller.is_admin();
@@ -329,6 +353,9 @@ impl Engine {
         } else {
             self.required_rule(&account).await?
         };
+        let pw = self
+            .reauthenticate(caller, &account, admin, &code, password)
+            .await?;
         let name = name.to_string();
         let gone = self
             .transact(
@@ -337,8 +364,15 @@ impl Engine {
                 caller.uid,
                 move |rec, env| {
                     let last = rec.as_ref().is_some_and(|r| r.factors.len() == 1);
-                    let d =
-                        decide_remove_device(rec, admin, &name, &code, env, required.as_deref());
+                    let d = decide_remove_device(
+                        rec,
+                        admin,
+                        &name,
+                        &code,
+                        pw,
+                        env,
+                        required.as_deref(),
+                    );
                     Decided {
                         answer: d.answer.map(|()| last),
                         write: d.write,
@@ -359,15 +393,19 @@ impl Engine {
         caller: &Caller,
         user: &str,
         code: super::Code,
+        password: Option<Password>,
     ) -> Result<Vec<Zeroizing<String>>, ServiceError> {
         let (_permit, account) = self.open_call(caller, Interface::Manager, user).await?;
         let admin = caller.is_admin();
+        let pw = self
+            .reauthenticate(caller, &account, admin, &code, password)
+            .await?;
         let codes = backup::generate(self.config.backup_codes.count).map_err(super::internal)?;
         self.transact(
             &account,
             &Context::default(),
             caller.uid,
-            move |rec, env| decide_regenerate(rec, admin, &code, env, &codes),
+            move |rec, env| decide_regenerate(rec, admin, &code, pw, env, &codes),
         )
         .await
     }

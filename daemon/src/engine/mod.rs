@@ -11,6 +11,8 @@
 //!   failures, lock, replay) and Verify;
 //! - `enrol.rs`: Enroll and Confirm;
 //! - `manage.rs`: Status, Disable, RegenerateBackupCodes;
+//! - `reauth.rs`: the account's password before a destructive change
+//!   (`[self_service] reauth = "password+code"`), through PAM;
 //! - `admin.rs`: ListUsers, Unlock, Reset, Stats, Import, and moving
 //!   records filed by name to their uid;
 //! - `mail.rs`: sending a code without holding anything, and taking it
@@ -35,6 +37,7 @@ mod enrol;
 mod mail;
 mod manage;
 mod policy;
+mod reauth;
 mod transact;
 mod verify;
 

@@ -402,12 +402,12 @@ async fn a_backup_code_works_once() {
     // New codes replace the old ones; a user proves the factor for that.
     let r = h
         .engine
-        .regenerate_backup_codes(&user("alice", ALICE), "alice", code(""))
+        .regenerate_backup_codes(&user("alice", ALICE), "alice", code(""), None)
         .await;
     assert!(matches!(r, Err(ServiceError::InvalidCode(_))), "{r:?}");
     let fresh = h
         .engine
-        .regenerate_backup_codes(&user("alice", ALICE), "alice", code(&backup[0]))
+        .regenerate_backup_codes(&user("alice", ALICE), "alice", code(&backup[0]), None)
         .await
         .unwrap();
     let o = verify(&h, &root(), "alice", &backup[2]).await;
@@ -615,12 +615,12 @@ async fn disable_needs_a_code_from_a_user_and_none_from_an_admin() {
     let (secret, _) = enrolled(&h, "alice").await;
     let r = h
         .engine
-        .disable(&user("alice", ALICE), "alice", code(""))
+        .disable(&user("alice", ALICE), "alice", code(""), None)
         .await;
     assert!(matches!(r, Err(ServiceError::InvalidCode(_))), "{r:?}");
     let c = oathtool(&secret, h.clock.now());
     h.engine
-        .disable(&user("alice", ALICE), "alice", code(&c))
+        .disable(&user("alice", ALICE), "alice", code(&c), None)
         .await
         .unwrap();
     // Only the counters are left.
@@ -629,11 +629,54 @@ async fn disable_needs_a_code_from_a_user_and_none_from_an_admin() {
     assert!(rec.backup.is_none() && rec.binding.is_none(), "{rec:?}");
     enrolled(&h, "bob").await;
     h.engine
-        .disable(&admin("ann", ANN), "bob", code(""))
+        .disable(&admin("ann", ANN), "bob", code(""), None)
         .await
         .unwrap();
     let st = h.engine.status(&root(), "bob").await.unwrap();
     assert!(!st.enrolled);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_and_code_asks_a_user_for_the_password_first_and_an_admin_for_nothing() {
+    // A service file that is not there: the password is never reached in
+    // this test, and a missing file must never fall back to PAM's "other".
+    let h = harness(
+        "[self_service]\nreauth = \"password+code\"\npam_service = \"otpgate-test-absent\"\n",
+    );
+    let (secret, _) = enrolled(&h, "alice").await;
+    let c = oathtool(&secret, h.clock.now());
+    for regenerate in [false, true] {
+        let r = if regenerate {
+            h.engine
+                .regenerate_backup_codes(&user("alice", ALICE), "alice", code(&c), None)
+                .await
+                .map(drop)
+        } else {
+            h.engine
+                .disable(&user("alice", ALICE), "alice", code(&c), None)
+                .await
+        };
+        assert!(matches!(r, Err(ServiceError::PasswordRequired(_))), "{r:?}");
+    }
+    // Asked for nothing: no failure counted, the code not used up.
+    let st = h.engine.status(&root(), "alice").await.unwrap();
+    assert_eq!((st.enrolled, st.failures), (true, 0));
+    let r = h
+        .engine
+        .disable(&user("alice", ALICE), "alice", code(&c), Some(code("pw")))
+        .await;
+    assert!(matches!(r, Err(ServiceError::Unavailable(_))), "{r:?}");
+    assert_eq!(h.engine.status(&root(), "alice").await.unwrap().failures, 0);
+    // Administrators: neither password nor code.
+    h.engine
+        .disable(&admin("ann", ANN), "alice", code(""), None)
+        .await
+        .unwrap();
+    enrolled(&h, "bob").await;
+    h.engine
+        .disable(&root(), "bob", code(""), None)
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -771,7 +814,7 @@ async fn disable_and_reset_keep_the_counts_and_nothing_else() {
     // Alice disables with a code: counted as a success too.
     let c = oathtool(&a, h.clock.now());
     h.engine
-        .disable(&user("alice", ALICE), "alice", code(&c))
+        .disable(&user("alice", ALICE), "alice", code(&c), None)
         .await
         .unwrap();
     h.engine.reset(&root(), "bob").await.unwrap();
@@ -814,7 +857,7 @@ async fn disable_and_reset_keep_the_counts_and_nothing_else() {
     // Nothing left to disable or reset.
     let r = h.engine.reset(&root(), "bob").await;
     assert!(matches!(r, Err(ServiceError::NotEnrolled(_))), "{r:?}");
-    let r = h.engine.disable(&root(), "alice", code("")).await;
+    let r = h.engine.disable(&root(), "alice", code(""), None).await;
     assert!(matches!(r, Err(ServiceError::NotEnrolled(_))), "{r:?}");
 
     // Both enrol afresh; the counters go on.
@@ -893,7 +936,7 @@ async fn a_retired_fleet_record_does_not_clash() {
         .await
         .unwrap();
     assert!(b.status(&root(), "mallory").await.is_err());
-    a.disable(&root(), "alice", code("")).await.unwrap();
+    a.disable(&root(), "alice", code(""), None).await.unwrap();
     let st = b.status(&root(), "mallory").await.unwrap();
     assert!(!st.enrolled);
     b.enroll(&root(), "mallory", None, None, None)
@@ -1177,12 +1220,12 @@ async fn removing_a_device_takes_a_code_and_the_last_one_a_policy_that_allows_it
     let alice = user("alice", ALICE);
     let r = h
         .engine
-        .remove_device(&alice, "alice", "spare", code(""))
+        .remove_device(&alice, "alice", "spare", code(""), None)
         .await;
     assert!(matches!(r, Err(ServiceError::InvalidCode(_))), "{r:?}");
     let r = h
         .engine
-        .remove_device(&alice, "alice", "tablet", code(""))
+        .remove_device(&alice, "alice", "tablet", code(""), None)
         .await;
     assert!(
         matches!(&r, Err(ServiceError::InvalidArgument(m)) if m.contains("default, spare")),
@@ -1192,14 +1235,14 @@ async fn removing_a_device_takes_a_code_and_the_last_one_a_policy_that_allows_it
     let bad = wrong(&phone, h.clock.now());
     let r = h
         .engine
-        .remove_device(&alice, "alice", "spare", code(&bad))
+        .remove_device(&alice, "alice", "spare", code(&bad), None)
         .await;
     assert!(matches!(r, Err(ServiceError::InvalidCode(_))), "{r:?}");
     assert_eq!(h.engine.status(&root(), "alice").await.unwrap().failures, 1);
     // A code from the other device removes it.
     let c = oathtool(&phone, h.clock.now());
     h.engine
-        .remove_device(&alice, "alice", "spare", code(&c))
+        .remove_device(&alice, "alice", "spare", code(&c), None)
         .await
         .unwrap();
     let st = h.engine.status(&root(), "alice").await.unwrap();
@@ -1216,19 +1259,19 @@ async fn removing_a_device_takes_a_code_and_the_last_one_a_policy_that_allows_it
     let c = oathtool(&phone, h.clock.now());
     let r = h
         .engine
-        .remove_device(&alice, "alice", "default", code(&c))
+        .remove_device(&alice, "alice", "default", code(&c), None)
         .await;
     assert!(
         matches!(&r, Err(ServiceError::AccessDenied(m)) if m.contains("rule 1")),
         "{r:?}"
     );
-    let r = h.engine.disable(&alice, "alice", code(&c)).await;
+    let r = h.engine.disable(&alice, "alice", code(&c), None).await;
     assert!(
         matches!(&r, Err(ServiceError::AccessDenied(m)) if m.contains("rule 1")),
         "{r:?}"
     );
     h.engine
-        .remove_device(&admin("ann", ANN), "alice", "default", code(""))
+        .remove_device(&admin("ann", ANN), "alice", "default", code(""), None)
         .await
         .unwrap();
     assert!(!h.engine.status(&root(), "alice").await.unwrap().enrolled);
@@ -1236,7 +1279,7 @@ async fn removing_a_device_takes_a_code_and_the_last_one_a_policy_that_allows_it
     let (secret, _) = enrolled(&h, "bob").await;
     let c = oathtool(&secret, h.clock.now());
     h.engine
-        .remove_device(&user("bob", BOB), "bob", "default", code(&c))
+        .remove_device(&user("bob", BOB), "bob", "default", code(&c), None)
         .await
         .unwrap();
     assert!(!h.engine.status(&root(), "bob").await.unwrap().enrolled);

@@ -162,6 +162,26 @@ async fn call(address: &str, iface: &str, method: &str, a: &[String]) -> zbus::R
                 .await?;
             json!(null)
         }
+        ("Manager", "RemoveDeviceWithPassword") => {
+            ManagerProxy::new(&conn)
+                .await?
+                .remove_device_with_password(arg(0), arg(1), arg(2), arg(3))
+                .await?;
+            json!(null)
+        }
+        ("Manager", "DisableWithPassword") => {
+            ManagerProxy::new(&conn)
+                .await?
+                .disable_with_password(arg(0), arg(1), arg(2))
+                .await?;
+            json!(null)
+        }
+        ("Manager", "RegenerateBackupCodesWithPassword") => json!(
+            ManagerProxy::new(&conn)
+                .await?
+                .regenerate_backup_codes_with_password(arg(0), arg(1), arg(2))
+                .await?
+        ),
         ("Manager", "RegenerateBackupCodes") => json!(
             ManagerProxy::new(&conn)
                 .await?
