@@ -272,13 +272,24 @@ impl StatusText for Status {
                         } else {
                             local_time(d.last_used)
                         },
+                        if d.clock_offset_seen_at == 0 {
+                            "-".to_owned()
+                        } else {
+                            format!("{:+} s", d.clock_offset_secs)
+                        },
                     ]
                 })
                 .collect();
             out.push_str("\ndevices:\n");
             out.push_str(&table(
-                &["NAME", "METHOD", "ADDED", "LAST USED"],
-                &[Align::Left, Align::Left, Align::Left, Align::Left],
+                &["NAME", "METHOD", "ADDED", "LAST USED", "CLOCK OFF"],
+                &[
+                    Align::Left,
+                    Align::Left,
+                    Align::Left,
+                    Align::Left,
+                    Align::Left,
+                ],
                 &rows,
             ));
         }

@@ -181,6 +181,14 @@ impl Factor {
         }
     }
 
+    /// How far off this device's clock was last seen (TOTP only).
+    pub fn drift(&self) -> Option<Drift> {
+        match self {
+            Factor::Totp(t) => t.drift,
+            Factor::Email(_) => None,
+        }
+    }
+
     /// When it last logged someone in (or proved a code); 0 for never.
     pub fn last_used_at(&self) -> u64 {
         match self {

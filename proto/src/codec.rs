@@ -392,6 +392,9 @@ pub struct Device {
     pub added: u64,
     /// When a code of it was last accepted; 0 for never.
     pub last_used: u64,
+    /// How far off its clock was last seen (+ fast), and when (0: never).
+    pub clock_offset_secs: i64,
+    pub clock_offset_seen_at: u64,
 }
 
 impl Device {
@@ -401,6 +404,14 @@ impl Device {
         put(&mut d, device::METHOD, self.method.as_str());
         put(&mut d, device::ADDED, self.added);
         put(&mut d, device::LAST_USED, self.last_used);
+        if self.clock_offset_seen_at != 0 {
+            put(&mut d, device::CLOCK_OFFSET_SECS, self.clock_offset_secs);
+            put(
+                &mut d,
+                device::CLOCK_OFFSET_SEEN_AT,
+                self.clock_offset_seen_at,
+            );
+        }
         d
     }
 
@@ -411,6 +422,8 @@ impl Device {
             method: text(W, d, device::METHOD)?.unwrap_or_default(),
             added: get(W, d, device::ADDED)?.unwrap_or(0),
             last_used: get(W, d, device::LAST_USED)?.unwrap_or(0),
+            clock_offset_secs: get(W, d, device::CLOCK_OFFSET_SECS)?.unwrap_or(0),
+            clock_offset_seen_at: get(W, d, device::CLOCK_OFFSET_SEEN_AT)?.unwrap_or(0),
         })
     }
 }
@@ -867,12 +880,16 @@ mod tests {
                     method: "totp".into(),
                     added: 1_700_000_000,
                     last_used: 1_800_000_000,
+                    clock_offset_secs: -210,
+                    clock_offset_seen_at: 1_800_000_000,
                 },
                 Device {
                     name: "spare".into(),
                     method: "totp".into(),
                     added: 1_750_000_000,
                     last_used: 0,
+                    clock_offset_secs: 0,
+                    clock_offset_seen_at: 0,
                 },
             ],
         }

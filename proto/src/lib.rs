@@ -129,6 +129,10 @@ pub mod device {
     pub const ADDED: &str = "added";
     /// t: when a code of it was last accepted; 0 for never.
     pub const LAST_USED: &str = "last_used";
+    /// x and t: how far off this device's clock was last seen (+ fast),
+    /// and when; absent if never.
+    pub const CLOCK_OFFSET_SECS: &str = "clock_offset_secs";
+    pub const CLOCK_OFFSET_SEEN_AT: &str = "clock_offset_seen_at";
 }
 
 /// Keys of the `Manager.Enroll` options and reply.

@@ -45,6 +45,8 @@ fn a_drifted_code_is_refused_counted_and_explained() {
     let st = call(&bus, "Manager", "Status", &[&user.name]).ok();
     assert_eq!(st["clock_offset_secs"], 90);
     assert_eq!(st["clock_offset_seen_at"], now);
+    let devices = call(&bus, "Manager", "Status", &[&user.name]).ok()["devices"].clone();
+    assert_eq!(devices[0]["clock_offset_secs"], 90, "per device: {devices}");
     assert_eq!(st["failures"], 1);
     assert!(
         s.engine

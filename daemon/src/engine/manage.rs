@@ -57,6 +57,8 @@ pub(crate) fn status_of(rec: Option<&UserRecord>, name: String, now: u64) -> Sta
                 method: f.method().as_str().to_string(),
                 added: f.created_at(),
                 last_used: f.last_used_at(),
+                clock_offset_secs: f.drift().map_or(0, |d| d.offset_secs),
+                clock_offset_seen_at: f.drift().map_or(0, |d| d.seen_at),
             })
             .collect(),
         locked_until: if locked { rec.locked_until } else { 0 },
