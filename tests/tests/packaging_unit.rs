@@ -424,13 +424,17 @@ fn unit_sandbox_leaves_room_for_what_the_daemon_does() {
                 // ProcSubset=pid and ProtectProc=invisible: only its own
                 // /proc entries, and files glibc reads with a fallback when
                 // they are hidden: sysconf(_SC_NGROUPS_MAX) (65536) and
-                // malloc's heap shrinking (madvise instead of remapping).
+                // malloc's heap shrinking (madvise instead of remapping);
+                // and the one libcap-ng's constructor reads at load (libpam,
+                // for re-authentication, pulls it in through libaudit),
+                // which falls back to the compiled-in last capability.
                 if let Some(rest) = p.strip_prefix("/proc/") {
                     let first = rest.split('/').next().unwrap_or_default();
                     let fine = matches!(first, "self" | "thread-self")
                         || own_pids.contains(first)
                         || p == "/proc/sys/kernel/ngroups_max"
-                        || p == "/proc/sys/vm/overcommit_memory";
+                        || p == "/proc/sys/vm/overcommit_memory"
+                        || p == "/proc/sys/kernel/cap_last_cap";
                     if !fine {
                         problems.push(format!("/proc outside its own: {name}{args}"));
                     }
