@@ -84,6 +84,26 @@ pub(crate) fn unenrolled_message(name: &str, word: Word, decision: &Decision) ->
 }
 
 impl Engine {
+    /// The account's groups, when a rule looks at groups (else none are
+    /// asked for): read from the name service off the bus's executor. A
+    /// group database that cannot be asked refuses the call rather than
+    /// guess which rule applies.
+    async fn groups_for_policy(&self, account: &Account) -> Result<Vec<String>, ServiceError> {
+        if !self.config.policy.needs_groups() {
+            return Ok(Vec::new());
+        }
+        let (accounts, a) = (Arc::clone(&self.accounts), account.clone());
+        self.blocking(move || accounts.groups(&a))
+            .await?
+            .map_err(|e| {
+                ServiceError::Unavailable(format!(
+                    "the groups of {} could not be read from the group database ({}): the policy cannot be applied",
+                    account.name,
+                    crate::audit::clean(&e)
+                ))
+            })
+    }
+
     /// The policy's decision and what the daemon knows of the caller.
     pub(super) async fn facts(
         self: &Arc<Self>,
@@ -92,20 +112,7 @@ impl Engine {
         ctx: &Context,
     ) -> Result<Facts, ServiceError> {
         let policy = &self.config.policy;
-        let groups = if policy.needs_groups() {
-            let (accounts, a) = (Arc::clone(&self.accounts), account.clone());
-            self.blocking(move || accounts.groups(&a))
-                .await?
-                .map_err(|e| {
-                    ServiceError::Unavailable(format!(
-                        "the groups of {} could not be read from the group database ({}): the policy cannot be applied",
-                        account.name,
-                        crate::audit::clean(&e)
-                    ))
-                })?
-        } else {
-            Vec::new()
-        };
+        let groups = self.groups_for_policy(account).await?;
         let decision = policy.decide(&Login {
             user: &account.name,
             groups: &groups,
@@ -147,20 +154,7 @@ impl Engine {
         if policy.rules.is_empty() {
             return Ok(None);
         }
-        let groups = if policy.needs_groups() {
-            let (accounts, a) = (Arc::clone(&self.accounts), account.clone());
-            self.blocking(move || accounts.groups(&a))
-                .await?
-                .map_err(|e| {
-                    ServiceError::Unavailable(format!(
-                        "the groups of {} could not be read from the group database ({}): the policy cannot be applied",
-                        account.name,
-                        crate::audit::clean(&e)
-                    ))
-                })?
-        } else {
-            Vec::new()
-        };
+        let groups = self.groups_for_policy(account).await?;
         Ok(policy.requiring(&account.name, &groups))
     }
 
