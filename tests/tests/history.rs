@@ -7,25 +7,9 @@
 mod cli_common;
 mod pam_common;
 
-use std::process::Command;
-use std::time::Duration;
-
 use cli_common::{otpgate, As};
 use otpgate_tests::*;
 use pam_common::*;
-
-fn pamtester_from(service: &str, user: &str, rhost: &str, input: &str) -> Outcome {
-    let mut cmd = Command::new("pamtester");
-    cmd.args([
-        "-I",
-        &format!("rhost={rhost}"),
-        service,
-        user,
-        "authenticate",
-    ])
-    .env_remove("DBUS_SYSTEM_BUS_ADDRESS");
-    run_with_input(cmd, &format!("{input}\n"), Duration::from_secs(60))
-}
 
 #[test]
 fn failures_are_reported_at_the_next_success_and_kept_in_the_history() {
@@ -37,9 +21,19 @@ fn failures_are_reported_at_the_next_success_and_kept_in_the_history() {
     let other = test_user("otpghist2");
     let e = enroll(&bus, &user.name);
 
-    let o = pamtester_from(&svc, &user.name, "203.0.113.5", &wrong_code(&e.secret));
+    let o = pamtester_items(
+        &svc,
+        &user.name,
+        &[("rhost", "203.0.113.5")],
+        &wrong_code(&e.secret),
+    );
     assert_outcome(&o, false, AUTH_ERR, "Wrong code. 4 attempts left.");
-    let o = pamtester_from(&svc, &user.name, "203.0.113.6", &wrong_code(&e.secret));
+    let o = pamtester_items(
+        &svc,
+        &user.name,
+        &[("rhost", "203.0.113.6")],
+        &wrong_code(&e.secret),
+    );
     assert!(!o.success, "{o:#?}");
     let o = pamtester(
         &svc,

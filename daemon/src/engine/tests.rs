@@ -705,6 +705,32 @@ async fn a_corrupt_record_is_an_error_for_that_user_only_until_reset() {
     );
 }
 
+/// One host of a fleet: its own engine and name service, the fleet's
+/// records (`records`, shared) and key, the harness's clock.
+fn fleet_host(
+    h: &Harness,
+    records: &Arc<MemoryStore>,
+    key: [u8; 32],
+    accounts: Vec<(String, u32)>,
+) -> Arc<Engine> {
+    let config = Config::parse("[backup_codes]\ncount = 2\n", std::path::Path::new("t")).unwrap();
+    Arc::new(
+        Engine::new(
+            config,
+            Box::new(Shared {
+                fleet: true,
+                ..Shared::new(records)
+            }),
+            MasterKey::from_bytes(key),
+            h.clock.clone(),
+            Audit::kept(),
+            tokio::runtime::Handle::current(),
+        )
+        .with_accounts(Arc::new(TableAccounts(accounts)))
+        .with_hostname("testhost"),
+    )
+}
+
 /// Two hosts of a fleet that disagree on uid 1001 (alice on one, mallory
 /// on the other): mallory's logins never use alice's record.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -712,25 +738,7 @@ async fn a_fleet_host_that_gives_a_uid_another_name_decides_nothing() {
     let h = harness("");
     let key = *MasterKey::generate().unwrap().as_bytes();
     let records = Arc::new(MemoryStore::new());
-    let host = |accounts: Vec<(String, u32)>| {
-        let config =
-            Config::parse("[backup_codes]\ncount = 2\n", std::path::Path::new("t")).unwrap();
-        Arc::new(
-            Engine::new(
-                config,
-                Box::new(Shared {
-                    fleet: true,
-                    ..Shared::new(&records)
-                }),
-                MasterKey::from_bytes(key),
-                h.clock.clone(),
-                Audit::kept(),
-                tokio::runtime::Handle::current(),
-            )
-            .with_accounts(Arc::new(TableAccounts(accounts)))
-            .with_hostname("testhost"),
-        )
-    };
+    let host = |accounts| fleet_host(&h, &records, key, accounts);
     let a = host(vec![("alice".into(), ALICE)]);
     let b = host(vec![("mallory".into(), ALICE)]);
     let Enrollment::Totp { secret, .. } =
@@ -906,25 +914,7 @@ async fn a_retired_fleet_record_does_not_clash() {
     let h = harness("");
     let key = *MasterKey::generate().unwrap().as_bytes();
     let records = Arc::new(MemoryStore::new());
-    let host = |accounts: Vec<(String, u32)>| {
-        let config =
-            Config::parse("[backup_codes]\ncount = 2\n", std::path::Path::new("t")).unwrap();
-        Arc::new(
-            Engine::new(
-                config,
-                Box::new(Shared {
-                    fleet: true,
-                    ..Shared::new(&records)
-                }),
-                MasterKey::from_bytes(key),
-                h.clock.clone(),
-                Audit::kept(),
-                tokio::runtime::Handle::current(),
-            )
-            .with_accounts(Arc::new(TableAccounts(accounts)))
-            .with_hostname("testhost"),
-        )
-    };
+    let host = |accounts| fleet_host(&h, &records, key, accounts);
     let a = host(vec![("alice".into(), ALICE)]);
     let b = host(vec![("mallory".into(), ALICE)]);
     let Enrollment::Totp { secret, .. } =

@@ -528,3 +528,18 @@ pub fn sudoers(user: &TestUser, service: &str) -> EtcFile {
         0o440,
     )
 }
+
+/// `pamtester [-I item=value]… SERVICE USER authenticate` (PAM items such
+/// as `rhost` or `tty`), in a session of its own without a controlling
+/// terminal: a test run from a terminal would otherwise hand it a
+/// pseudo-terminal, which is never a console.
+pub fn pamtester_items(service: &str, user: &str, items: &[(&str, &str)], input: &str) -> Outcome {
+    let mut cmd = Command::new("setsid");
+    cmd.args(["--wait", "pamtester"]);
+    for (k, v) in items {
+        cmd.arg("-I").arg(format!("{k}={v}"));
+    }
+    cmd.args([service, user, "authenticate"])
+        .env_remove("DBUS_SYSTEM_BUS_ADDRESS");
+    run_with_input(cmd, &format!("{input}\n"), Duration::from_secs(60))
+}
