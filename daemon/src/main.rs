@@ -14,7 +14,7 @@ use otpgated::email::Mailer;
 use otpgated::engine::Engine;
 use otpgated::error::Error;
 use otpgated::pam_socket::PamSocket;
-use otpgated::store::{LocalStore, PostgresStore, Store, Write};
+use otpgated::store::{migrate, LocalStore, PostgresStore, Store, Write};
 
 /// How long a stop waits for requests already being answered.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
@@ -341,19 +341,7 @@ fn migrate_store(args: &Args) -> Result<bool, Error> {
                 }
                 other => other,
             };
-            refusal = match current {
-                Some(c) if c.name.is_some() && rec.name.is_some() && c.name != rec.name => {
-                    Some(format!(
-                        "the fleet's record of this uid belongs to {}: every host of a fleet must give a user the same uid",
-                        c.display_name()
-                    ))
-                }
-                Some(c) if c.updated_at > rec.updated_at => Some(format!(
-                    "the fleet's record is newer (updated at {}, this host's at {})",
-                    c.updated_at, rec.updated_at
-                )),
-                _ => None,
-            };
+            refusal = current.and_then(|c| migrate::refusal(&c, &rec));
             if refusal.is_some() {
                 Write::Keep
             } else {

@@ -792,6 +792,7 @@ fn migrate_store_keeps_locks_and_used_codes_and_never_overwrites_a_newer_record(
     }
     let c1 = oathtool_at(&eu.secret, eu.confirmed_at + 30);
     assert_outcome(&pamtester(&svc, &used.name, &c1), true, SUCCESS, PROMPT);
+    let local_changed = now();
     local.stop();
 
     let pg = PgServer::start();
@@ -820,17 +821,27 @@ fn migrate_store_keeps_locks_and_used_codes_and_never_overwrites_a_newer_record(
     .json();
     assert_eq!(s["locked"], true, "the lock did not move: {s}");
     assert_outcome(&pamtester(&svc, &used.name, &c1), false, AUTH_ERR, REPLAYED);
+    // Records carry seconds: the fleet's change must fall in a later one
+    // to be newer (a change in the same second is refused as a tie, which
+    // the daemon's unit tests cover).
+    assert!(wait_until(Duration::from_secs(3), || now() > local_changed));
     let c2 = oathtool_at(&eu.secret, eu.confirmed_at + 60);
     assert_outcome(&pamtester(&svc, &used.name, &c2), true, SUCCESS, PROMPT);
     fleet.stop();
 
-    // The fleet's record of `used` is newer than the local one now.
+    // The fleet's record of `used` is newer than the local one now; the
+    // record of `locked`, untouched in the fleet, is the same and moves again.
     let out = migrate_store(&config);
     assert_eq!(out.code, 1, "{out:#?}");
     let said = format!("{}{}", out.stdout, out.stderr);
     assert!(
         said.lines()
-            .any(|l| l.contains(&used.name) && l.contains("newer")),
+            .any(|l| l.contains(&used.name) && l.contains("the fleet's record is newer")),
+        "{out:#?}"
+    );
+    assert!(
+        said.lines()
+            .any(|l| l.starts_with("moved") && l.contains(&locked.name)),
         "{out:#?}"
     );
 

@@ -23,6 +23,7 @@
 
 mod local;
 mod memory;
+pub mod migrate;
 mod postgres;
 
 #[cfg(any(test, feature = "conformance"))]
