@@ -5,8 +5,7 @@
 #[path = "pam_common/mod.rs"]
 mod pam_common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use otpgate_tests::smtp::SmtpSink;
@@ -177,30 +176,12 @@ fn the_last_device_stays_while_a_require_rule_names_the_user() {
 /// arrives by mail at the second.
 fn login_asking_for_mail(service: &str, user: &str, sink: &SmtpSink) -> (bool, String) {
     let before = sink.mails().len();
-    let mut child = Command::new("pamtester")
-        .args([service, user, "authenticate"])
-        .env_remove("DBUS_SYSTEM_BUS_ADDRESS")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("pamtester");
-    let mut guard = ChildGuard(Some(child.id()));
-    let mut stdin = child.stdin.take().unwrap();
-    writeln!(stdin, "m").unwrap();
-    stdin.flush().unwrap();
+    let mut pamtester = LivePamtester::start(service, user);
+    pamtester.answer("m");
     let mails = sink.wait_for(before + 1, MAIL_DEADLINE);
     let code = mails[before].code().expect("a code in the mail");
-    let _ = writeln!(stdin, "{code}");
-    drop(stdin);
-    let out = child_output_within(child, Duration::from_secs(60), "pamtester");
-    guard.0 = None;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    pamtester.answer(&code);
+    pamtester.finish()
 }
 
 #[test]

@@ -5,7 +5,6 @@
 #[path = "pam_common/mod.rs"]
 mod pam_common;
 
-use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -51,15 +50,7 @@ fn login(
     fixed: Option<&str>,
 ) -> (bool, String, Option<Mail>) {
     let before = sink.mails().len();
-    let mut child = Command::new("pamtester")
-        .args([service, user, "authenticate"])
-        .env_remove("DBUS_SYSTEM_BUS_ADDRESS")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("pamtester");
-    let mut guard = ChildGuard(Some(child.id()));
+    let mut pamtester = LivePamtester::start(service, user);
     let mail = match fixed {
         Some(_) => None,
         None => sink
@@ -72,17 +63,9 @@ fn login(
         (None, Some(m)) => m.code().expect("code in mail"),
         (None, None) => String::new(),
     };
-    let mut stdin = child.stdin.take().unwrap();
-    let _ = writeln!(stdin, "{code}");
-    drop(stdin);
-    let out = child_output_within(child, Duration::from_secs(60), "pamtester");
-    guard.0 = None; // reaped: its pid is no longer ours to kill
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text, mail)
+    pamtester.answer(&code);
+    let (ok, text) = pamtester.finish();
+    (ok, text, mail)
 }
 
 #[test]

@@ -215,8 +215,16 @@ fn wrong(secret_b32: &str, unix: u64) -> String {
 
 /// Enrols `name` by TOTP as root and confirms; the secret and backup codes.
 async fn enrolled(h: &Harness, name: &str) -> (String, Vec<Zeroizing<String>>) {
-    let e = h
-        .engine
+    enrolled_on(&h.engine, &h.clock, name).await
+}
+
+/// As [`enrolled`], on any engine (a fleet's host) with its clock.
+async fn enrolled_on(
+    engine: &Arc<Engine>,
+    clock: &ManualClock,
+    name: &str,
+) -> (String, Vec<Zeroizing<String>>) {
+    let e = engine
         .enroll(&root(), name, None, None, None)
         .await
         .unwrap();
@@ -225,10 +233,10 @@ async fn enrolled(h: &Harness, name: &str) -> (String, Vec<Zeroizing<String>>) {
     };
     assert!(uri.contains("testhost"), "{}", uri.as_str());
     let secret = secret.to_string();
-    let c = oathtool(&secret, h.clock.now());
-    let backup = h.engine.confirm(&root(), name, code(&c)).await.unwrap();
+    let c = oathtool(&secret, clock.now());
+    let backup = engine.confirm(&root(), name, code(&c)).await.unwrap();
     // The confirming code is used; log in with the next step's.
-    h.clock.advance(30);
+    clock.advance(30);
     (secret, backup)
 }
 
@@ -741,16 +749,7 @@ async fn a_fleet_host_that_gives_a_uid_another_name_decides_nothing() {
     let host = |accounts| fleet_host(&h, &records, key, accounts);
     let a = host(vec![("alice".into(), ALICE)]);
     let b = host(vec![("mallory".into(), ALICE)]);
-    let Enrollment::Totp { secret, .. } =
-        a.enroll(&root(), "alice", None, None, None).await.unwrap()
-    else {
-        panic!("not a TOTP enrolment")
-    };
-    let secret = secret.to_string();
-    a.confirm(&root(), "alice", code(&oathtool(&secret, h.clock.now())))
-        .await
-        .unwrap();
-    h.clock.advance(30);
+    let (secret, _) = enrolled_on(&a, &h.clock, "alice").await;
     let c = oathtool(&secret, h.clock.now());
     let e = b
         .verify(&root(), "mallory", code(&c), Context::default())
@@ -917,14 +916,7 @@ async fn a_retired_fleet_record_does_not_clash() {
     let host = |accounts| fleet_host(&h, &records, key, accounts);
     let a = host(vec![("alice".into(), ALICE)]);
     let b = host(vec![("mallory".into(), ALICE)]);
-    let Enrollment::Totp { secret, .. } =
-        a.enroll(&root(), "alice", None, None, None).await.unwrap()
-    else {
-        panic!("not a TOTP enrolment")
-    };
-    a.confirm(&root(), "alice", code(&oathtool(&secret, h.clock.now())))
-        .await
-        .unwrap();
+    enrolled_on(&a, &h.clock, "alice").await;
     assert!(b.status(&root(), "mallory").await.is_err());
     a.disable(&root(), "alice", code(""), None).await.unwrap();
     let st = b.status(&root(), "mallory").await.unwrap();

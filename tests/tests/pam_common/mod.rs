@@ -176,6 +176,57 @@ pub fn pamtester_op(service: &str, user: &str, operation: &str, input: &str) -> 
     run_with_input(cmd, &format!("{input}\n"), Duration::from_secs(60))
 }
 
+/// `pamtester SERVICE USER authenticate` answered one line at a time, for
+/// answers that depend on what happened since it started (a mailed code).
+pub struct LivePamtester {
+    child: Child,
+    stdin: Option<std::process::ChildStdin>,
+    guard: ChildGuard,
+}
+
+impl LivePamtester {
+    pub fn start(service: &str, user: &str) -> LivePamtester {
+        let mut child = Command::new("pamtester")
+            .args([service, user, "authenticate"])
+            .env_remove("DBUS_SYSTEM_BUS_ADDRESS")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("pamtester");
+        let guard = ChildGuard(Some(child.id()));
+        let stdin = child.stdin.take();
+        LivePamtester {
+            child,
+            stdin,
+            guard,
+        }
+    }
+
+    /// One line to the prompt. A pamtester that has already ended (it
+    /// refused) cannot read it: what it printed says why, at `finish`.
+    pub fn answer(&mut self, line: &str) {
+        use std::io::Write;
+        if let Some(stdin) = self.stdin.as_mut() {
+            let _ = writeln!(stdin, "{line}").and_then(|()| stdin.flush());
+        }
+    }
+
+    /// Closes stdin and waits (60 s at most): whether it succeeded, and
+    /// all it printed.
+    pub fn finish(mut self) -> (bool, String) {
+        drop(self.stdin.take());
+        let out = child_output_within(self.child, Duration::from_secs(60), "pamtester");
+        self.guard.0 = None; // reaped: its pid is no longer ours to kill
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    }
+}
+
 /// Sets `user`'s password (chpasswd; the password goes through stdin).
 pub fn set_password(user: &TestUser, password: &str) {
     let mut cmd = Command::new("chpasswd");
