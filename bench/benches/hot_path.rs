@@ -48,22 +48,10 @@ fn code_at(t: u64) -> String {
 
 /// An enrolled record for `user`, sealed under `key`.
 fn record(key: &MasterKey, user: &str) -> UserRecord {
-    let id = "0011223344556677".to_string();
+    let id = "0011223344556677";
     let mut r = UserRecord::new(user, T0);
-    r.factors = vec![Factor::Totp(TotpFactor {
-        secret: crypto::seal(key, user, &id, SECRET).expect("seal"),
-        id,
-        algorithm: "SHA1".into(),
-        digits: 6,
-        period: 30,
-        last_step: None,
-        drift: None,
-        burned_steps: Vec::new(),
-        created_at: T0,
-        origin: "enrolled".into(),
-        name: None,
-        last_used_at: None,
-    })];
+    let sealed = crypto::seal(key, user, id, SECRET).expect("seal");
+    r.factors = vec![Factor::Totp(TotpFactor::new(id, sealed, T0, "enrolled"))];
     r
 }
 

@@ -431,17 +431,8 @@ pub struct RemoveDeviceArgs {
     #[arg(value_name = "NAME", value_parser = parse_device)]
     pub name: String,
 
-    /// User to act on [default: you]
-    #[arg(long, value_name = "USER", value_parser = parse_user)]
-    pub user: Option<String>,
-
-    /// A current code or a backup code (`-` reads it from stdin); asked for on a terminal when needed
-    #[arg(long, value_name = "CODE")]
-    pub code: Option<String>,
-
-    /// Read the account's password from stdin (the line after the code with `--code -`) and always send it; without this it is asked for, without echo on the terminal, when otpgated needs it ([self_service] reauth = "password+code")
-    #[arg(long)]
-    pub password_stdin: bool,
+    #[command(flatten)]
+    pub code: CodeArgs,
 }
 
 /// 1 to 32 of a-z, 0-9, '.', '_' and '-' (the daemon checks the same).

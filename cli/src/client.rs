@@ -173,74 +173,63 @@ impl Client {
             .map_err(protocol)
     }
 
-    pub async fn disable(&self, user: &str, code: &str) -> Result<(), CliError> {
-        self.trusted_manager("code")
-            .await?
-            .disable(user, code)
-            .await
-            .map_err(self.err(Some(user)))
+    /// The manager to send a code to, and a password when there is one,
+    /// checked to be root's before either goes.
+    async fn manager_for(&self, password: Option<&str>) -> Result<ManagerProxy<'static>, CliError> {
+        self.trusted_manager(if password.is_some() {
+            "password"
+        } else {
+            "code"
+        })
+        .await
     }
 
-    pub async fn remove_device(&self, user: &str, name: &str, code: &str) -> Result<(), CliError> {
-        self.trusted_manager("code")
-            .await?
-            .remove_device(user, name, code)
-            .await
-            .map_err(self.err(Some(user)))
+    /// Disable, through `DisableWithPassword` when a password is given
+    /// (`[self_service] reauth = "password+code"`).
+    pub async fn disable(
+        &self,
+        user: &str,
+        code: &str,
+        password: Option<&str>,
+    ) -> Result<(), CliError> {
+        let m = self.manager_for(password).await?;
+        match password {
+            Some(p) => m.disable_with_password(user, code, p).await,
+            None => m.disable(user, code).await,
+        }
+        .map_err(self.err(Some(user)))
     }
 
-    pub async fn remove_device_with_password(
+    /// RemoveDevice, as [`Client::disable`].
+    pub async fn remove_device(
         &self,
         user: &str,
         name: &str,
         code: &str,
-        password: &str,
+        password: Option<&str>,
     ) -> Result<(), CliError> {
-        self.trusted_manager("password")
-            .await?
-            .remove_device_with_password(user, name, code, password)
-            .await
-            .map_err(self.err(Some(user)))
+        let m = self.manager_for(password).await?;
+        match password {
+            Some(p) => m.remove_device_with_password(user, name, code, p).await,
+            None => m.remove_device(user, name, code).await,
+        }
+        .map_err(self.err(Some(user)))
     }
 
-    pub async fn disable_with_password(
-        &self,
-        user: &str,
-        code: &str,
-        password: &str,
-    ) -> Result<(), CliError> {
-        self.trusted_manager("password")
-            .await?
-            .disable_with_password(user, code, password)
-            .await
-            .map_err(self.err(Some(user)))
-    }
-
-    pub async fn regenerate_backup_codes_with_password(
-        &self,
-        user: &str,
-        code: &str,
-        password: &str,
-    ) -> Result<BackupCodes, CliError> {
-        self.trusted_manager("password")
-            .await?
-            .regenerate_backup_codes_with_password(user, code, password)
-            .await
-            .map(BackupCodes::new)
-            .map_err(self.err(Some(user)))
-    }
-
+    /// RegenerateBackupCodes, as [`Client::disable`].
     pub async fn regenerate_backup_codes(
         &self,
         user: &str,
         code: &str,
+        password: Option<&str>,
     ) -> Result<BackupCodes, CliError> {
-        self.trusted_manager("code")
-            .await?
-            .regenerate_backup_codes(user, code)
-            .await
-            .map(BackupCodes::new)
-            .map_err(self.err(Some(user)))
+        let m = self.manager_for(password).await?;
+        match password {
+            Some(p) => m.regenerate_backup_codes_with_password(user, code, p).await,
+            None => m.regenerate_backup_codes(user, code).await,
+        }
+        .map(BackupCodes::new)
+        .map_err(self.err(Some(user)))
     }
 
     pub async fn list_users(&self) -> Result<Vec<UserEntry>, CliError> {

@@ -264,6 +264,27 @@ pub struct TotpFactor {
     pub last_used_at: Option<u64>,
 }
 
+impl TotpFactor {
+    /// A device that has accepted no code yet, with RFC 6238's parameters
+    /// (SHA1, 6 digits, 30 s): callers whose differ set them over these.
+    pub fn new(id: &str, secret: Sealed, created_at: u64, origin: &str) -> TotpFactor {
+        TotpFactor {
+            id: id.to_string(),
+            secret,
+            algorithm: "SHA1".into(),
+            digits: 6,
+            period: 30,
+            last_step: None,
+            drift: None,
+            burned_steps: Vec::new(),
+            created_at,
+            origin: origin.to_string(),
+            name: None,
+            last_used_at: None,
+        }
+    }
+}
+
 /// An authenticator's clock as seen off.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]

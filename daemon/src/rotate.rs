@@ -82,18 +82,13 @@ mod tests {
 
     fn totp(key: &MasterKey, user: &str, id: &str, secret: &[u8]) -> TotpFactor {
         TotpFactor {
-            id: id.into(),
-            secret: crypto::seal(key, user, id, secret).unwrap(),
-            algorithm: "SHA1".into(),
-            digits: 6,
-            period: 30,
             last_step: Some(42),
-            drift: None,
-            burned_steps: Vec::new(),
-            created_at: 1,
-            origin: "enrolled".into(),
-            name: None,
-            last_used_at: None,
+            ..TotpFactor::new(
+                id,
+                crypto::seal(key, user, id, secret).unwrap(),
+                1,
+                "enrolled",
+            )
         }
     }
 

@@ -54,14 +54,24 @@ fn explain_missing_code(
     }
 }
 
-/// The account's password, where it is to be sent: from stdin with
-/// `--password-stdin` (always sent), else only once otpgated has answered
-/// `PasswordRequired`, asked on the terminal without echo.
-fn password_given(args: &CodeArgs) -> Result<Option<Zeroizing<String>>, CliError> {
+/// Runs `call` with the account's password where it is to be sent: read
+/// from stdin with `--password-stdin` (always sent), else asked on the
+/// terminal without echo only once otpgated has answered `PasswordRequired`.
+async fn with_reauth<T>(
+    args: &CodeArgs,
+    user: &str,
+    call: impl AsyncFn(Option<&str>) -> Result<T, CliError>,
+) -> Result<T, CliError> {
     if args.password_stdin {
-        Ok(Some(term::password_from_stdin()?))
-    } else {
-        Ok(None)
+        let p = term::password_from_stdin()?;
+        return call(Some(&p)).await;
+    }
+    match call(None).await {
+        Err(e) if password_required(&e) => {
+            let p = ask_password(user)?;
+            call(Some(&p)).await
+        }
+        other => other,
     }
 }
 
@@ -82,17 +92,10 @@ fn ask_password(user: &str) -> Result<Zeroizing<String>, CliError> {
 pub async fn disable(ctx: &Ctx, args: &CodeArgs) -> Result<(), CliError> {
     let user = ctx.user(args.user.as_deref())?;
     let code = code_for(ctx, &user, args.code.as_deref())?;
-    let password = password_given(args)?;
-    let done = match &password {
-        Some(p) => ctx.client.disable_with_password(&user, &code, p).await,
-        None => match ctx.client.disable(&user, &code).await {
-            Err(e) if password_required(&e) => {
-                let p = ask_password(&user)?;
-                ctx.client.disable_with_password(&user, &code, &p).await
-            }
-            other => other,
-        },
-    };
+    let done = with_reauth(args, &user, async |p| {
+        ctx.client.disable(&user, &code, p).await
+    })
+    .await;
     done.map_err(|e| explain_missing_code(ctx, e, &code, &user, "disable"))?;
     if ctx.json {
         output::print_json(&serde_json::json!({ "user": user, "disabled": true }))
@@ -105,30 +108,12 @@ pub async fn disable(ctx: &Ctx, args: &CodeArgs) -> Result<(), CliError> {
 }
 
 pub async fn remove_device(ctx: &Ctx, args: &RemoveDeviceArgs) -> Result<(), CliError> {
-    let user = ctx.user(args.user.as_deref())?;
-    let code = code_for(ctx, &user, args.code.as_deref())?;
-    let password = if args.password_stdin {
-        Some(term::password_from_stdin()?)
-    } else {
-        None
-    };
-    let client = &ctx.client;
-    let done = match &password {
-        Some(p) => {
-            client
-                .remove_device_with_password(&user, &args.name, &code, p)
-                .await
-        }
-        None => match client.remove_device(&user, &args.name, &code).await {
-            Err(e) if password_required(&e) => {
-                let p = ask_password(&user)?;
-                client
-                    .remove_device_with_password(&user, &args.name, &code, &p)
-                    .await
-            }
-            other => other,
-        },
-    };
+    let user = ctx.user(args.code.user.as_deref())?;
+    let code = code_for(ctx, &user, args.code.code.as_deref())?;
+    let done = with_reauth(&args.code, &user, async |p| {
+        ctx.client.remove_device(&user, &args.name, &code, p).await
+    })
+    .await;
     done.map_err(|e| match e {
         // Refusals by policy are AccessDenied; only a missing code
         // gets the instruction.
@@ -152,23 +137,10 @@ pub async fn remove_device(ctx: &Ctx, args: &RemoveDeviceArgs) -> Result<(), Cli
 pub async fn backup_codes(ctx: &Ctx, args: &CodeArgs) -> Result<(), CliError> {
     let user = ctx.user(args.user.as_deref())?;
     let code = code_for(ctx, &user, args.code.as_deref())?;
-    let password = password_given(args)?;
-    let codes = match &password {
-        Some(p) => {
-            ctx.client
-                .regenerate_backup_codes_with_password(&user, &code, p)
-                .await
-        }
-        None => match ctx.client.regenerate_backup_codes(&user, &code).await {
-            Err(e) if password_required(&e) => {
-                let p = ask_password(&user)?;
-                ctx.client
-                    .regenerate_backup_codes_with_password(&user, &code, &p)
-                    .await
-            }
-            other => other,
-        },
-    }
+    let codes = with_reauth(args, &user, async |p| {
+        ctx.client.regenerate_backup_codes(&user, &code, p).await
+    })
+    .await
     .map_err(|e| explain_missing_code(ctx, e, &code, &user, "backup-codes"))?;
     if !ctx.json {
         output::print("The old backup codes no longer work.\n\n")?;

@@ -80,18 +80,8 @@ pub(crate) fn decide_import(rec: Option<UserRecord>, env: &Env, ga: &Imported) -
         Err(e) => return Decided::keep(Err(super::internal(e))),
     };
     rec.factors = vec![Factor::Totp(TotpFactor {
-        id: ga.id.to_string(),
-        secret: sealed,
-        algorithm: "SHA1".into(),
-        digits: 6,
         period: ga.step_secs,
-        last_step: None,
-        drift: None,
-        burned_steps: Vec::new(),
-        created_at: now,
-        origin: "imported".into(),
-        name: None,
-        last_used_at: None,
+        ..TotpFactor::new(ga.id, sealed, now, "imported")
     })];
     rec.pending = None;
     rec.note(

@@ -151,18 +151,11 @@ pub(crate) fn decide_enroll(
     let cfg = &env.config.totp;
     rec.pending = Some(Pending {
         factor: Factor::Totp(TotpFactor {
-            id: new.id.to_string(),
-            secret: sealed,
             algorithm: cfg.algorithm.as_str().to_string(),
             digits: cfg.digits,
             period: cfg.period_secs,
-            last_step: None,
-            drift: None,
-            burned_steps: Vec::new(),
-            created_at: now,
-            origin: "enrolled".into(),
             name,
-            last_used_at: None,
+            ..TotpFactor::new(new.id, sealed, now, "enrolled")
         }),
         started_by: env.caller_uid,
         expires_at: expires,

@@ -739,16 +739,22 @@ fn fleet_host(
     )
 }
 
+/// Two hosts of one fleet (records, host a, host b) that disagree on
+/// uid 1001: alice on a, mallory on b.
+fn alice_and_mallory(h: &Harness) -> (Arc<MemoryStore>, Arc<Engine>, Arc<Engine>) {
+    let key = *MasterKey::generate().unwrap().as_bytes();
+    let records = Arc::new(MemoryStore::new());
+    let a = fleet_host(h, &records, key, vec![("alice".into(), ALICE)]);
+    let b = fleet_host(h, &records, key, vec![("mallory".into(), ALICE)]);
+    (records, a, b)
+}
+
 /// Two hosts of a fleet that disagree on uid 1001 (alice on one, mallory
 /// on the other): mallory's logins never use alice's record.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fleet_host_that_gives_a_uid_another_name_decides_nothing() {
     let h = harness("");
-    let key = *MasterKey::generate().unwrap().as_bytes();
-    let records = Arc::new(MemoryStore::new());
-    let host = |accounts| fleet_host(&h, &records, key, accounts);
-    let a = host(vec![("alice".into(), ALICE)]);
-    let b = host(vec![("mallory".into(), ALICE)]);
+    let (_, a, b) = alice_and_mallory(&h);
     let (secret, _) = enrolled_on(&a, &h.clock, "alice").await;
     let c = oathtool(&secret, h.clock.now());
     let e = b
@@ -911,11 +917,7 @@ async fn a_retired_record_goes_once_its_counters_are_old() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retired_fleet_record_does_not_clash() {
     let h = harness("");
-    let key = *MasterKey::generate().unwrap().as_bytes();
-    let records = Arc::new(MemoryStore::new());
-    let host = |accounts| fleet_host(&h, &records, key, accounts);
-    let a = host(vec![("alice".into(), ALICE)]);
-    let b = host(vec![("mallory".into(), ALICE)]);
+    let (records, a, b) = alice_and_mallory(&h);
     enrolled_on(&a, &h.clock, "alice").await;
     assert!(b.status(&root(), "mallory").await.is_err());
     a.disable(&root(), "alice", code(""), None).await.unwrap();
@@ -1062,19 +1064,10 @@ fn a_code_accepted_on_one_device_is_replayed_on_another() {
     let secret = b"12345678901234567890";
     let mut rec = UserRecord::new(&account.key(), T0);
     for (id, name) in [("f1", None), ("f2", Some("spare".to_string()))] {
+        let sealed = crate::crypto::seal(&key, rec.bound_to(), id, secret).unwrap();
         rec.factors.push(Factor::Totp(TotpFactor {
-            id: id.into(),
-            secret: crate::crypto::seal(&key, rec.bound_to(), id, secret).unwrap(),
-            algorithm: "SHA1".into(),
-            digits: 6,
-            period: 30,
-            last_step: None,
-            drift: None,
-            burned_steps: Vec::new(),
-            created_at: T0,
-            origin: "enrolled".into(),
             name,
-            last_used_at: None,
+            ..TotpFactor::new(id, sealed, T0, "enrolled")
         }));
     }
     let c = oathtool(&crate::totp::base32(secret), T0);
