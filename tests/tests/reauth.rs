@@ -274,12 +274,30 @@ fn removing_a_device_needs_the_password_too() {
     );
     assert_eq!(r.err_name(), Some(INVALID_CODE), "{r:?}");
     assert_eq!(failures(&bus, &user.name), 1);
-    call_as(
+    // Through the CLI: with no terminal to ask on, it says how to give the
+    // password (and nothing is counted); a wrong one on stdin is counted;
+    // the right one removes the device.
+    otpgate(
         &bus,
-        me,
-        "Manager",
-        "RemoveDeviceWithPassword",
-        &[&user.name, "spare", &code, PASSWORD],
+        As::User(&user),
+        &["remove-device", "spare", "--code", &code],
+    )
+    .fails_with("--password-stdin");
+    assert_eq!(failures(&bus, &user.name), 1);
+    let remove = ["remove-device", "spare", "--code", "-", "--password-stdin"];
+    otpgate_stdin(
+        &bus,
+        As::User(&user),
+        &remove,
+        &format!("{code}\nnot the password\n"),
+    )
+    .fails_with("Wrong password or code.");
+    assert_eq!(failures(&bus, &user.name), 2);
+    otpgate_stdin(
+        &bus,
+        As::User(&user),
+        &remove,
+        &format!("{code}\n{PASSWORD}\n"),
     )
     .ok();
     let st = call(&bus, "Manager", "Status", &[&user.name]).ok();
