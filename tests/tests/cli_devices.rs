@@ -131,3 +131,74 @@ fn a_user_adds_a_spare_and_removes_it_with_a_code_of_the_phone() {
         "{events}"
     );
 }
+
+/// TOTP and e-mail together, enrolled through the CLI: the mailed code
+/// confirms the second method, `status` lists both, and `[methods]
+/// allowed` without e-mail refuses it with a line that says so.
+#[test]
+fn a_user_with_an_app_adds_email_through_the_cli() {
+    require_root();
+    let bus = Bus::start();
+    let sink = otpgate_tests::smtp::SmtpSink::start();
+    let email = format!(
+        "[email]\nsmtp_url = \"{}\"\nfrom = \"otpgate@example.org\"\n",
+        sink.url()
+    );
+    let mut d = Daemon::start(&bus, &format!("{WINDOW}{email}"));
+    let user = test_user("otpgclidev3");
+    let me = As::User(&user);
+    let phone = otpgate(&bus, me, &["enroll"]).json()["secret"]
+        .as_str()
+        .expect("secret")
+        .to_string();
+    otpgate(&bus, me, &["confirm", &oathtool_at(&phone, now())]).ok();
+
+    let add = [
+        "enroll",
+        "--method",
+        "email",
+        "--email",
+        "dev@example.org",
+        "--name",
+        "mail",
+    ];
+    otpgate(&bus, me, &add).ok();
+    let mail = &sink.wait_for(1, std::time::Duration::from_secs(30))[0];
+    assert!(
+        mail.to.iter().any(|t| t.contains("dev@example.org")),
+        "{mail:?}"
+    );
+    let code = mail.code().expect("a code in the mail");
+    otpgate(&bus, me, &["confirm", &code]).ok();
+    let s = otpgate(&bus, me, &["status", "--json"]).json();
+    let methods: Vec<&str> = s["devices"]
+        .as_array()
+        .expect("devices")
+        .iter()
+        .map(|d| d["method"].as_str().expect("method"))
+        .collect();
+    assert_eq!(methods, ["totp", "email"], "{s}");
+
+    d.stop();
+    let _d = Daemon::start(
+        &bus,
+        &format!("{WINDOW}{email}[methods]\nallowed = [\"totp\"]\n"),
+    );
+    let other = test_user("otpgclidev4");
+    let o = As::User(&other);
+    let secret = otpgate(&bus, o, &["enroll"]).json()["secret"]
+        .as_str()
+        .expect("secret")
+        .to_string();
+    otpgate(&bus, o, &["confirm", &oathtool_at(&secret, now())]).ok();
+    let add = [
+        "enroll",
+        "--method",
+        "email",
+        "--email",
+        "x@example.org",
+        "--name",
+        "mail",
+    ];
+    otpgate(&bus, o, &add).fails_with("the email method may not be enrolled on this host");
+}
